@@ -1,0 +1,12 @@
+//! One module per verb.
+
+pub mod cat;
+pub mod check;
+pub mod commit;
+pub mod init;
+pub mod log;
+pub mod reindex;
+pub mod restore;
+pub mod show;
+pub mod stats;
+pub mod tag;

@@ -1,0 +1,81 @@
+//! `snap show`: one snapshot's metadata and files.
+
+use anyhow::Result;
+
+use crate::cli::render::{self, SnapshotJson};
+use crate::cli::Ctx;
+
+/// Show one snapshot: its metadata and every file, directory and symlink.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot: id or prefix, tag, `latest`, or SESSION@EPOCH.
+    rev: String,
+    /// Output JSON ({"snapshot": ..., "files": [...]}).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    let (repo, _) = ctx.open()?;
+    let (id, snap) = repo.resolve(&args.rev)?;
+    let tags: Vec<String> = repo
+        .tags()?
+        .into_iter()
+        .filter(|(_, t)| *t == id)
+        .map(|(n, _)| n)
+        .collect();
+    let files = repo.files(&snap)?;
+    if args.json {
+        let v =
+            serde_json::json!({ "snapshot": SnapshotJson::new(&id, &snap, &tags), "files": files });
+        return render::print_json(&v).map(|_| 0);
+    }
+    println!("snapshot  {}", id.to_hex());
+    println!("time      {}", render::time(snap.time_ns));
+    println!("host      {}  workspace {}", snap.host, snap.workspace);
+    if let Some(s) = &snap.session {
+        println!(
+            "session   {s}{}",
+            snap.epoch
+                .map(|e| format!("  epoch {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if !snap.metrics.is_empty() {
+        println!("metrics   {}", render::metrics(&snap.metrics));
+    }
+    if !tags.is_empty() {
+        println!("tags      {}", tags.join(", "));
+    }
+    if let Some(m) = &snap.message {
+        println!("message   {m}");
+    }
+    for (k, v) in &snap.labels {
+        println!("{k:<9} {v}");
+    }
+    let s = &snap.summary;
+    println!(
+        "contents  {} files, {} dirs, {} symlinks, {}; new data {} ({} stored)",
+        s.files,
+        s.dirs,
+        s.symlinks,
+        render::bytes(s.logical_bytes),
+        render::bytes(s.new_raw_bytes),
+        render::bytes(s.new_stored_bytes)
+    );
+    println!();
+    for f in &files {
+        match f.kind {
+            "dir" => println!("{:o}  {:>10}  {}/", f.mode, "", f.path),
+            "symlink" => println!(
+                "{:o}  {:>10}  {} -> {}",
+                f.mode,
+                "",
+                f.path,
+                f.target.as_deref().unwrap_or("")
+            ),
+            _ => println!("{:o}  {:>10}  {}", f.mode, render::bytes(f.size), f.path),
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,112 @@
+//! Command-line interface: clap argument types, one module per verb under
+//! `cmd/`, and `render` for human and `--json` output. Commands only parse,
+//! call `Repo`, and render.
+
+mod cmd;
+mod progress;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use snapstore::workspace::{self, Workspace};
+use snapstore::Repo;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error (bad input, I/O failure, ...)
+  2  usage error
+  3  damaged data found (check, restore, cat)
+  4  the repository is locked by another writer
+  5  no repository, unknown revision or path
+
+Environment:
+  SNAP_REPO       repository to use (like --repo)
+  SNAP_SESSION    session of new snapshots (like commit --session)
+  SNAP_LOCK_WAIT  seconds a writer waits for the lock (default 10)";
+
+/// snap: keep every config, log and checkpoint of your training runs,
+/// deduplicated and compressed, and get any of them back byte for byte.
+#[derive(Debug, Parser)]
+#[command(name = "snap", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Repository directory (default: SNAP_REPO, then snap.toml's `repo`,
+    /// then the nearest .snap/ upward).
+    #[arg(long, global = true, value_name = "PATH", env = "SNAP_REPO")]
+    repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(cmd::init::Args),
+    Commit(cmd::commit::Args),
+    Log(cmd::log::Args),
+    Show(cmd::show::Args),
+    Cat(cmd::cat::Args),
+    Restore(cmd::restore::Args),
+    Tag(cmd::tag::Args),
+    Tags(cmd::tag::TagsArgs),
+    Stats(cmd::stats::Args),
+    Check(cmd::check::Args),
+    Reindex(cmd::reindex::Args),
+}
+
+/// What every command needs to find the repository.
+pub struct Ctx {
+    repo_flag: Option<PathBuf>,
+    cwd: PathBuf,
+}
+
+impl Ctx {
+    fn workspace(&self) -> Result<Workspace> {
+        Ok(workspace::discover(
+            self.repo_flag.as_deref(),
+            None,
+            &self.cwd,
+        )?)
+    }
+
+    /// Opens the repository of the current workspace.
+    fn open(&self) -> Result<(Repo, Workspace)> {
+        let ws = self.workspace()?;
+        let mut repo = Repo::open(&ws.repo)?;
+        if let Some(secs) = std::env::var("SNAP_LOCK_WAIT")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+        {
+            repo.set_lock_wait(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        Ok((repo, ws))
+    }
+
+    fn abs(&self, p: &Path) -> PathBuf {
+        workspace::absolute(&self.cwd, p)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let ctx = Ctx {
+        repo_flag: cli.repo,
+        cwd,
+    };
+    match cli.command {
+        Command::Init(a) => cmd::init::run(&ctx, a),
+        Command::Commit(a) => cmd::commit::run(&ctx, a),
+        Command::Log(a) => cmd::log::run(&ctx, a),
+        Command::Show(a) => cmd::show::run(&ctx, a),
+        Command::Cat(a) => cmd::cat::run(&ctx, a),
+        Command::Restore(a) => cmd::restore::run(&ctx, a),
+        Command::Tag(a) => cmd::tag::run(&ctx, a),
+        Command::Tags(a) => cmd::tag::run_list(&ctx, a),
+        Command::Stats(a) => cmd::stats::run(&ctx, a),
+        Command::Check(a) => cmd::check::run(&ctx, a),
+        Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+    }
+}

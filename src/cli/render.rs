@@ -1,0 +1,99 @@
+//! Human-readable formatting shared by the commands, and JSON views of
+//! snapshots (the `--json` schema documented in docs/commands.md).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use snapstore::format::snapshot::{Snapshot, Summary};
+use snapstore::{LogEntry, SnapshotId};
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn time(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+pub fn time_rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339()
+}
+
+pub fn metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={}", num(*v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A float with no more digits than it needs (at most 6 significant).
+pub fn num(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// The JSON view of one snapshot.
+#[derive(Serialize)]
+pub struct SnapshotJson<'a> {
+    pub id: String,
+    pub time: String,
+    pub time_ns: i64,
+    pub host: &'a str,
+    pub workspace: &'a str,
+    pub paths: &'a [String],
+    pub session: Option<&'a str>,
+    pub epoch: Option<u64>,
+    pub metrics: &'a BTreeMap<String, f64>,
+    pub message: Option<&'a str>,
+    pub labels: &'a BTreeMap<String, String>,
+    pub parent: Option<String>,
+    pub root: String,
+    pub tags: &'a [String],
+    pub summary: &'a Summary,
+}
+
+impl<'a> SnapshotJson<'a> {
+    pub fn new(id: &SnapshotId, s: &'a Snapshot, tags: &'a [String]) -> Self {
+        SnapshotJson {
+            id: id.to_hex(),
+            time: time_rfc3339(s.time_ns),
+            time_ns: s.time_ns,
+            host: &s.host,
+            workspace: &s.workspace,
+            paths: &s.paths,
+            session: s.session.as_deref(),
+            epoch: s.epoch,
+            metrics: &s.metrics,
+            message: s.message.as_deref(),
+            labels: &s.labels,
+            parent: s.parent.map(|p| p.to_hex()),
+            root: s.root.to_hex(),
+            tags,
+            summary: &s.summary,
+        }
+    }
+
+    pub fn from_log(e: &'a LogEntry) -> Self {
+        Self::new(&e.id, &e.snapshot, &e.tags)
+    }
+}
+
+pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Typed errors of the library. Each variant says what went wrong and carries
+//! enough context (a path, a revision, an object) for the CLI to tell the user
+//! what to do next. The CLI maps them to exit codes (see `Error::exit_code`).
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no snap repository found from {start} upward (looked for .snap/ and snap.toml)\n  create one here with `snap init`, or point to one with --repo PATH or SNAP_REPO")]
+    NoRepository { start: PathBuf },
+
+    #[error(
+        "{path} is not a snap repository ({why})\n  create one with `snap init --repo {path}`"
+    )]
+    NotARepository { path: PathBuf, why: String },
+
+    #[error("a snap repository already exists at {path}")]
+    AlreadyExists { path: PathBuf },
+
+    #[error("repository format version {found} at {path} is newer than this snap understands (up to {supported}); upgrade snap")]
+    NewerFormat {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
+
+    #[error("unknown revision '{rev}'\n  {hint}")]
+    UnknownRev { rev: String, hint: String },
+
+    #[error(
+        "revision prefix '{rev}' is ambiguous: it matches {candidates}\n  give more characters"
+    )]
+    AmbiguousRev { rev: String, candidates: String },
+
+    #[error("'{path}' is not in snapshot {snapshot}")]
+    PathNotInSnapshot { path: String, snapshot: String },
+
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+
+    #[error("the repository is locked by {holder}\n  wait for that command to finish; if it is gone, the lock frees itself")]
+    Locked { holder: String },
+
+    #[error("refusing to overwrite {count} existing path(s) in {target}, first: {first}\n  pass --overwrite to replace them, or restore into an empty --target DIR")]
+    TargetExists {
+        target: PathBuf,
+        count: usize,
+        first: PathBuf,
+    },
+
+    #[error("unsafe path '{path}': {why}; nothing is written outside the target")]
+    UnsafePath { path: String, why: String },
+
+    #[error("invalid {what} '{value}': {why}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+
+    #[error("{path}: {why}")]
+    Config { path: PathBuf, why: String },
+
+    #[error("index database {path}: {source}\n  the index is a cache; `snap reindex` rebuilds it from the repository files")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
+    DamagedRestore { count: usize, list: String },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(what: &'static str, value: impl Into<String>, why: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            value: value.into(),
+            why: why.into(),
+        }
+    }
+
+    /// Process exit code for this error, documented in `snap --help`:
+    /// 1 general failure, 3 damaged data, 4 repository locked, 5 not found.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Corrupt { .. } | Error::DamagedRestore { .. } => 3,
+            Error::Locked { .. } => 4,
+            Error::NoRepository { .. }
+            | Error::NotARepository { .. }
+            | Error::UnknownRev { .. }
+            | Error::PathNotInSnapshot { .. } => 5,
+            _ => 1,
+        }
+    }
+}
+
+/// Attaches a path and an operation name to an `io::Result`.
+pub trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}

@@ -1,0 +1,22 @@
+//! The `snap` binary: parse the command line, run it, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("snap: error: {err:#}");
+            let code = err
+                .downcast_ref::<snapstore::Error>()
+                .map(|e| e.exit_code())
+                .unwrap_or(1);
+            ExitCode::from(code as u8)
+        }
+    }
+}

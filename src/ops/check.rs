@@ -1,0 +1,258 @@
+//! Integrity checks. The structural check reads every snapshot record, every
+//! tree and every pack trailer, and confirms every referenced chunk is
+//! indexed in a pack that exists. `read_data` also reads every pack byte,
+//! decodes and verifies every blob, and names the files and snapshots each
+//! damaged chunk hurts.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::codec;
+use crate::error::Result;
+use crate::format::pack::{PackKind, FOOTER_LEN};
+use crate::format::tree::EntryKind;
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::ops::blobs::{self, PackFiles};
+use crate::ops::walk;
+use crate::progress::Progress;
+use crate::store::index::Index;
+use crate::store::{packs, refs, Layout};
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub packs: usize,
+    pub chunks_checked: u64,
+    pub bytes_read: u64,
+    /// Problems, one sentence each.
+    pub errors: Vec<String>,
+    /// `(snapshot, path, reason)` for every file that cannot be restored.
+    pub damaged_files: Vec<DamagedFile>,
+    /// Stored bytes in packs no snapshot needs (reclaimable by prune).
+    pub unreferenced_bytes: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DamagedFile {
+    pub snapshot: String,
+    pub path: String,
+    pub reason: String,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.damaged_files.is_empty()
+    }
+}
+
+/// Every file of one snapshot with the chunks it needs.
+type FileChunks = Vec<(String, Vec<ChunkId>)>;
+
+pub fn check(
+    layout: &Layout,
+    index: &Index,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let pack_files = PackFiles::new(layout);
+
+    // Packs: trailers readable and consistent with the index.
+    let on_disk = packs::list_packs(layout)?;
+    report.packs = on_disk.len();
+    let mut trailer_ok: HashSet<PackId> = HashSet::new();
+    for (id, path) in &on_disk {
+        match packs::read_pack_index(path) {
+            Ok(_) => {
+                trailer_ok.insert(*id);
+            }
+            Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
+        }
+    }
+
+    // Snapshots: records, trees, and the chunks they need.
+    let snapshots = index.snapshots()?;
+    report.snapshots = snapshots.len();
+    let mut bad_chunks: HashMap<ChunkId, String> = HashMap::new();
+    let mut used_chunks: HashSet<ChunkId> = HashSet::new();
+    for (id, _) in &snapshots {
+        if let Err(e) = crate::store::snapshots::read(&layout.snapshot(id), id) {
+            report.errors.push(format!("snapshot {}: {e}", id.short()));
+        }
+    }
+    let mut files_by_snapshot: Vec<(SnapshotId, FileChunks)> = Vec::new();
+    for (id, snap) in &snapshots {
+        let entries = match walk::walk_all(index, &pack_files, &snap.root) {
+            Ok(e) => e,
+            Err(e) => {
+                report.errors.push(format!("snapshot {}: {e}", id.short()));
+                report.damaged_files.push(DamagedFile {
+                    snapshot: id.short(),
+                    path: "(its directory tree)".into(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        for w in entries {
+            if let EntryKind::File { chunks, .. } = w.entry.kind {
+                let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+                for c in &ids {
+                    if used_chunks.insert(*c) {
+                        match index.blob(c, PackKind::Data)? {
+                            None => {
+                                bad_chunks.insert(*c, "missing from every pack".into());
+                            }
+                            Some(loc) if !trailer_ok.contains(&loc.pack) => {
+                                bad_chunks.insert(
+                                    *c,
+                                    format!("its pack {} is damaged or missing", loc.pack.short()),
+                                );
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                files.push((w.path.display().to_string(), ids));
+            }
+        }
+        files_by_snapshot.push((*id, files));
+    }
+    for (name, id) in refs::list_tags(&layout.tags_dir())? {
+        if !snapshots.iter().any(|(s, _)| *s == id) {
+            report.errors.push(format!(
+                "tag {name} names snapshot {} which does not exist",
+                id.short()
+            ));
+        }
+    }
+
+    if read_data {
+        let total: u64 = index.packs()?.iter().map(|p| p.2).sum();
+        progress.start("check", total);
+        for (id, path) in &on_disk {
+            let result = verify_pack(&pack_files, id, path, progress);
+            match result {
+                Ok(v) => {
+                    report.chunks_checked += v.blobs;
+                    report.bytes_read += v.bytes;
+                    if !v.hash_ok {
+                        report.errors.push(format!(
+                            "pack {}: content does not match its id",
+                            id.short()
+                        ));
+                    }
+                    for (chunk, why) in v.bad {
+                        report.errors.push(format!(
+                            "pack {}: chunk {}: {why}",
+                            id.short(),
+                            chunk.short()
+                        ));
+                        bad_chunks.entry(chunk).or_insert(why);
+                    }
+                }
+                Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
+            }
+        }
+        progress.finish();
+    }
+
+    // Name the files each bad chunk hurts.
+    for (snap, files) in &files_by_snapshot {
+        for (path, ids) in files {
+            if let Some(why) = ids.iter().find_map(|c| bad_chunks.get(c)) {
+                report.damaged_files.push(DamagedFile {
+                    snapshot: snap.short(),
+                    path: path.clone(),
+                    reason: why.clone(),
+                });
+            }
+        }
+    }
+    let (_, raw, stored) = index.data_totals()?;
+    let _ = raw;
+    let used_stored: u64 = used_chunks
+        .iter()
+        .filter_map(|c| index.blob(c, PackKind::Data).ok().flatten())
+        .map(|l| l.stored_len as u64)
+        .sum();
+    report.unreferenced_bytes = stored.saturating_sub(used_stored);
+    Ok(report)
+}
+
+struct PackVerdict {
+    blobs: u64,
+    bytes: u64,
+    hash_ok: bool,
+    bad: BTreeSet<(ChunkId, String)>,
+}
+
+/// Reads a whole pack: checks its id, then decodes and verifies every blob.
+fn verify_pack(
+    pack_files: &PackFiles,
+    id: &PackId,
+    path: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<PackVerdict> {
+    let (kind, len, entries) = packs::read_pack_index(path)?;
+    let file = pack_files.get(id)?;
+    let mut hasher = PackId::hasher();
+    let mut verdict = PackVerdict {
+        blobs: entries.len() as u64,
+        bytes: len,
+        hash_ok: true,
+        bad: BTreeSet::new(),
+    };
+    let mut pos = 0u64;
+    let mut batch: Vec<(crate::format::pack::PackEntry, Vec<u8>)> = Vec::new();
+    let flush = |batch: &mut Vec<(crate::format::pack::PackEntry, Vec<u8>)>,
+                 verdict: &mut PackVerdict| {
+        let bad: Vec<(ChunkId, String)> = batch
+            .par_iter()
+            .filter_map(|(e, stored)| {
+                let res =
+                    codec::decode(e.codec, stored, e.raw_len as usize).and_then(|d| match kind {
+                        PackKind::Data => blobs::verify_chunk(&e.id, &d),
+                        PackKind::Tree => {
+                            if crate::id::TreeId::of(&d).0 == e.id.0 {
+                                Ok(())
+                            } else {
+                                Err(crate::error::Error::corrupt(
+                                    "tree",
+                                    "content does not match its id",
+                                ))
+                            }
+                        }
+                    });
+                res.err().map(|err| (e.id, err.to_string()))
+            })
+            .collect();
+        verdict.bad.extend(bad);
+        batch.clear();
+    };
+    let mut batch_bytes = 0usize;
+    for e in &entries {
+        if e.offset > pos {
+            let gap = packs::read_at(&file, path, pos, (e.offset - pos) as usize)?;
+            hasher.update(&gap);
+        }
+        let stored = packs::read_at(&file, path, e.offset, e.stored_len as usize)?;
+        hasher.update(&stored);
+        pos = e.offset + e.stored_len as u64;
+        progress.advance(stored.len() as u64);
+        batch_bytes += stored.len();
+        batch.push((e.clone(), stored));
+        if batch_bytes >= 16 << 20 {
+            flush(&mut batch, &mut verdict);
+            batch_bytes = 0;
+        }
+    }
+    flush(&mut batch, &mut verdict);
+    let rest = packs::read_at(&file, path, pos, (len - pos) as usize)?;
+    debug_assert!(rest.len() >= FOOTER_LEN);
+    hasher.update(&rest);
+    verdict.hash_ok = PackId::from_hasher(&hasher) == *id;
+    Ok(verdict)
+}

@@ -1,0 +1,602 @@
+//! The write path: scan -> stat cache -> chunk -> hash -> dedup -> compress
+//! -> pack -> trees -> snapshot -> publish.
+//!
+//! Threads: the calling thread walks the files and cuts them into chunks
+//! (sequential by nature), each chunk then becomes a rayon task that hashes
+//! it, claims it against the index and this commit, and compresses it if
+//! new; one writer thread appends encoded chunks to the open pack. So a
+//! single large checkpoint is hashed and compressed on every core. Memory is
+//! bounded by `IN_FLIGHT_BYTES` of chunks plus the writer's channel.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::chunk::{Chunker, StreamError};
+use crate::codec;
+use crate::error::{Error, IoContext, Result};
+use crate::format::config::RepoConfig;
+use crate::format::pack::{Codec, PackKind};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
+use crate::id::{ChunkId, SnapshotId, TreeId};
+use crate::ops::scan::{self, Item, ItemKind, Meta};
+use crate::progress::Progress;
+use crate::store::index::{Index, StatEntry};
+use crate::store::packs::{FinishedPack, PackWriter};
+use crate::store::publish::{self, Publication};
+use crate::store::Layout;
+use crate::workspace::Workspace;
+
+/// Chunk bytes that may be waiting for hashing/compression at once.
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+/// How often a file that changes while being read is read again.
+const READ_ATTEMPTS: u32 = 5;
+/// A file modified less than this before it was read is not put in the stat
+/// cache: file timestamps come from a coarse clock (one kernel tick, at most
+/// 10 ms), so a change right after the read could keep the same mtime.
+const RACY_MARGIN_NS: i64 = 50_000_000;
+
+/// What to commit and the metadata to attach.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    /// Absolute paths inside the workspace; empty for the whole workspace.
+    pub paths: Vec<PathBuf>,
+    pub message: Option<String>,
+    pub session: Option<String>,
+    pub epoch: Option<u64>,
+    pub metrics: BTreeMap<String, f64>,
+    pub labels: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    /// Commit time, Unix nanoseconds (passed in, never read from a global).
+    pub now_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct CommitSummary {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub packs_written: usize,
+    pub warnings: Vec<String>,
+}
+
+/// An encoded chunk on its way to the pack writer.
+struct Encoded {
+    id: ChunkId,
+    codec: Codec,
+    bytes: Vec<u8>,
+    raw_len: u32,
+}
+
+/// Counting semaphore over bytes in flight.
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn acquire(&self, n: usize) {
+        let mut used = self.used.lock().expect("budget poisoned");
+        while *used > 0 && *used + n > IN_FLIGHT_BYTES {
+            used = self.freed.wait(used).expect("budget poisoned");
+        }
+        *used += n;
+    }
+
+    fn release(&self, n: usize) {
+        *self.used.lock().expect("budget poisoned") -= n;
+        self.freed.notify_all();
+    }
+}
+
+/// State shared by the chunk tasks of one commit.
+struct Shared<'a> {
+    index: Mutex<&'a mut Index>,
+    /// Every chunk id this commit has seen, whether new or already stored.
+    seen: Mutex<HashSet<ChunkId>>,
+    tx: Sender<Encoded>,
+    level: i32,
+    budget: Budget,
+    error: Mutex<Option<Error>>,
+    new_chunks: AtomicU64,
+    new_raw: AtomicU64,
+    new_stored: AtomicU64,
+    progress: &'a dyn Progress,
+}
+
+impl Shared<'_> {
+    /// True if `id` is neither stored nor already claimed by this commit;
+    /// the caller then owns storing it.
+    fn claim(&self, id: &ChunkId) -> Result<bool> {
+        if !self.seen.lock().expect("seen poisoned").insert(*id) {
+            return Ok(false);
+        }
+        let known = self
+            .index
+            .lock()
+            .expect("index poisoned")
+            .has_blob(id, PackKind::Data)?;
+        Ok(!known)
+    }
+
+    /// True if every chunk is stored or claimed (a stat cache hit is only
+    /// trusted if its chunks still exist).
+    fn all_present(&self, chunks: &[ChunkRef]) -> Result<bool> {
+        for c in chunks {
+            if self.seen.lock().expect("seen poisoned").contains(&c.id) {
+                continue;
+            }
+            if !self
+                .index
+                .lock()
+                .expect("index poisoned")
+                .has_blob(&c.id, PackKind::Data)?
+            {
+                return Ok(false);
+            }
+            self.seen.lock().expect("seen poisoned").insert(c.id);
+        }
+        Ok(true)
+    }
+
+    fn fail(&self, e: Error) {
+        self.error.lock().expect("error poisoned").get_or_insert(e);
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().expect("error poisoned").is_some()
+    }
+
+    fn process_chunk(&self, id: ChunkId, data: &[u8]) {
+        match self.claim(&id) {
+            Ok(true) => {
+                let (codec, bytes) = codec::encode(data, self.level);
+                self.new_chunks.fetch_add(1, Ordering::Relaxed);
+                self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.new_stored
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let enc = Encoded {
+                    id,
+                    codec,
+                    bytes,
+                    raw_len: data.len() as u32,
+                };
+                if self.tx.send(enc).is_err() {
+                    self.fail(Error::Other("the pack writer stopped".into()));
+                }
+            }
+            Ok(false) => {}
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+/// Chunk ids of one read of one file, filled in by the tasks.
+type Slots = Arc<Mutex<Vec<(u32, Option<ChunkId>)>>>;
+
+/// How a file's content was obtained.
+enum FileData {
+    Cached(Vec<ChunkRef>),
+    Read { slots: Slots, read_start_ns: i64 },
+    Skipped,
+}
+
+pub fn commit(
+    layout: &Layout,
+    config: &RepoConfig,
+    index: &mut Index,
+    ws: &Workspace,
+    opts: CommitOptions,
+    progress: &dyn Progress,
+) -> Result<CommitSummary> {
+    let workspace_key = ws.root.to_string_lossy().into_owned();
+    let (mut items, mut warnings) = scan::scan(ws, &opts.paths)?;
+    let parent = latest_of_workspace(index, &workspace_key)?;
+
+    let (tx, rx) = bounded::<Encoded>(8);
+    let writer = {
+        let layout = layout.clone();
+        let target = config.pack_target_size;
+        std::thread::Builder::new()
+            .name("snap-pack-writer".into())
+            .spawn(move || write_packs(&layout, PackKind::Data, target, rx))
+            .map_err(|e| Error::io("start thread", "pack writer", e))?
+    };
+    let shared = Shared {
+        index: Mutex::new(index),
+        seen: Mutex::new(HashSet::new()),
+        tx,
+        level: config.zstd_level,
+        budget: Budget {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        },
+        error: Mutex::new(None),
+        new_chunks: AtomicU64::new(0),
+        new_raw: AtomicU64::new(0),
+        new_stored: AtomicU64::new(0),
+        progress,
+    };
+    let chunker = Chunker::new(&config.chunker);
+
+    // Decide per file: stat cache hit, or read.
+    let mut data: Vec<FileData> = Vec::with_capacity(items.len());
+    let mut to_read_bytes = 0;
+    for item in &items {
+        let d = if item.kind == ItemKind::File {
+            let key = item.rel.as_os_str().as_encoded_bytes();
+            let cached = shared
+                .index
+                .lock()
+                .expect("index poisoned")
+                .stat_entry(&workspace_key, key)?;
+            match cached {
+                Some(c) if same_file(&c, &item.meta) && shared.all_present(&c.chunks)? => {
+                    FileData::Cached(c.chunks)
+                }
+                _ => {
+                    to_read_bytes += item.meta.size;
+                    FileData::Skipped
+                }
+            }
+        } else {
+            FileData::Skipped
+        };
+        data.push(d);
+    }
+
+    progress.start("commit", to_read_bytes);
+    let read_result: Result<()> = rayon::in_place_scope(|scope| {
+        for (item, d) in items.iter_mut().zip(data.iter_mut()) {
+            if item.kind != ItemKind::File || matches!(d, FileData::Cached(_)) {
+                continue;
+            }
+            if shared.failed() {
+                break;
+            }
+            match read_file(scope, &shared, &chunker, item)? {
+                Some((slots, meta, read_start_ns)) => {
+                    item.meta = meta;
+                    *d = FileData::Read {
+                        slots,
+                        read_start_ns,
+                    };
+                }
+                None => warnings.push(format!(
+                    "skipped {}: it vanished or kept changing while being read",
+                    item.rel.display()
+                )),
+            }
+        }
+        Ok(())
+    });
+    let Shared {
+        index,
+        tx,
+        error,
+        new_chunks,
+        new_raw,
+        new_stored,
+        ..
+    } = shared;
+    let index = index.into_inner().expect("index poisoned");
+    drop(tx);
+    let data_packs = writer
+        .join()
+        .map_err(|_| Error::Other("the pack writer panicked".into()))?;
+    read_result?;
+    if let Some(e) = error.into_inner().expect("error poisoned") {
+        return Err(e);
+    }
+    let mut packs = data_packs?;
+    progress.finish();
+
+    // Files, stat cache rows and the summary.
+    let mut summary = Summary {
+        new_chunks: new_chunks.into_inner(),
+        new_raw_bytes: new_raw.into_inner(),
+        new_stored_bytes: new_stored.into_inner(),
+        ..Summary::default()
+    };
+    let mut stat_entries = Vec::new();
+    let mut entries: Vec<(PathBuf, Entry)> = Vec::with_capacity(items.len());
+    for (item, d) in items.iter().zip(data) {
+        let kind = match (&item.kind, d) {
+            (ItemKind::Dir, _) => {
+                summary.dirs += 1;
+                EntryKind::Dir {
+                    tree: TreeId([0; 32]),
+                }
+            }
+            (ItemKind::Symlink(t), _) => {
+                summary.symlinks += 1;
+                EntryKind::Symlink { target: t.clone() }
+            }
+            (ItemKind::File, FileData::Skipped) => continue,
+            (ItemKind::File, d) => {
+                let (chunks, cacheable) = match d {
+                    FileData::Cached(chunks) => (chunks, true),
+                    FileData::Read {
+                        slots,
+                        read_start_ns,
+                    } => {
+                        summary.files_read += 1;
+                        summary.bytes_read += item.meta.size;
+                        let slots = std::mem::take(&mut *slots.lock().expect("slots poisoned"));
+                        let chunks = slots
+                            .into_iter()
+                            .map(|(len, id)| ChunkRef {
+                                id: id.expect("every task ran before the scope ended"),
+                                len,
+                            })
+                            .collect();
+                        let newest = item.meta.mtime_ns.max(item.meta.ctime_ns);
+                        (chunks, newest < read_start_ns - RACY_MARGIN_NS)
+                    }
+                    FileData::Skipped => unreachable!("handled above"),
+                };
+                summary.files += 1;
+                summary.logical_bytes += item.meta.size;
+                if cacheable {
+                    let m = &item.meta;
+                    let entry = StatEntry {
+                        size: m.size,
+                        mtime_ns: m.mtime_ns,
+                        ctime_ns: m.ctime_ns,
+                        inode: m.inode,
+                        dev: m.dev,
+                        mode: m.mode,
+                        chunks: chunks.clone(),
+                    };
+                    stat_entries.push((item.rel.as_os_str().as_encoded_bytes().to_vec(), entry));
+                }
+                EntryKind::File {
+                    size: item.meta.size,
+                    chunks,
+                }
+            }
+        };
+        let name = item
+            .rel
+            .file_name()
+            .expect("relative paths have a name")
+            .as_encoded_bytes()
+            .to_vec();
+        entries.push((
+            item.rel.clone(),
+            Entry {
+                name,
+                mode: item.meta.mode,
+                mtime_ns: item.meta.mtime_ns,
+                kind,
+            },
+        ));
+    }
+
+    let (root, tree_pack) = build_trees(layout, config, index, entries)?;
+    packs.extend(tree_pack);
+
+    let snapshot = Snapshot {
+        time_ns: opts.now_ns,
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        workspace: workspace_key.clone(),
+        paths: opts
+            .paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&ws.root).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        session: opts.session,
+        epoch: opts.epoch,
+        metrics: opts.metrics,
+        message: opts.message,
+        labels: opts.labels,
+        parent,
+        root,
+        summary,
+    };
+    let (id, record) = snapshot.encode();
+    let packs_written = packs.len();
+    publish::publish(
+        layout,
+        index,
+        Publication {
+            packs,
+            snapshot_id: id,
+            snapshot: snapshot.clone(),
+            record,
+            stat_workspace: workspace_key,
+            stat_entries,
+            stat_replace_all: opts.paths.is_empty(),
+            tags: opts.tags,
+        },
+    )?;
+    Ok(CommitSummary {
+        id,
+        snapshot,
+        packs_written,
+        warnings,
+    })
+}
+
+fn same_file(c: &StatEntry, m: &Meta) -> bool {
+    c.size == m.size
+        && c.mtime_ns == m.mtime_ns
+        && c.ctime_ns == m.ctime_ns
+        && c.inode == m.inode
+        && c.dev == m.dev
+}
+
+fn latest_of_workspace(index: &Index, workspace: &str) -> Result<Option<SnapshotId>> {
+    Ok(index
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.workspace == workspace)
+        .map(|(id, _)| id))
+}
+
+/// Reads one file into chunk tasks. Returns `None` if the file vanished or
+/// kept changing; a read is accepted only if the file's identity, size and
+/// times are the same before and after it, so a torn file is never stored.
+fn read_file<'s, 'a: 's>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'a>,
+    chunker: &Chunker,
+    item: &Item,
+) -> Result<Option<(Slots, Meta, i64)>> {
+    for attempt in 0..READ_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(20 << attempt));
+        }
+        let file = match open_nofollow(&item.abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &item.abs, e)),
+        };
+        let before = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
+        if !file.metadata().ctx("stat", &item.abs)?.is_file() {
+            return Ok(None);
+        }
+        let read_start_ns = now_ns();
+        let slots: Slots = Arc::new(Mutex::new(Vec::new()));
+        let result = chunker.stream(&file, |_, bytes: &[u8]| {
+            if shared.failed() {
+                return Err(());
+            }
+            let len = bytes.len();
+            shared.budget.acquire(len);
+            let data = bytes.to_vec();
+            let slot = {
+                let mut s = slots.lock().expect("slots poisoned");
+                s.push((len as u32, None));
+                s.len() - 1
+            };
+            let slots = slots.clone();
+            scope.spawn(move |_| {
+                let id = ChunkId::of(&data);
+                slots.lock().expect("slots poisoned")[slot].1 = Some(id);
+                shared.process_chunk(id, &data);
+                shared.budget.release(len);
+                shared.progress.advance(len as u64);
+            });
+            Ok(())
+        });
+        let read = match result {
+            Ok(n) => n,
+            Err(StreamError::Io(e)) => return Err(Error::io("read", &item.abs, e)),
+            Err(StreamError::Emit(())) => return Ok(None),
+        };
+        let after = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
+        let still_there = item
+            .abs
+            .symlink_metadata()
+            .map(|m| Meta::of(&m) == after)
+            .unwrap_or(false);
+        if before == after && read == after.size && still_there {
+            return Ok(Some((slots, after, read_start_ns)));
+        }
+    }
+    Ok(None)
+}
+
+/// Opens without following a symlink swapped in after the scan.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Appends encoded blobs to packs of `kind`, closing each at `target` bytes.
+fn write_packs(
+    layout: &Layout,
+    kind: PackKind,
+    target: u64,
+    rx: Receiver<Encoded>,
+) -> Result<Vec<FinishedPack>> {
+    let mut done = Vec::new();
+    let mut current: Option<PackWriter> = None;
+    for enc in rx {
+        let w = match current.as_mut() {
+            Some(w) => w,
+            None => current.insert(PackWriter::create(layout, kind)?),
+        };
+        w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len)?;
+        if w.size() >= target {
+            done.push(current.take().expect("just used").finish(layout)?);
+        }
+    }
+    if let Some(w) = current {
+        done.push(w.finish(layout)?);
+    }
+    Ok(done)
+}
+
+/// Builds tree records bottom-up from entries sorted by path, storing the
+/// new ones in one tree pack. Returns the root tree id.
+fn build_trees(
+    layout: &Layout,
+    config: &RepoConfig,
+    index: &Index,
+    entries: Vec<(PathBuf, Entry)>,
+) -> Result<(TreeId, Option<FinishedPack>)> {
+    let mut dirs: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
+    dirs.insert(PathBuf::new(), Vec::new());
+    for (path, entry) in &entries {
+        if matches!(entry.kind, EntryKind::Dir { .. }) {
+            dirs.entry(path.clone()).or_default();
+        }
+    }
+    for (path, entry) in entries {
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        dirs.entry(parent).or_default().push(entry);
+    }
+    let mut order: Vec<PathBuf> = dirs.keys().cloned().collect();
+    order.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+
+    let mut writer: Option<PackWriter> = None;
+    let mut stored: HashSet<TreeId> = HashSet::new();
+    let mut root = None;
+    let mut ids: HashMap<PathBuf, TreeId> = HashMap::new();
+    for dir in order {
+        let mut list = dirs.remove(&dir).expect("every dir listed once");
+        for e in list.iter_mut() {
+            if let EntryKind::Dir { tree } = &mut e.kind {
+                let child = dir.join(std::ffi::OsStr::from_bytes(&e.name));
+                *tree = *ids
+                    .get(&child)
+                    .expect("children are built before their parent");
+            }
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let (id, bytes) = Tree { entries: list }.encode();
+        let key = ChunkId(id.0);
+        if !stored.contains(&id) && !index.has_blob(&key, PackKind::Tree)? {
+            let (codec, enc) = codec::encode(&bytes, config.zstd_level);
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => writer.insert(PackWriter::create(layout, PackKind::Tree)?),
+            };
+            w.add(key, codec, &enc, bytes.len() as u32)?;
+            stored.insert(id);
+        }
+        if dir.as_os_str().is_empty() {
+            root = Some(id);
+        }
+        ids.insert(dir, id);
+    }
+    let pack = writer.map(|w| w.finish(layout)).transpose()?;
+    Ok((root.expect("the root directory is always built"), pack))
+}

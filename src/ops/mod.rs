@@ -1,0 +1,12 @@
+//! Use cases, one module each. They receive the repository pieces they need,
+//! the time, and a progress sink; they never print.
+
+pub mod blobs;
+pub mod check;
+pub mod commit;
+pub mod resolve;
+pub mod restore;
+pub mod scan;
+pub mod stats;
+pub mod sync;
+pub mod walk;

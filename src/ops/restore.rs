@@ -1,0 +1,428 @@
+//! The read path: plan, then apply.
+//!
+//! `plan` walks the snapshot, checks every destination against the target
+//! (no overwrite without permission, nothing outside the target, never through
+//! a symlink) and groups the needed chunks by pack and offset. `apply` reads
+//! each pack range once, decodes and verifies the chunks in parallel, and
+//! writes them with positional writes into preallocated temporary files that
+//! are renamed into place when complete. A damaged chunk fails only the files
+//! that contain it; every other file is restored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::codec;
+use crate::error::{Error, IoContext, Result};
+use crate::format::pack::PackKind;
+use crate::format::tree::{ChunkRef, EntryKind};
+use crate::id::{ChunkId, PackId, TreeId};
+use crate::ops::blobs::{self, PackFiles};
+use crate::ops::walk::{self, WalkEntry};
+use crate::progress::Progress;
+use crate::store::index::{BlobLoc, Index};
+
+/// Stored bytes read from a pack in one request.
+const BATCH_BYTES: u64 = 8 << 20;
+
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    /// Paths inside the snapshot; empty for all of it.
+    pub paths: Vec<String>,
+    pub target: PathBuf,
+    pub overwrite: bool,
+    /// Never write below this directory (the repository, when it lives in the target).
+    pub protect: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// Files not restored because their data is damaged, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+struct PlannedFile {
+    rel: PathBuf,
+    dest: PathBuf,
+    tmp: PathBuf,
+    size: u64,
+    mode: u32,
+    mtime_ns: i64,
+    chunks: Vec<ChunkRef>,
+}
+
+/// A chunk to read and every place it goes.
+struct ChunkJob {
+    id: ChunkId,
+    loc: BlobLoc,
+    /// (file index, offset in file)
+    dests: Vec<(usize, u64)>,
+}
+
+pub struct RestorePlan {
+    target: PathBuf,
+    dirs: Vec<(PathBuf, u32, i64)>,
+    files: Vec<PlannedFile>,
+    symlinks: Vec<(PathBuf, Vec<u8>, i64)>,
+    /// Chunk jobs grouped by pack, each group sorted by offset.
+    by_pack: BTreeMap<PackId, Vec<ChunkJob>>,
+    /// Chunks the index cannot locate: files needing them fail.
+    missing: HashSet<ChunkId>,
+    overwrite: bool,
+}
+
+/// Checks a user-given snapshot path: relative, no `..`.
+fn clean_rel(p: &str) -> Result<PathBuf> {
+    let path = Path::new(p.trim_end_matches('/'));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::UnsafePath {
+                    path: p.into(),
+                    why: "paths inside a snapshot are relative and have no '..'".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Computes what a restore will do, without writing anything.
+pub fn plan(
+    index: &Index,
+    packs: &PackFiles,
+    root: &TreeId,
+    snapshot: &str,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
+    let mut entries: Vec<WalkEntry> = Vec::new();
+    if opts.paths.is_empty() {
+        entries = walk::walk_all(index, packs, root)?;
+    } else {
+        for p in &opts.paths {
+            let rel = clean_rel(p)?;
+            if rel.as_os_str().is_empty() {
+                entries.extend(walk::walk_all(index, packs, root)?);
+                continue;
+            }
+            let entry =
+                walk::find(index, packs, root, &rel)?.ok_or_else(|| Error::PathNotInSnapshot {
+                    path: p.clone(),
+                    snapshot: snapshot.into(),
+                })?;
+            if let EntryKind::Dir { tree } = &entry.kind {
+                let tree = *tree;
+                entries.push(WalkEntry {
+                    path: rel.clone(),
+                    entry,
+                });
+                entries.extend(
+                    walk::walk_all(index, packs, &tree)?
+                        .into_iter()
+                        .map(|mut w| {
+                            w.path = rel.join(&w.path);
+                            w
+                        }),
+                );
+            } else {
+                entries.push(WalkEntry { path: rel, entry });
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    entries.retain(|e| seen.insert(e.path.clone()));
+
+    let mut plan = RestorePlan {
+        target: opts.target.clone(),
+        dirs: Vec::new(),
+        files: Vec::new(),
+        symlinks: Vec::new(),
+        by_pack: BTreeMap::new(),
+        missing: HashSet::new(),
+        overwrite: opts.overwrite,
+    };
+    let mut conflicts = Vec::new();
+    let mut chunk_dests: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
+    for WalkEntry { path, entry } in entries {
+        let dest = opts.target.join(&path);
+        if let Some(protect) = &opts.protect {
+            if dest.starts_with(protect) {
+                return Err(Error::UnsafePath {
+                    path: path.display().to_string(),
+                    why: "would write into the repository".into(),
+                });
+            }
+        }
+        let existing = dest.symlink_metadata().ok();
+        match entry.kind {
+            EntryKind::Dir { .. } => {
+                if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+                    conflicts.push(dest.clone());
+                }
+                plan.dirs.push((path, entry.mode, entry.mtime_ns));
+            }
+            EntryKind::File { size, chunks } => {
+                if existing.is_some() {
+                    conflicts.push(dest.clone());
+                }
+                let idx = plan.files.len();
+                let mut off = 0;
+                for c in &chunks {
+                    chunk_dests.entry(c.id).or_default().push((idx, off));
+                    off += c.len as u64;
+                }
+                let name = dest
+                    .file_name()
+                    .expect("restored paths have a name")
+                    .as_bytes();
+                let tmp =
+                    dest.with_file_name(format!(".{}.snap-restore", String::from_utf8_lossy(name)));
+                plan.files.push(PlannedFile {
+                    rel: path,
+                    dest,
+                    tmp,
+                    size,
+                    mode: entry.mode,
+                    mtime_ns: entry.mtime_ns,
+                    chunks,
+                });
+            }
+            EntryKind::Symlink { target } => {
+                if existing.is_some() {
+                    conflicts.push(dest.clone());
+                }
+                plan.symlinks.push((path, target, entry.mtime_ns));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !opts.overwrite {
+        return Err(Error::TargetExists {
+            target: opts.target.clone(),
+            count: conflicts.len(),
+            first: conflicts[0].clone(),
+        });
+    }
+    for (id, dests) in chunk_dests {
+        match index.blob(&id, PackKind::Data)? {
+            Some(loc) => {
+                plan.by_pack
+                    .entry(loc.pack)
+                    .or_default()
+                    .push(ChunkJob { id, loc, dests })
+            }
+            None => {
+                plan.missing.insert(id);
+            }
+        }
+    }
+    for jobs in plan.by_pack.values_mut() {
+        jobs.sort_by_key(|j| j.loc.offset);
+    }
+    Ok(plan)
+}
+
+impl RestorePlan {
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Creates `rel` below `target` one component at a time, refusing to pass
+/// through a symlink or a non-directory.
+fn ensure_dir(target: &Path, rel: &Path) -> Result<()> {
+    let mut cur = target.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        match cur.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::UnsafePath {
+                    path: rel.display().to_string(),
+                    why: format!("{} is a symlink", cur.display()),
+                })
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::UnsafePath {
+                    path: rel.display().to_string(),
+                    why: format!("{} is not a directory", cur.display()),
+                })
+            }
+            Err(_) => fs::create_dir(&cur).ctx("create directory", &cur)?,
+        }
+    }
+    Ok(())
+}
+
+fn set_mtime(file: &File, path: &Path, mtime_ns: i64) -> Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns.max(0) as u64);
+    file.set_modified(t).ctx("set mtime of", path)
+}
+
+/// Carries out a plan.
+pub fn apply(
+    plan: RestorePlan,
+    packs: &PackFiles,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let mut summary = RestoreSummary::default();
+    fs::create_dir_all(&plan.target).ctx("create directory", &plan.target)?;
+    for (rel, _, _) in &plan.dirs {
+        ensure_dir(&plan.target, rel)?;
+    }
+    // Temporary files, preallocated to their final size.
+    for f in &plan.files {
+        ensure_dir(&plan.target, f.rel.parent().unwrap_or(Path::new("")))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&f.tmp)
+            .ctx("create", &f.tmp)?;
+        file.set_len(f.size).ctx("allocate", &f.tmp)?;
+    }
+
+    progress.start("restore", plan.total_bytes());
+    let failed_chunks: Mutex<HashMap<ChunkId, String>> = Mutex::new(
+        plan.missing
+            .iter()
+            .map(|id| (*id, "chunk missing from every pack".to_string()))
+            .collect(),
+    );
+    let batches: Vec<(&PackId, &[ChunkJob])> = plan
+        .by_pack
+        .iter()
+        .flat_map(|(pack, jobs)| split_batches(jobs).into_iter().map(move |b| (pack, b)))
+        .collect();
+    let write_err: Mutex<Option<Error>> = Mutex::new(None);
+    batches.par_iter().for_each(|(pack, jobs)| {
+        let start = jobs[0].loc.offset;
+        let last = jobs.last().expect("batches are non-empty");
+        let end = last.loc.offset + last.loc.stored_len as u64;
+        let range = packs.get(pack).and_then(|f| {
+            crate::store::packs::read_at(&f, &packs.path(pack), start, (end - start) as usize)
+        });
+        for job in *jobs {
+            let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
+                let off = (job.loc.offset - start) as usize;
+                let stored = &r[off..off + job.loc.stored_len as usize];
+                codec::decode(job.loc.codec, stored, job.loc.raw_len as usize)
+                    .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+                    .map_err(|e| e.to_string())
+            });
+            match data {
+                Ok(d) => {
+                    for (fi, off) in &job.dests {
+                        let f = &plan.files[*fi];
+                        let res = OpenOptions::new()
+                            .write(true)
+                            .open(&f.tmp)
+                            .and_then(|file| file.write_all_at(&d, *off))
+                            .ctx("write", &f.tmp);
+                        if let Err(e) = res {
+                            write_err.lock().expect("poisoned").get_or_insert(e);
+                        }
+                        progress.advance(d.len() as u64);
+                    }
+                }
+                Err(e) => {
+                    failed_chunks
+                        .lock()
+                        .expect("poisoned")
+                        .insert(job.id, format!("chunk {}: {e}", job.id.short()));
+                }
+            }
+        }
+    });
+    if let Some(e) = write_err.into_inner().expect("poisoned") {
+        for f in &plan.files {
+            let _ = fs::remove_file(&f.tmp);
+        }
+        return Err(e);
+    }
+    progress.finish();
+
+    let failed_chunks = failed_chunks.into_inner().expect("poisoned");
+    for f in &plan.files {
+        if let Some(why) = f.chunks.iter().find_map(|c| failed_chunks.get(&c.id)) {
+            let _ = fs::remove_file(&f.tmp);
+            summary
+                .failed
+                .push((f.rel.display().to_string(), why.clone()));
+            continue;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&f.tmp)
+            .ctx("open", &f.tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(f.mode))
+            .ctx("set mode of", &f.tmp)?;
+        set_mtime(&file, &f.tmp, f.mtime_ns)?;
+        drop(file);
+        if plan.overwrite && f.dest.is_dir() && !f.dest.is_symlink() {
+            return Err(Error::UnsafePath {
+                path: f.rel.display().to_string(),
+                why: "a directory is in the way".into(),
+            });
+        }
+        fs::rename(&f.tmp, &f.dest).ctx("rename into", &f.dest)?;
+        summary.files += 1;
+        summary.bytes += f.size;
+    }
+    for (rel, target, mtime_ns) in &plan.symlinks {
+        ensure_dir(&plan.target, rel.parent().unwrap_or(Path::new("")))?;
+        let dest = plan.target.join(rel);
+        if plan.overwrite && dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+            fs::remove_file(&dest).ctx("replace", &dest)?;
+        }
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &dest)
+            .ctx("create symlink", &dest)?;
+        let t = filetime::FileTime::from_unix_time(
+            mtime_ns.div_euclid(1_000_000_000),
+            mtime_ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_symlink_file_times(&dest, t, t).ctx("set mtime of", &dest)?;
+        summary.symlinks += 1;
+    }
+    // Directory modes and times last, deepest first, once nothing more is written inside.
+    let mut dirs = plan.dirs.clone();
+    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+    for (rel, mode, mtime_ns) in dirs {
+        let path = plan.target.join(&rel);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).ctx("set mode of", &path)?;
+        let dir = File::open(&path).ctx("open", &path)?;
+        set_mtime(&dir, &path, mtime_ns)?;
+        summary.dirs += 1;
+    }
+    Ok(summary)
+}
+
+/// Splits one pack's jobs (sorted by offset) into ranges of at most
+/// `BATCH_BYTES`, each read with one request.
+fn split_batches(jobs: &[ChunkJob]) -> Vec<&[ChunkJob]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=jobs.len() {
+        let done = i == jobs.len()
+            || jobs[i].loc.offset + jobs[i].loc.stored_len as u64 - jobs[start].loc.offset
+                > BATCH_BYTES
+            || jobs[i].loc.offset - (jobs[i - 1].loc.offset + jobs[i - 1].loc.stored_len as u64)
+                > (1 << 20);
+        if done {
+            out.push(&jobs[start..i]);
+            start = i;
+        }
+    }
+    out
+}

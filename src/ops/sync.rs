@@ -1,0 +1,122 @@
+//! Bringing the index in line with the repository files. Run on every open
+//! (cheap: directory listings) so that a commit interrupted after its files
+//! were durable but before its index transaction is picked up by the next
+//! command, and a full rebuild for `snap reindex`.
+
+use std::collections::HashSet;
+
+use crate::error::Result;
+use crate::format::pack::PackKind;
+use crate::id::PackId;
+use crate::store::index::Index;
+use crate::store::packs::{self, FinishedPack};
+use crate::store::{refs, snapshots, Layout};
+
+/// What a sync changed in the index.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncReport {
+    pub packs_added: usize,
+    pub packs_removed: usize,
+    pub snapshots_added: usize,
+    pub snapshots_removed: usize,
+    pub tags: usize,
+    /// Files that could not be read back, with the reason.
+    pub damaged: Vec<String>,
+}
+
+impl SyncReport {
+    pub fn changed(&self) -> bool {
+        self.packs_added + self.packs_removed + self.snapshots_added + self.snapshots_removed > 0
+    }
+}
+
+/// Adds what is on disk but missing from the index and drops what is gone.
+pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+
+    let on_disk = packs::list_packs(layout)?;
+    let indexed = index.pack_ids()?;
+    let disk_ids: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
+    let mut new_packs = Vec::new();
+    for (id, path) in &on_disk {
+        if indexed.contains(id) {
+            continue;
+        }
+        match packs::read_pack_index(path) {
+            Ok((kind, size, entries)) => new_packs.push(FinishedPack {
+                id: *id,
+                kind,
+                size,
+                entries,
+            }),
+            Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let gone_packs: Vec<PackId> = indexed.difference(&disk_ids).copied().collect();
+
+    let snap_ids = snapshots::list(&layout.snapshots_dir())?;
+    let indexed_snaps = index.snapshot_ids()?;
+    let mut new_snaps = Vec::new();
+    for id in &snap_ids {
+        if indexed_snaps.contains(id) {
+            continue;
+        }
+        let path = layout.snapshot(id);
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                crate::format::snapshot::Snapshot::decode(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        if crate::id::SnapshotId::of(&bytes) == *id {
+                            Ok((s, bytes))
+                        } else {
+                            Err("content does not match its id".into())
+                        }
+                    })
+            }) {
+            Ok((snap, bytes)) => new_snaps.push((*id, snap, bytes)),
+            Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let snap_set: HashSet<_> = snap_ids.iter().copied().collect();
+    let gone_snaps: Vec<_> = indexed_snaps.difference(&snap_set).copied().collect();
+
+    let tags = refs::list_tags(&layout.tags_dir())?;
+    let tags_changed = index.tags()? != tags;
+
+    report.packs_added = new_packs.len();
+    report.packs_removed = gone_packs.len();
+    report.snapshots_added = new_snaps.len();
+    report.snapshots_removed = gone_snaps.len();
+    report.tags = tags.len();
+    if report.changed() || tags_changed {
+        index.transaction(|tx| {
+            for p in &new_packs {
+                tx.insert_pack(p)?;
+            }
+            for id in &gone_packs {
+                tx.delete_pack(id)?;
+            }
+            for (id, snap, bytes) in &new_snaps {
+                tx.insert_snapshot(id, snap, bytes)?;
+            }
+            for id in &gone_snaps {
+                tx.delete_snapshot(id)?;
+            }
+            if !gone_packs.is_empty() {
+                // Cached chunk lists may name chunks that are gone.
+                tx.clear_statcache()?;
+            }
+            tx.replace_tags(&tags)
+        })?;
+    }
+    Ok(report)
+}
+
+/// Counts how many packs of each kind the index knows (for reports).
+pub fn pack_counts(index: &Index) -> Result<(usize, usize)> {
+    let packs = index.packs()?;
+    let data = packs.iter().filter(|p| p.1 == PackKind::Data).count();
+    Ok((data, packs.len() - data))
+}

@@ -1,0 +1,359 @@
+//! `Repo`: opening and creating repositories, and one method per use case.
+//! This is the whole API the CLI uses. Writers take the writer lock; readers
+//! never do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::config::{ChunkerParams, RepoConfig};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::EntryKind;
+use crate::id::SnapshotId;
+use crate::ops::blobs::{self, PackFiles};
+use crate::ops::check::{self, CheckReport};
+use crate::ops::commit::{self, CommitOptions, CommitSummary};
+use crate::ops::restore::{self, RestoreOptions, RestoreSummary};
+use crate::ops::stats::{self, Stats};
+use crate::ops::sync::{self, SyncReport};
+use crate::ops::{resolve, walk};
+use crate::progress::Progress;
+use crate::store::index::Index;
+use crate::store::lock::WriterLock;
+use crate::store::publish;
+use crate::store::{durable, refs, Layout};
+use crate::workspace::Workspace;
+
+/// Default time a writer waits for the lock before giving up.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Repo {
+    layout: Layout,
+    config: RepoConfig,
+    index: Index,
+    lock_wait: Duration,
+}
+
+/// A snapshot with the tags that name it.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub tags: Vec<String>,
+}
+
+/// One entry of `snap show`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub chunks: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl Repo {
+    /// Creates a repository at `path` (which must not already hold one).
+    pub fn init(path: &Path, chunker: ChunkerParams, now_ns: i64) -> Result<Repo> {
+        let layout = Layout::new(path);
+        if layout.config().exists() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        chunker.validate()?;
+        for dir in layout.dirs() {
+            durable::create_dir_durable(&dir)?;
+        }
+        let mut rid = [0u8; 16];
+        getrandom_fill(&mut rid);
+        let config = RepoConfig {
+            repo_id: rid.iter().map(|b| format!("{b:02x}")).collect(),
+            created_ns: now_ns,
+            chunker,
+            zstd_level: 3,
+            pack_target_size: 32 << 20,
+        };
+        durable::write_atomic(&layout.tmp_dir(), &layout.config(), &config.encode())?;
+        Repo::open(path)
+    }
+
+    /// Opens an existing repository and brings its index up to date.
+    pub fn open(path: &Path) -> Result<Repo> {
+        let layout = Layout::new(path);
+        let cfg_path = layout.config();
+        let bytes = match std::fs::read(&cfg_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotARepository {
+                    path: path.to_path_buf(),
+                    why: "no config file".into(),
+                })
+            }
+            Err(e) => return Err(Error::io("read", &cfg_path, e)),
+        };
+        let config = RepoConfig::decode(&bytes).map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::NotARepository {
+                path: path.to_path_buf(),
+                why: detail,
+            },
+            other => other,
+        })?;
+        for dir in layout.dirs() {
+            if !dir.is_dir() {
+                return Err(Error::NotARepository {
+                    path: path.to_path_buf(),
+                    why: format!("{} is missing", dir.display()),
+                });
+            }
+        }
+        let (mut index, _) = Index::open(&layout.index())?;
+        sync::sync(&layout, &mut index)?;
+        Ok(Repo {
+            layout,
+            config,
+            index,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.layout.root()
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// Takes the writer lock, clears leftovers of crashed writers and
+    /// re-syncs the index (another writer may have run since open).
+    fn lock(&mut self, what: &str) -> Result<WriterLock> {
+        let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
+        durable::clean_tmp(&self.layout.tmp_dir())?;
+        sync::sync(&self.layout, &mut self.index)?;
+        Ok(lock)
+    }
+
+    pub fn commit(
+        &mut self,
+        ws: &Workspace,
+        opts: CommitOptions,
+        progress: &dyn Progress,
+    ) -> Result<CommitSummary> {
+        for t in &opts.tags {
+            refs::validate_tag(t)?;
+        }
+        let _lock = self.lock("commit")?;
+        commit::commit(
+            &self.layout,
+            &self.config,
+            &mut self.index,
+            ws,
+            opts,
+            progress,
+        )
+    }
+
+    /// Every snapshot, oldest first, with its tags.
+    pub fn log(&self) -> Result<Vec<LogEntry>> {
+        let tags = self.index.tags()?;
+        Ok(self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, snapshot)| LogEntry {
+                id,
+                tags: tags
+                    .iter()
+                    .filter(|(_, t)| *t == id)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                snapshot,
+            })
+            .collect())
+    }
+
+    pub fn resolve(&self, rev: &str) -> Result<(SnapshotId, Snapshot)> {
+        resolve::resolve(rev, &self.index.snapshots()?, &self.index.tags()?)
+    }
+
+    /// The files of a snapshot.
+    pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
+        let packs = PackFiles::new(&self.layout);
+        Ok(walk::walk_all(&self.index, &packs, &snapshot.root)?
+            .into_iter()
+            .map(|w| {
+                let (kind, size, chunks, target) = match &w.entry.kind {
+                    EntryKind::File { size, chunks } => ("file", *size, chunks.len(), None),
+                    EntryKind::Dir { .. } => ("dir", 0, 0, None),
+                    EntryKind::Symlink { target } => (
+                        "symlink",
+                        0,
+                        0,
+                        Some(String::from_utf8_lossy(target).into_owned()),
+                    ),
+                };
+                FileInfo {
+                    path: w.path.display().to_string(),
+                    kind,
+                    size,
+                    mode: w.entry.mode,
+                    mtime_ns: w.entry.mtime_ns,
+                    chunks,
+                    target,
+                }
+            })
+            .collect())
+    }
+
+    /// Writes one file of a snapshot (`REV:PATH`) to `out`, chunk by chunk.
+    pub fn cat(&self, rev: &str, path: &str, out: &mut dyn Write) -> Result<()> {
+        let (id, snap) = self.resolve(rev)?;
+        let packs = PackFiles::new(&self.layout);
+        let not_found = || Error::PathNotInSnapshot {
+            path: path.into(),
+            snapshot: id.short(),
+        };
+        let rel = Path::new(path.trim_start_matches("./"));
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(not_found());
+        }
+        let entry = walk::find(&self.index, &packs, &snap.root, rel)?.ok_or_else(not_found)?;
+        match entry.kind {
+            EntryKind::File { chunks, .. } => {
+                for c in chunks {
+                    let data = blobs::read_chunk(&self.index, &packs, &c.id).map_err(|e| {
+                        Error::corrupt(format!("{path} in snapshot {}", id.short()), e.to_string())
+                    })?;
+                    out.write_all(&data).ctx("write", "standard output")?;
+                }
+                Ok(())
+            }
+            EntryKind::Dir { .. } => Err(Error::invalid(
+                "path",
+                path,
+                "is a directory; list it with `snap show REV`",
+            )),
+            EntryKind::Symlink { target } => Err(Error::invalid(
+                "path",
+                path,
+                format!("is a symlink to {}", String::from_utf8_lossy(&target)),
+            )),
+        }
+    }
+
+    /// Restores `rev` (whole or some paths) into `opts.target`.
+    pub fn restore(
+        &self,
+        rev: &str,
+        mut opts: RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<RestoreSummary> {
+        let (id, snap) = self.resolve(rev)?;
+        let packs = PackFiles::new(&self.layout);
+        opts.protect = Some(self.layout.root().to_path_buf());
+        let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
+        let summary = restore::apply(plan, &packs, progress)?;
+        if !summary.failed.is_empty() {
+            return Err(Error::DamagedRestore {
+                count: summary.failed.len(),
+                list: summary
+                    .failed
+                    .iter()
+                    .map(|(p, why)| format!("  {p} (snapshot {}): {why}", id.short()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            });
+        }
+        Ok(summary)
+    }
+
+    /// Points tag `name` at `rev`; returns the snapshot id.
+    pub fn tag(&mut self, name: &str, rev: &str) -> Result<SnapshotId> {
+        refs::validate_tag(name)?;
+        let _lock = self.lock("tag")?;
+        let (id, _) = self.resolve(rev)?;
+        publish::set_tag(&self.layout, &mut self.index, name, &id)?;
+        Ok(id)
+    }
+
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
+        let _lock = self.lock("tag --delete")?;
+        if !refs::delete_tag(&self.layout.tags_dir(), name)? {
+            let known: Vec<String> = self.index.tags()?.into_iter().map(|(n, _)| n).collect();
+            return Err(Error::invalid(
+                "tag",
+                name,
+                format!(
+                    "no such tag (tags: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        self.index.transaction(|tx| tx.delete_tag(name))
+    }
+
+    pub fn tags(&self) -> Result<Vec<(String, SnapshotId)>> {
+        self.index.tags()
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        stats::stats(&self.index)
+    }
+
+    pub fn check(&self, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+        check::check(&self.layout, &self.index, read_data, progress)
+    }
+
+    /// Deletes the index and rebuilds it from packs, snapshots and refs.
+    pub fn reindex(&mut self) -> Result<SyncReport> {
+        let _lock = self.lock("reindex")?;
+        let path = self.layout.index();
+        // Replace the open connection before deleting its files.
+        let (tmp_index, _) = Index::open(&self.layout.tmp_dir().join("reindex.sqlite"))?;
+        drop(std::mem::replace(&mut self.index, tmp_index));
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{}", path.display(), suffix));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete", &p, e)),
+            }
+        }
+        let (mut index, _) = Index::open(&path)?;
+        let report = sync::sync(&self.layout, &mut index)?;
+        self.index = index;
+        durable::clean_tmp(&self.layout.tmp_dir())?;
+        Ok(report)
+    }
+}
+
+/// Fills `buf` with random bytes from the OS (for the repository id).
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::io::Read;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(buf).is_ok() {
+            return;
+        }
+    }
+    let seed = blake3::hash(
+        format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
+    );
+    buf.copy_from_slice(&seed.as_bytes()[..buf.len()]);
+}

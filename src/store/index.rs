@@ -1,0 +1,501 @@
+//! `index.sqlite`: a derived cache of the repository files, never the only
+//! copy of a fact. It maps blob ids to their pack location, lists snapshots
+//! and tags for queries, and holds the stat cache. Losing it loses nothing:
+//! `Repo::reindex` rebuilds it from packs, snapshots and refs, and a schema
+//! version change simply rebuilds it.
+//!
+//! WAL mode: readers never wait for a writer's transaction.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::format::pack::{Codec, PackKind};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::ChunkRef;
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::store::packs::FinishedPack;
+
+/// Bump to rebuild every existing index on first open.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE packs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE blobs(id BLOB NOT NULL, kind INTEGER NOT NULL, pack BLOB NOT NULL, codec INTEGER NOT NULL,
+                   offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+                   PRIMARY KEY(id, kind));
+CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE TABLE snapshots(id BLOB PRIMARY KEY, time_ns INTEGER NOT NULL, session TEXT, epoch INTEGER,
+                       workspace TEXT NOT NULL, record BLOB NOT NULL);
+CREATE INDEX snapshots_by_time ON snapshots(time_ns);
+CREATE TABLE tags(name TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+CREATE TABLE statcache(workspace TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+                       mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+                       dev INTEGER NOT NULL, mode INTEGER NOT NULL, chunks BLOB NOT NULL,
+                       PRIMARY KEY(workspace, path));
+";
+
+/// Where a blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLoc {
+    pub pack: PackId,
+    pub codec: Codec,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// A file's identity at its last commit, and the chunks it had then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub dev: u64,
+    pub mode: u32,
+    pub chunks: Vec<ChunkRef>,
+}
+
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn kind_code(kind: PackKind) -> i64 {
+    kind as i64
+}
+
+impl Index {
+    /// Opens (creating if needed) the index. Returns the index and whether it
+    /// was created empty, in which case the caller must fill it from disk.
+    pub fn open(path: &Path) -> Result<(Index, bool)> {
+        match Self::try_open(path) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                // Corrupt or from another schema: it is only a cache, start over.
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{}", path.display(), suffix));
+                }
+                Self::try_open(path)
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<(Index, bool)> {
+        let err = |source| Error::Index {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let has_meta: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name='meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        let idx = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        if has_meta {
+            let v: Option<String> = idx
+                .conn
+                .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(err)?;
+            if v.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
+                return Ok((idx, false));
+            }
+            return Err(Error::corrupt("index", "schema version differs"));
+        }
+        let tx = idx.conn.unchecked_transaction().map_err(err)?;
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.execute(
+            "INSERT INTO meta VALUES('schema', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok((idx, true))
+    }
+
+    pub fn sql_err(&self, source: rusqlite::Error) -> Error {
+        Error::Index {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` inside one transaction: the commit point of every writer.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let err = |source| Error::Index {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let out = f(&Tx {
+            tx: &tx,
+            path: &path,
+        })?;
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len FROM blobs WHERE id=?1 AND kind=?2")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_row(params![&id.0[..], kind_code(kind)], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u8>(1)?,
+                r.get::<_, u64>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, u32>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(|e| self.sql_err(e))?
+        .map(|(pack, codec, offset, stored_len, raw_len)| {
+            Ok(BlobLoc {
+                pack: PackId::from_slice(&pack)
+                    .ok_or_else(|| Error::corrupt("index", "bad pack id"))?,
+                codec: Codec::from_u8(codec).ok_or_else(|| Error::corrupt("index", "bad codec"))?,
+                offset,
+                stored_len,
+                raw_len,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn has_blob(&self, id: &ChunkId, kind: PackKind) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1 AND kind=?2")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.exists(params![&id.0[..], kind_code(kind)])
+            .map_err(|e| self.sql_err(e))
+    }
+
+    pub fn pack_ids(&self) -> Result<HashSet<PackId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM packs")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            out.extend(PackId::from_slice(&r.map_err(|e| self.sql_err(e))?));
+        }
+        Ok(out)
+    }
+
+    /// `(pack id, kind, size)` of every indexed pack.
+    pub fn packs(&self) -> Result<Vec<(PackId, PackKind, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, size FROM packs")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u8>(1)?,
+                    r.get::<_, u64>(2)?,
+                ))
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, kind, size) = r.map_err(|e| self.sql_err(e))?;
+            if let (Some(id), Some(kind)) = (PackId::from_slice(&id), PackKind::from_u8(kind)) {
+                out.push((id, kind, size));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM snapshots")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            out.extend(SnapshotId::from_slice(&r.map_err(|e| self.sql_err(e))?));
+        }
+        Ok(out)
+    }
+
+    /// Every snapshot, oldest first (ties broken by id, so the order is total).
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, record FROM snapshots ORDER BY time_ns, id")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, rec) = r.map_err(|e| self.sql_err(e))?;
+            let id = SnapshotId::from_slice(&id)
+                .ok_or_else(|| Error::corrupt("index", "bad snapshot id"))?;
+            out.push((id, Snapshot::decode(&rec)?));
+        }
+        Ok(out)
+    }
+
+    pub fn tags(&self) -> Result<Vec<(String, SnapshotId)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, snapshot FROM tags ORDER BY name")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (name, id) = r.map_err(|e| self.sql_err(e))?;
+            out.extend(SnapshotId::from_slice(&id).map(|id| (name, id)));
+        }
+        Ok(out)
+    }
+
+    pub fn stat_entry(&self, workspace: &str, path: &[u8]) -> Result<Option<StatEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache WHERE workspace=?1 AND path=?2",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        let row = stmt
+            .query_row(params![workspace, path], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, u32>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| self.sql_err(e))?;
+        Ok(
+            row.and_then(|(size, mtime_ns, ctime_ns, inode, dev, mode, chunks)| {
+                let chunks = decode_chunk_list(&chunks)?;
+                Some(StatEntry {
+                    size: size as u64,
+                    mtime_ns,
+                    ctime_ns,
+                    inode: inode as u64,
+                    dev: dev as u64,
+                    mode,
+                    chunks,
+                })
+            }),
+        )
+    }
+
+    /// Sums over indexed data blobs: `(count, raw bytes, stored bytes)`.
+    pub fn data_totals(&self) -> Result<(u64, u64, u64)> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM blobs WHERE kind=0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| self.sql_err(e))
+    }
+}
+
+/// Chunk lists are stored in the stat cache as 36-byte records (id, len LE).
+fn encode_chunk_list(chunks: &[ChunkRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.len() * 36);
+    for c in chunks {
+        out.extend_from_slice(&c.id.0);
+        out.extend_from_slice(&c.len.to_le_bytes());
+    }
+    out
+}
+
+fn decode_chunk_list(bytes: &[u8]) -> Option<Vec<ChunkRef>> {
+    if bytes.len() % 36 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks(36)
+            .map(|c| ChunkRef {
+                id: ChunkId::from_slice(&c[..32]).expect("32 bytes"),
+                len: u32::from_le_bytes(c[32..36].try_into().expect("4 bytes")),
+            })
+            .collect(),
+    )
+}
+
+/// Write operations, only available inside `Index::transaction`.
+pub struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Tx<'_> {
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Index {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn insert_pack(&self, pack: &FinishedPack) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT OR IGNORE INTO packs VALUES(?1, ?2, ?3)",
+                params![&pack.id.0[..], kind_code(pack.kind), pack.size],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .map_err(|e| self.err(e))?;
+        for e in &pack.entries {
+            stmt.execute(params![
+                &e.id.0[..],
+                kind_code(pack.kind),
+                &pack.id.0[..],
+                e.codec as u8,
+                e.offset,
+                e.stored_len,
+                e.raw_len
+            ])
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_pack(&self, id: &PackId) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM blobs WHERE pack=?1", [&id.0[..]])
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute("DELETE FROM packs WHERE id=?1", [&id.0[..]])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn insert_snapshot(&self, id: &SnapshotId, snap: &Snapshot, record: &[u8]) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT OR IGNORE INTO snapshots VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &id.0[..],
+                    snap.time_ns,
+                    snap.session,
+                    snap.epoch,
+                    snap.workspace,
+                    record
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM snapshots WHERE id=?1", [&id.0[..]])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_tag(&self, name: &str, id: &SnapshotId) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT OR REPLACE INTO tags VALUES(?1, ?2)",
+                params![name, &id.0[..]],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn replace_tags(&self, tags: &[(String, SnapshotId)]) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM tags", [])
+            .map_err(|e| self.err(e))?;
+        for (name, id) in tags {
+            self.set_tag(name, id)?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_tag(&self, name: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM tags WHERE name=?1", [name])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn put_stat(&self, workspace: &str, path: &[u8], e: &StatEntry) -> Result<()> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO statcache VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![
+            workspace,
+            path,
+            e.size as i64,
+            e.mtime_ns,
+            e.ctime_ns,
+            e.inode as i64,
+            e.dev as i64,
+            e.mode,
+            encode_chunk_list(&e.chunks)
+        ])
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn clear_workspace_stat(&self, workspace: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM statcache WHERE workspace=?1", [workspace])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn clear_statcache(&self) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM statcache", [])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}

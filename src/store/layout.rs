@@ -1,0 +1,68 @@
+//! Paths inside a repository directory. Nothing else builds repository paths.
+
+use std::path::{Path, PathBuf};
+
+use crate::id::{PackId, SnapshotId};
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index.sqlite")
+    }
+
+    pub fn packs_dir(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+
+    pub fn pack(&self, id: &PackId) -> PathBuf {
+        let hex = id.to_hex();
+        self.packs_dir().join(&hex[..2]).join(format!("{hex}.pack"))
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    pub fn snapshot(&self, id: &SnapshotId) -> PathBuf {
+        self.snapshots_dir().join(id.to_hex())
+    }
+
+    pub fn tags_dir(&self) -> PathBuf {
+        self.root.join("refs").join("tags")
+    }
+
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Every directory `init` creates.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.packs_dir(),
+            self.snapshots_dir(),
+            self.tags_dir(),
+            self.locks_dir(),
+            self.tmp_dir(),
+        ]
+    }
+}

@@ -1,0 +1,73 @@
+//! One writer at a time: an exclusive `flock` on `locks/writer`.
+//!
+//! The kernel releases a flock when its holder dies, so a lock left by a
+//! killed process (kill -9, power loss) is never stale: the next writer simply
+//! gets it. The file's content names the holder (pid, host, command, time) so
+//! that a writer that gives up can say who holds the lock. Readers take no
+//! lock at all.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fs4::fs_std::FileExt;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Held while a writer runs; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock {
+    file: File,
+}
+
+impl WriterLock {
+    /// Takes the lock, retrying until `wait` has passed.
+    pub fn acquire(locks_dir: &Path, what: &str, wait: Duration) -> Result<Self> {
+        let path = locks_dir.join("writer");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ctx("open lock file", &path)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            if FileExt::try_lock_exclusive(&file).ctx("lock", &path)? {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Locked {
+                    holder: if holder.is_empty() {
+                        "another snap process".into()
+                    } else {
+                        holder.to_string()
+                    },
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let note = format!(
+            "pid {} on host {} ({}) since {}\n",
+            std::process::id(),
+            gethostname::gethostname().to_string_lossy(),
+            what,
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+        );
+        file.set_len(0).ctx("truncate", &path)?;
+        file.rewind().ctx("seek", &path)?;
+        file.write_all(note.as_bytes()).ctx("write", &path)?;
+        Ok(WriterLock { file })
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = FileExt::unlock(&self.file);
+    }
+}

@@ -1,0 +1,26 @@
+//! The repository directory: immutable pack and snapshot files, atomically
+//! replaced refs, the writer lock, and the SQLite index that caches it all.
+//!
+//! ```text
+//! .snap/
+//!   config                 format version, repository id, chunker and codec parameters
+//!   packs/XX/ID.pack       immutable packs (data or tree), named by their hash
+//!   snapshots/ID           immutable snapshot records
+//!   refs/tags/NAME         a tag: one snapshot id in hex, replaced atomically
+//!   index.sqlite           derived cache, rebuilt from the above by `snap reindex`
+//!   locks/writer           flock-ed by the one writer; names its pid and host
+//!   tmp/                   files being written; orphans are removed by the next writer
+//! ```
+//!
+//! The order in which a commit makes its files durable lives in `publish`.
+
+pub mod durable;
+pub mod index;
+pub mod layout;
+pub mod lock;
+pub mod packs;
+pub mod publish;
+pub mod refs;
+pub mod snapshots;
+
+pub use layout::Layout;

@@ -1,0 +1,174 @@
+//! Writing and reading pack files.
+//!
+//! A `PackWriter` streams blobs into a temporary file under `tmp/`, hashing
+//! as it goes; `finish` appends the trailer, fsyncs, and renames the file to
+//! `packs/XX/ID.pack`. Only then may anything refer to its blobs.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::pack::{self, Codec, PackEntry, PackKind, FOOTER_LEN, HEADER_LEN};
+use crate::id::{ChunkId, PackId};
+use crate::store::{durable, Layout};
+
+/// A pack that is durable and in place.
+#[derive(Clone, Debug)]
+pub struct FinishedPack {
+    pub id: PackId,
+    pub kind: PackKind,
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+}
+
+pub struct PackWriter {
+    kind: PackKind,
+    tmp_path: PathBuf,
+    out: BufWriter<File>,
+    hasher: blake3::Hasher,
+    offset: u64,
+    entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    pub fn create(layout: &Layout, kind: PackKind) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix("pack-")
+            .suffix(".tmp")
+            .tempfile_in(layout.tmp_dir())
+            .ctx("create pack in", layout.tmp_dir())?;
+        let (file, tmp_path) = tmp
+            .keep()
+            .map_err(|e| Error::io("keep", layout.tmp_dir(), e.error))?;
+        let mut w = PackWriter {
+            kind,
+            tmp_path,
+            out: BufWriter::with_capacity(1 << 20, file),
+            hasher: PackId::hasher(),
+            offset: 0,
+            entries: Vec::new(),
+        };
+        w.write(&pack::encode_header(kind))?;
+        Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .ctx("write pack", &self.tmp_path)?;
+        self.hasher.update(bytes);
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends one encoded blob.
+    pub fn add(&mut self, id: ChunkId, codec: Codec, stored: &[u8], raw_len: u32) -> Result<()> {
+        let entry = PackEntry {
+            id,
+            codec,
+            offset: self.offset,
+            stored_len: stored.len() as u32,
+            raw_len,
+        };
+        self.write(stored)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the trailer, fsyncs and renames the pack into place.
+    pub fn finish(mut self, layout: &Layout) -> Result<FinishedPack> {
+        let trailer = pack::encode_trailer(&self.entries);
+        self.write(&trailer)?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io("flush pack", &self.tmp_path, e.into_error()))?;
+        file.sync_all().ctx("fsync pack", &self.tmp_path)?;
+        drop(file);
+        let id = PackId::from_hasher(&self.hasher);
+        durable::rename_durable(&self.tmp_path, &layout.pack(&id))?;
+        Ok(FinishedPack {
+            id,
+            kind: self.kind,
+            size: self.offset,
+            entries: self.entries,
+        })
+    }
+
+    /// Abandons the pack, removing its temporary file.
+    pub fn abandon(self) {
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Reads the trailer of a pack file: its kind, size and entries.
+pub fn read_pack_index(path: &Path) -> Result<(PackKind, u64, Vec<PackEntry>)> {
+    let what = || format!("pack {}", path.display());
+    let file = File::open(path).ctx("open pack", path)?;
+    let len = file.metadata().ctx("stat pack", path)?.len();
+    if len < (HEADER_LEN + FOOTER_LEN) as u64 {
+        return Err(Error::corrupt(
+            what(),
+            "shorter than header and footer (truncated?)",
+        ));
+    }
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut header, 0).ctx("read pack", path)?;
+    let kind = pack::decode_header(&header).map_err(|e| Error::corrupt(what(), e.to_string()))?;
+    let mut footer = [0u8; FOOTER_LEN];
+    file.read_exact_at(&mut footer, len - FOOTER_LEN as u64)
+        .ctx("read pack", path)?;
+    let (tlen, sum) =
+        pack::decode_footer(&footer, len).map_err(|e| Error::corrupt(what(), e.to_string()))?;
+    let blob_end = len - FOOTER_LEN as u64 - tlen;
+    let mut trailer = vec![0u8; tlen as usize];
+    file.read_exact_at(&mut trailer, blob_end)
+        .ctx("read pack", path)?;
+    let entries = pack::decode_trailer(&trailer, &sum, blob_end)
+        .map_err(|e| Error::corrupt(what(), e.to_string()))?;
+    Ok((kind, len, entries))
+}
+
+/// Every pack file present, with the id its file name gives.
+pub fn list_packs(layout: &Layout) -> Result<Vec<(PackId, PathBuf)>> {
+    let mut out = Vec::new();
+    let dir = layout.packs_dir();
+    for sub in fs::read_dir(&dir).ctx("list packs in", &dir)? {
+        let sub = sub.ctx("list packs in", &dir)?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&sub).ctx("list packs in", &sub)? {
+            let path = entry.ctx("list packs in", &sub)?.path();
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(PackId::from_hex);
+            if let Some(id) = id {
+                out.push((id, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads `len` bytes at `offset` from an open pack.
+pub fn read_at(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)
+        .ctx("read pack", path)?;
+    Ok(buf)
+}

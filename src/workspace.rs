@@ -1,0 +1,168 @@
+//! Finding the repository and the workspace, and the workspace settings.
+//!
+//! The repository is `--repo`, else `SNAP_REPO`, else the `repo` key of the
+//! nearest `snap.toml`, else the nearest `.snap/` upward from the current
+//! directory. The workspace (what `commit` snapshots) is the directory that
+//! holds that `snap.toml` or `.snap/`, else the current directory.
+//!
+//! `snap.toml` (optional):
+//! ```toml
+//! repo = "/mnt/archive/snap"      # a repository elsewhere, e.g. another disk
+//! track = ["logs", "models", "config", "best.pt"]   # default: everything
+//! ignore = ["*.tmp", "wandb/"]    # gitignore syntax, like .snapignore
+//! ```
+//! `.snap/`, `.git/` and whatever `.snapignore` files exclude are never tracked.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+
+pub const CONFIG_FILE: &str = "snap.toml";
+pub const IGNORE_FILE: &str = ".snapignore";
+pub const REPO_DIR: &str = ".snap";
+
+/// Contents of `snap.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// Repository directory, relative to the workspace or absolute.
+    pub repo: Option<PathBuf>,
+    /// Paths to track, relative to the workspace. Empty: everything.
+    #[serde(default)]
+    pub track: Vec<String>,
+    /// Extra ignore patterns (gitignore syntax).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// Where a command runs: the repository directory and the workspace.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub repo: PathBuf,
+    pub root: PathBuf,
+    pub config: WorkspaceConfig,
+}
+
+impl WorkspaceConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).ctx("read", path)?;
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            why: format!(
+                "{}\n  see `snap help init` for the settings snap.toml accepts",
+                e.message()
+            ),
+        })
+    }
+}
+
+/// Nearest ancestor of `start` (inclusive) holding `snap.toml` or `.snap/`.
+fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join(CONFIG_FILE).is_file() || d.join(REPO_DIR).join("config").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Resolves the repository and workspace for a command run in `cwd`.
+pub fn discover(cli_repo: Option<&Path>, env_repo: Option<&Path>, cwd: &Path) -> Result<Workspace> {
+    let root = find_root(cwd);
+    let config = match &root {
+        Some(r) if r.join(CONFIG_FILE).is_file() => WorkspaceConfig::load(&r.join(CONFIG_FILE))?,
+        _ => WorkspaceConfig::default(),
+    };
+    let ws_root = root.clone().unwrap_or_else(|| cwd.to_path_buf());
+    let repo = if let Some(p) = cli_repo.or(env_repo) {
+        repo_dir_of(&absolute(cwd, p))
+    } else if let Some(p) = &config.repo {
+        repo_dir_of(&absolute(&ws_root, p))
+    } else if let Some(r) = &root {
+        r.join(REPO_DIR)
+    } else {
+        return Err(Error::NoRepository {
+            start: cwd.to_path_buf(),
+        });
+    };
+    Ok(Workspace {
+        repo,
+        root: ws_root,
+        config,
+    })
+}
+
+/// Accepts either a repository directory or a workspace holding `.snap/`.
+fn repo_dir_of(p: &Path) -> PathBuf {
+    if !p.join("config").exists() && p.join(REPO_DIR).join("config").exists() {
+        p.join(REPO_DIR)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// `p` made absolute against `base`, with `.` and `..` folded lexically.
+pub fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Builds the walker that lists what a commit tracks under `dir`.
+pub fn walker(ws: &Workspace, dir: &Path) -> Result<ignore::Walk> {
+    let mut overrides = ignore::overrides::OverrideBuilder::new(&ws.root);
+    for pat in &ws.config.ignore {
+        overrides
+            .add(&format!("!{pat}"))
+            .map_err(|e| Error::Config {
+                path: ws.root.join(CONFIG_FILE),
+                why: format!("ignore pattern '{pat}': {e}"),
+            })?;
+    }
+    let overrides = overrides.build().map_err(|e| Error::Config {
+        path: ws.root.join(CONFIG_FILE),
+        why: e.to_string(),
+    })?;
+    let repo = ws.repo.clone();
+    let mut b = ignore::WalkBuilder::new(dir);
+    b.standard_filters(false)
+        .hidden(false)
+        .follow_links(false)
+        .parents(true)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .overrides(overrides)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(move |e| {
+            let name = e.file_name();
+            !(e.depth() > 0 && (name == REPO_DIR || name == ".git")) && e.path() != repo
+        });
+    Ok(b.build())
+}
+
+/// Creates `snap.toml` naming an external repository, unless one exists.
+pub fn write_repo_pointer(ws_root: &Path, repo: &Path) -> Result<bool> {
+    let path = ws_root.join(CONFIG_FILE);
+    if path.exists() {
+        return Ok(false);
+    }
+    let text = format!(
+        "# snap workspace settings (see `snap help init`)\nrepo = {}\n# track = [\"logs\", \"models\", \"config\"]\n# ignore = [\"*.tmp\"]\n",
+        toml::Value::String(repo.to_string_lossy().into_owned())
+    );
+    fs::write(&path, text).ctx("write", &path)?;
+    Ok(true)
+}
