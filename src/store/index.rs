@@ -75,14 +75,15 @@ impl Index {
     /// was created empty, in which case the caller must fill it from disk.
     pub fn open(path: &Path) -> Result<(Index, bool)> {
         match Self::try_open(path) {
-            Ok(r) => Ok(r),
-            Err(_) => {
+            Err(e) if is_damaged(&e) => {
                 // Corrupt or from another schema: it is only a cache, start over.
+                // Other failures (busy, permissions, full disk) are reported as they are.
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{}", path.display(), suffix));
                 }
                 Self::try_open(path)
             }
+            other => other,
         }
     }
 
@@ -334,6 +335,21 @@ impl Index {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(|e| self.sql_err(e))
+    }
+}
+
+/// True if `e` means the index file is unusable rather than unreachable.
+fn is_damaged(e: &Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e {
+        Error::Corrupt { .. } => true,
+        Error::Index {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } => {
+            matches!(f.code, DatabaseCorrupt | NotADatabase)
+        }
+        _ => false,
     }
 }
 
