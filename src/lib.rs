@@ -47,4 +47,4 @@ pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use ops::commit::{CommitOptions, CommitSummary};
 pub use ops::restore::{RestoreOptions, RestoreSummary};
 pub use progress::{NoProgress, Progress};
-pub use repo::{LogEntry, Repo};
+pub use repo::{ForgetReport, LogEntry, Repo};

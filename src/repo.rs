@@ -2,6 +2,7 @@
 //! This is the whole API the CLI uses. Writers take the writer lock; readers
 //! never do.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +15,9 @@ use crate::id::SnapshotId;
 use crate::ops::blobs::{self, PackFiles};
 use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
+use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestoreSummary};
+use crate::ops::retention::{self, Decision, Policy};
 use crate::ops::stats::{self, Stats};
 use crate::ops::sync::{self, SyncReport};
 use crate::ops::{resolve, walk};
@@ -41,6 +44,16 @@ pub struct LogEntry {
     pub id: SnapshotId,
     pub snapshot: Snapshot,
     pub tags: Vec<String>,
+}
+
+/// The outcome of `forget`: a decision for every snapshot.
+#[derive(Clone, Debug)]
+pub struct ForgetReport {
+    pub decisions: Vec<Decision>,
+    /// The snapshots the decisions are about, oldest first.
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+    pub dropped_tags: Vec<String>,
+    pub dry_run: bool,
 }
 
 /// One entry of `snap show`.
@@ -319,6 +332,78 @@ impl Repo {
 
     pub fn check(&self, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
         check::check(&self.layout, &self.index, read_data, progress)
+    }
+
+    /// Applies a retention policy: computes the decision for every snapshot
+    /// and, unless `dry_run`, deletes the records of the forgotten ones (their
+    /// data stays until `prune`). Tags of forgotten snapshots (possible only
+    /// when `keep_tags` is narrowed) are deleted with them and listed.
+    pub fn forget(&mut self, policy: &Policy, dry_run: bool, now_ns: i64) -> Result<ForgetReport> {
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(self.lock("forget")?)
+        };
+        let snapshots = self.index.snapshots()?;
+        let tags = self.index.tags()?;
+        let running = HashSet::new();
+        let decisions = retention::plan(&snapshots, &tags, &running, policy, now_ns)?;
+        let forgotten: Vec<SnapshotId> =
+            decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+        let dropped_tags: Vec<String> = tags
+            .iter()
+            .filter(|(_, id)| forgotten.contains(id))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !dry_run && !forgotten.is_empty() {
+            for name in &dropped_tags {
+                refs::delete_tag(&self.layout.tags_dir(), name)?;
+            }
+            for id in &forgotten {
+                let path = self.layout.snapshot(id);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete snapshot", &path, e)),
+                }
+            }
+            durable::sync_dir(&self.layout.snapshots_dir())?;
+            self.index.transaction(|tx| {
+                for id in &forgotten {
+                    tx.delete_snapshot(id)?;
+                }
+                for name in &dropped_tags {
+                    tx.delete_tag(name)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(ForgetReport {
+            decisions,
+            snapshots,
+            dropped_tags,
+            dry_run,
+        })
+    }
+
+    /// Deletes packs no snapshot needs and repacks mostly-unused ones.
+    pub fn prune(&mut self, dry_run: bool, progress: &dyn Progress) -> Result<PrunePlan> {
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(self.lock("prune")?)
+        };
+        let roots: Vec<_> = self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(_, s)| s.root)
+            .collect();
+        let plan = prune::plan(&self.layout, &self.index, &roots)?;
+        if !dry_run {
+            prune::apply(&self.layout, &mut self.index, &plan, progress)?;
+        }
+        Ok(plan)
     }
 
     /// Deletes the index and rebuilds it from packs, snapshots and refs.

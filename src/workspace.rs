@@ -10,6 +10,10 @@
 //! repo = "/mnt/archive/snap"      # a repository elsewhere, e.g. another disk
 //! track = ["logs", "models", "config", "best.pt"]   # default: everything
 //! ignore = ["*.tmp", "wandb/"]    # gitignore syntax, like .snapignore
+//! [retention]                     # defaults for `snap forget`
+//! keep_sessions = 5
+//! keep_per_session = 1
+//! keep_within = "7d"
 //! ```
 //! `.snap/`, `.git/` and whatever `.snapignore` files exclude are never tracked.
 
@@ -36,6 +40,20 @@ pub struct WorkspaceConfig {
     /// Extra ignore patterns (gitignore syntax).
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Retention defaults for `snap forget` (and the runner).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]` in `snap.toml`; command-line flags override each key.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub keep_sessions: Option<usize>,
+    pub keep_per_session: Option<usize>,
+    pub keep_tags: Option<Vec<String>>,
+    /// A duration such as "7d".
+    pub keep_within: Option<String>,
 }
 
 /// Where a command runs: the repository directory and the workspace.

@@ -171,7 +171,11 @@ mod tests {
         let data = seeded(1 << 20, 42);
         let cuts = Chunker::new(&small_params()).cut_all(&data);
         assert_eq!(cuts.iter().sum::<usize>(), data.len());
-        assert_eq!((cuts.len(), &cuts[..5]), GOLDEN_SMALL, "chunker boundaries changed");
+        assert_eq!(
+            (cuts.len(), &cuts[..5]),
+            GOLDEN_SMALL,
+            "chunker boundaries changed"
+        );
     }
 
     const GOLDEN_SMALL: (usize, &[usize]) = (108, &[7284, 2108, 11848, 9422, 8725]);

@@ -53,6 +53,8 @@ enum Command {
     Tag(cmd::tag::Args),
     Tags(cmd::tag::TagsArgs),
     Stats(cmd::stats::Args),
+    Forget(cmd::forget::Args),
+    Prune(cmd::prune::Args),
     Check(cmd::check::Args),
     Reindex(cmd::reindex::Args),
 }
@@ -106,6 +108,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Tags(a) => cmd::tag::run_list(&ctx, a),
         Command::Stats(a) => cmd::stats::run(&ctx, a),
+        Command::Forget(a) => cmd::forget::run(&ctx, a),
+        Command::Prune(a) => cmd::prune::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
     }

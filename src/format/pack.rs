@@ -25,7 +25,7 @@ pub const FOOTER_LEN: usize = 48;
 
 /// What a pack holds. File data and tree records never share a pack, so
 /// pruning file data never rewrites metadata.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PackKind {
     Data = 0,
     Tree = 1,

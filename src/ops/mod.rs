@@ -4,8 +4,10 @@
 pub mod blobs;
 pub mod check;
 pub mod commit;
+pub mod prune;
 pub mod resolve;
 pub mod restore;
+pub mod retention;
 pub mod scan;
 pub mod stats;
 pub mod sync;

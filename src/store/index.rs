@@ -13,21 +13,21 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::format::pack::{Codec, PackKind};
+use crate::format::pack::{Codec, PackEntry, PackKind};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::ChunkRef;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::store::packs::FinishedPack;
 
 /// Bump to rebuild every existing index on first open.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE packs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE blobs(id BLOB NOT NULL, kind INTEGER NOT NULL, pack BLOB NOT NULL, codec INTEGER NOT NULL,
                    offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
-                   PRIMARY KEY(id, kind));
+                   PRIMARY KEY(id, kind, pack));
 CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots(id BLOB PRIMARY KEY, time_ns INTEGER NOT NULL, session TEXT, epoch INTEGER,
                        workspace TEXT NOT NULL, record BLOB NOT NULL);
@@ -39,7 +39,8 @@ CREATE TABLE statcache(workspace TEXT NOT NULL, path BLOB NOT NULL, size INTEGER
                        PRIMARY KEY(workspace, path));
 ";
 
-/// Where a blob lives.
+/// Where a blob lives. A blob may be in several packs (a repack interrupted
+/// after its new pack was durable); any of its locations serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLoc {
     pub pack: PackId,
@@ -160,7 +161,7 @@ impl Index {
     pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len FROM blobs WHERE id=?1 AND kind=?2")
+            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
             .map_err(|e| self.sql_err(e))?;
         stmt.query_row(params![&id.0[..], kind_code(kind)], |r| {
             Ok((
@@ -189,7 +190,7 @@ impl Index {
     pub fn has_blob(&self, id: &ChunkId, kind: PackKind) -> Result<bool> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1 AND kind=?2")
+            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
             .map_err(|e| self.sql_err(e))?;
         stmt.exists(params![&id.0[..], kind_code(kind)])
             .map_err(|e| self.sql_err(e))
@@ -231,6 +232,38 @@ impl Index {
             if let (Some(id), Some(kind)) = (PackId::from_slice(&id), PackKind::from_u8(kind)) {
                 out.push((id, kind, size));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every blob recorded in pack `id`, in offset order.
+    pub fn blobs_in_pack(&self, id: &PackId) -> Result<Vec<PackEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, codec, offset, stored_len, raw_len FROM blobs WHERE pack=?1 ORDER BY offset")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u8>(1)?,
+                    r.get::<_, u64>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, u32>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (bid, codec, offset, stored_len, raw_len) = r.map_err(|e| self.sql_err(e))?;
+            out.push(PackEntry {
+                id: ChunkId::from_slice(&bid)
+                    .ok_or_else(|| Error::corrupt("index", "bad blob id"))?,
+                codec: Codec::from_u8(codec).ok_or_else(|| Error::corrupt("index", "bad codec"))?,
+                offset,
+                stored_len,
+                raw_len,
+            });
         }
         Ok(out)
     }
@@ -330,7 +363,8 @@ impl Index {
     pub fn data_totals(&self) -> Result<(u64, u64, u64)> {
         self.conn
             .query_row(
-                "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM blobs WHERE kind=0",
+                "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM \
+                 (SELECT raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )

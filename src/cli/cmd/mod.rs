@@ -3,8 +3,10 @@
 pub mod cat;
 pub mod check;
 pub mod commit;
+pub mod forget;
 pub mod init;
 pub mod log;
+pub mod prune;
 pub mod reindex;
 pub mod restore;
 pub mod show;
