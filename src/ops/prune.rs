@@ -6,6 +6,7 @@
 //! 1. Repacked blobs are copied, verified, into new packs made durable first.
 //! 2. One index transaction adds the new packs and drops the old ones.
 //! 3. Only then are the old pack files deleted.
+//!
 //! A crash before 3 leaves extra copies (the index accepts a blob in several
 //! packs); the next prune removes them. Nothing a kept snapshot needs is ever
 //! deleted before its new copy is durable.
