@@ -38,6 +38,7 @@ pub mod id;
 pub mod ops;
 pub mod progress;
 pub mod repo;
+pub mod runner;
 pub mod store;
 pub mod workspace;
 

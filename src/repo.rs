@@ -2,7 +2,6 @@
 //! This is the whole API the CLI uses. Writers take the writer lock; readers
 //! never do.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use crate::ops::sync::{self, SyncReport};
 use crate::ops::{resolve, walk};
 use crate::progress::Progress;
 use crate::store::index::Index;
-use crate::store::lock::WriterLock;
+use crate::store::lock::{running_sessions, SessionLock, WriterLock};
 use crate::store::publish;
 use crate::store::{durable, refs, Layout};
 use crate::workspace::Workspace;
@@ -346,7 +345,7 @@ impl Repo {
         };
         let snapshots = self.index.snapshots()?;
         let tags = self.index.tags()?;
-        let running = HashSet::new();
+        let running = running_sessions(&self.layout.locks_dir())?;
         let decisions = retention::plan(&snapshots, &tags, &running, policy, now_ns)?;
         let forgotten: Vec<SnapshotId> =
             decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
@@ -404,6 +403,11 @@ impl Repo {
             prune::apply(&self.layout, &mut self.index, &plan, progress)?;
         }
         Ok(plan)
+    }
+
+    /// Marks `session` as running until the returned lock is dropped.
+    pub fn lock_session(&self, session: &str) -> Result<SessionLock> {
+        SessionLock::acquire(&self.layout.locks_dir(), session)
     }
 
     /// Deletes the index and rebuilds it from packs, snapshots and refs.

@@ -71,3 +71,76 @@ impl Drop for WriterLock {
         let _ = FileExt::unlock(&self.file);
     }
 }
+
+/// Held by `snap run` for the life of a session, so that retention (in any
+/// process) keeps every snapshot of a session that is still running. A flock,
+/// like the writer lock: a killed runner's session stops counting as running.
+#[derive(Debug)]
+pub struct SessionLock {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+fn session_lock_path(locks_dir: &Path, session: &str) -> std::path::PathBuf {
+    let h = blake3::hash(session.as_bytes()).to_hex();
+    locks_dir.join(format!("session-{}", &h[..16]))
+}
+
+impl SessionLock {
+    pub fn acquire(locks_dir: &Path, session: &str) -> Result<Self> {
+        let path = session_lock_path(locks_dir, session);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ctx("open lock file", &path)?;
+        if !FileExt::try_lock_exclusive(&file).ctx("lock", &path)? {
+            return Err(Error::invalid(
+                "session",
+                session,
+                "is already running in another `snap run`",
+            ));
+        }
+        file.set_len(0).ctx("truncate", &path)?;
+        file.write_all(session.as_bytes()).ctx("write", &path)?;
+        Ok(SessionLock { file, path })
+    }
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Names of the sessions whose runner is alive.
+pub fn running_sessions(locks_dir: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    let Ok(rd) = std::fs::read_dir(locks_dir) else {
+        return Ok(out);
+    };
+    for entry in rd.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("session-") {
+            continue;
+        }
+        let Ok(mut f) = OpenOptions::new().read(true).write(true).open(entry.path()) else {
+            continue;
+        };
+        match FileExt::try_lock_exclusive(&f) {
+            Ok(true) => {
+                let _ = FileExt::unlock(&f);
+            }
+            Ok(false) => {
+                let mut name = String::new();
+                if f.read_to_string(&mut name).is_ok() && !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}

@@ -45,7 +45,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
                 e.tags.join(", ")
             ));
         }
-        if let Some(m) = &s.message {
+        if let Some(o) = s.labels.get("outcome") {
+            extra.push_str(&format!(
+                "{}run {o}",
+                if extra.is_empty() { "" } else { "  " }
+            ));
+        } else if let Some(m) = &s.message {
             extra.push_str(&format!("{}{m}", if extra.is_empty() { "" } else { "  " }));
         }
         println!(

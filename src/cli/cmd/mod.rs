@@ -9,6 +9,7 @@ pub mod log;
 pub mod prune;
 pub mod reindex;
 pub mod restore;
+pub mod run;
 pub mod show;
 pub mod stats;
 pub mod tag;

@@ -1,0 +1,477 @@
+//! `snap run`: the training runner.
+//!
+//! 1. Archive: commit the workspace as the session's first snapshot (what the
+//!    zip archive did), then empty the `--clean` directories.
+//! 2. Start the child in its own process group with `SNAP_SESSION` and
+//!    `SNAP_REPO` set. Its stdout and stderr pass through byte for byte as
+//!    they arrive (and into `--capture`); `SNAP {...}` lines are epoch
+//!    signals. A watcher thread polls `--watch` files and `--metrics` lines.
+//! 3. This thread turns epoch signals into commits, in arrival order, while
+//!    the child keeps training; `SESSION/best` and `best` follow the best
+//!    metric. SIGINT and SIGTERM are forwarded to the child.
+//! 4. When the child ends: a final snapshot records the outcome, retention
+//!    (forget + prune) runs, and the caller exits with the child's status.
+//!
+//! While it runs, the session is marked running (a flock), so retention in
+//! any process keeps all its snapshots.
+
+pub mod signals;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Sender};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::SnapshotId;
+use crate::ops::commit::{now_ns, CommitOptions};
+use crate::ops::retention::Policy;
+use crate::progress::NoProgress;
+use crate::repo::Repo;
+use crate::store::refs;
+use crate::workspace::Workspace;
+use signals::{improves, Direction, EpochEvent, LINE_PREFIX};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub command: Vec<OsString>,
+    /// Directory the child starts in.
+    pub cwd: PathBuf,
+    pub session: String,
+    pub watch: Vec<String>,
+    pub best: Option<(String, Direction)>,
+    pub metrics_file: Option<PathBuf>,
+    /// Absolute directories inside the workspace to empty after the archive.
+    pub clean: Vec<PathBuf>,
+    /// Absolute path of a file that also receives the child's output.
+    pub capture: Option<PathBuf>,
+    pub archive: bool,
+    pub policy: Policy,
+    /// How often the watcher polls.
+    pub poll: Duration,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunReport {
+    pub session: String,
+    pub exit_code: i32,
+    pub outcome: String,
+    pub interrupted: bool,
+    pub snapshots: Vec<String>,
+    pub best: Option<(String, f64)>,
+    pub forgotten: usize,
+    pub bytes_freed: u64,
+    /// Commits or steps that failed; the run went on.
+    pub errors: Vec<String>,
+}
+
+enum Msg {
+    Epoch(EpochEvent),
+    Exited(ExitStatus),
+}
+
+/// Runs a training command as a session. `note` receives progress lines
+/// for the user (the CLI prints them to stderr).
+pub fn run(
+    repo: &mut Repo,
+    ws: &Workspace,
+    opts: RunOptions,
+    note: &dyn Fn(&str),
+) -> Result<RunReport> {
+    refs::validate_tag(&format!("{}/best", opts.session)).map_err(|_| {
+        Error::invalid(
+            "session",
+            &opts.session,
+            "use letters, digits and . _ - (it names the tag SESSION/best)",
+        )
+    })?;
+    if opts.command.is_empty() {
+        return Err(Error::invalid(
+            "command",
+            "",
+            "give the training command after --, e.g. snap run -- python train.py",
+        ));
+    }
+    let _running = repo.lock_session(&opts.session)?;
+    let mut r = Runner {
+        repo,
+        ws,
+        opts: &opts,
+        report: RunReport {
+            session: opts.session.clone(),
+            ..Default::default()
+        },
+        last_epoch: None,
+        best: None,
+    };
+
+    if opts.archive {
+        r.commit(
+            None,
+            BTreeMap::new(),
+            "archive",
+            Some(format!("before run: {}", command_line(&opts.command))),
+            note,
+        )?;
+    }
+    for dir in &opts.clean {
+        empty_dir(ws, dir)?;
+        note(&format!("emptied {}", dir.display()));
+    }
+
+    let capture = opts
+        .capture
+        .as_ref()
+        .map(|p| {
+            File::create(p)
+                .ctx("create", p)
+                .map(|f| Arc::new(Mutex::new(f)))
+        })
+        .transpose()?;
+    let mut cmd = Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..])
+        .current_dir(&opts.cwd)
+        .env("SNAP_SESSION", &opts.session)
+        .env("SNAP_REPO", r.repo.path())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if std::env::var_os("SNAP_LOCK_WAIT").is_none() {
+        cmd.env("SNAP_LOCK_WAIT", "600");
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::invalid(
+            "command",
+            command_line(&opts.command),
+            format!("cannot start: {e}"),
+        )
+    })?;
+    let pid = child.id() as i32;
+    let (tx, rx) = unbounded::<Msg>();
+    let pumps = vec![
+        spawn_pump(
+            child.stdout.take().expect("piped"),
+            std::io::stdout(),
+            capture.clone(),
+            tx.clone(),
+            "stdout",
+        ),
+        spawn_pump(
+            child.stderr.take().expect("piped"),
+            std::io::stderr(),
+            capture,
+            tx.clone(),
+            "stderr",
+        ),
+    ];
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut sigs = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| Error::io("install signal handlers", "snap run", e))?;
+    let sig_handle = sigs.handle();
+    let sig_thread = {
+        let interrupted = interrupted.clone();
+        std::thread::spawn(move || {
+            for sig in sigs.forever() {
+                interrupted.store(true, Ordering::SeqCst);
+                // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+                unsafe { libc::kill(pid, sig) };
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
+    let watch_thread = {
+        let (tx, stop, poll) = (tx.clone(), stop.clone(), opts.poll);
+        let active = !opts.watch.is_empty() || opts.metrics_file.is_some();
+        std::thread::spawn(move || {
+            while active && !stop.load(Ordering::SeqCst) {
+                for e in watcher.poll() {
+                    let _ = tx.send(Msg::Epoch(e));
+                }
+                std::thread::sleep(poll);
+            }
+        })
+    };
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = tx.send(Msg::Exited(status));
+        }
+    });
+
+    let mut status = None;
+    let mut pending = Vec::new();
+    for msg in rx.iter() {
+        match msg {
+            Msg::Epoch(e) if status.is_none() => r.epoch(e, note),
+            Msg::Epoch(e) => pending.push(e),
+            Msg::Exited(s) => {
+                status = Some(s);
+                break;
+            }
+        }
+    }
+    let status = status.ok_or_else(|| Error::Other("lost track of the training process".into()))?;
+    // Output still in the pipes may hold epoch lines: wait for the pumps (a
+    // grandchild may keep a pipe open, so not forever).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in pumps {
+        while !p.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = watch_thread.join();
+    pending.extend(rx.try_iter().filter_map(|m| match m {
+        Msg::Epoch(e) => Some(e),
+        Msg::Exited(_) => None,
+    }));
+    for e in pending {
+        r.epoch(e, note);
+    }
+    sig_handle.close();
+    let _ = sig_thread.join();
+
+    let was_interrupted = interrupted.load(Ordering::SeqCst);
+    let (code, outcome) = describe(status, was_interrupted);
+    r.report.exit_code = code;
+    r.report.outcome = outcome.clone();
+    r.report.interrupted = was_interrupted;
+    let mut labels = BTreeMap::new();
+    labels.insert("outcome".to_string(), outcome.clone());
+    labels.insert("exit_code".to_string(), code.to_string());
+    labels.insert("interrupted".to_string(), was_interrupted.to_string());
+    labels.insert("command".to_string(), command_line(&opts.command));
+    if let Err(e) = r.commit_labelled(
+        None,
+        BTreeMap::new(),
+        labels,
+        Some(format!("run {outcome}")),
+        note,
+    ) {
+        r.report.errors.push(format!("final snapshot: {e}"));
+        note(&format!("error: final snapshot failed: {e}"));
+    }
+    r.update_best(note);
+    drop(_running);
+    match r.repo.forget(&opts.policy, false, now_ns()) {
+        Ok(f) => {
+            r.report.forgotten = f.decisions.iter().filter(|d| !d.keep).count();
+            match r.repo.prune(false, &NoProgress) {
+                Ok(p) => r.report.bytes_freed = p.bytes_freed(),
+                Err(e) => r.report.errors.push(format!("prune: {e}")),
+            }
+        }
+        Err(e) => r.report.errors.push(format!("retention: {e}")),
+    }
+    Ok(r.report)
+}
+
+struct Runner<'a> {
+    repo: &'a mut Repo,
+    ws: &'a Workspace,
+    opts: &'a RunOptions,
+    report: RunReport,
+    last_epoch: Option<u64>,
+    best: Option<(SnapshotId, f64)>,
+}
+
+impl Runner<'_> {
+    fn epoch(&mut self, e: EpochEvent, note: &dyn Fn(&str)) {
+        let epoch = e
+            .epoch
+            .or_else(|| self.last_epoch.map(|x| x + 1))
+            .unwrap_or(1);
+        match self.commit(Some(epoch), e.metrics, &e.source, None, note) {
+            Ok(_) => self.update_best(note),
+            Err(err) => {
+                note(&format!("error: epoch {epoch} snapshot failed: {err}"));
+                self.report.errors.push(format!("epoch {epoch}: {err}"));
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        epoch: Option<u64>,
+        metrics: BTreeMap<String, f64>,
+        source: &str,
+        message: Option<String>,
+        note: &dyn Fn(&str),
+    ) -> Result<SnapshotId> {
+        let mut labels = BTreeMap::new();
+        labels.insert("signal".to_string(), source.to_string());
+        self.commit_labelled(epoch, metrics, labels, message, note)
+    }
+
+    fn commit_labelled(
+        &mut self,
+        epoch: Option<u64>,
+        metrics: BTreeMap<String, f64>,
+        labels: BTreeMap<String, String>,
+        message: Option<String>,
+        note: &dyn Fn(&str),
+    ) -> Result<SnapshotId> {
+        let opts = CommitOptions {
+            session: Some(self.opts.session.clone()),
+            epoch,
+            metrics,
+            labels,
+            message,
+            now_ns: now_ns(),
+            ..CommitOptions::default()
+        };
+        let done = self.repo.commit(self.ws, opts, &NoProgress)?;
+        for w in &done.warnings {
+            note(&format!("warning: {w}"));
+        }
+        if epoch.is_some() {
+            self.last_epoch = epoch;
+        }
+        let s = &done.snapshot.summary;
+        note(&format!(
+            "snapshot {}{}: {} files, {} new bytes stored",
+            done.id.short(),
+            epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default(),
+            s.files,
+            s.new_stored_bytes
+        ));
+        self.report.snapshots.push(done.id.to_hex());
+        Ok(done.id)
+    }
+
+    /// Moves `SESSION/best` and `best` to the session's best snapshot,
+    /// counting snapshots the child committed itself.
+    fn update_best(&mut self, note: &dyn Fn(&str)) {
+        let Some((metric, dir)) = &self.opts.best else {
+            return;
+        };
+        let Ok(log) = self.repo.log() else { return };
+        let mut best: Option<(SnapshotId, f64)> = None;
+        for e in log
+            .iter()
+            .filter(|e| e.snapshot.session.as_deref() == Some(self.opts.session.as_str()))
+        {
+            if let Some(v) = e.snapshot.metrics.get(metric) {
+                if improves(*dir, *v, best.map(|b| b.1)) {
+                    best = Some((e.id, *v));
+                }
+            }
+        }
+        let Some((id, value)) = best else { return };
+        if self.best.map(|b| b.0) == Some(id) {
+            return;
+        }
+        let session_tag = format!("{}/best", self.opts.session);
+        for tag in [session_tag.as_str(), "best"] {
+            if let Err(e) = self.repo.tag(tag, &id.to_hex()) {
+                self.report.errors.push(format!("tag {tag}: {e}"));
+            }
+        }
+        note(&format!(
+            "best {metric} = {value} -> tagged {} and best ({})",
+            session_tag,
+            id.short()
+        ));
+        self.best = Some((id, value));
+        self.report.best = Some((id.to_hex(), value));
+    }
+}
+
+/// Copies a child's stream through to ours as bytes arrive, and reports
+/// `SNAP {...}` lines. Lines longer than 1 MiB are not inspected.
+fn spawn_pump(
+    mut src: impl Read + Send + 'static,
+    mut dst: impl Write + Send + 'static,
+    capture: Option<Arc<Mutex<File>>>,
+    tx: Sender<Msg>,
+    source: &'static str,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 << 10];
+        let mut line: Vec<u8> = Vec::new();
+        let check = |line: &[u8]| {
+            if line.starts_with(LINE_PREFIX.as_bytes()) {
+                if let Some(e) = signals::parse_line(&String::from_utf8_lossy(line), source) {
+                    let _ = tx.send(Msg::Epoch(e));
+                }
+            }
+        };
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let _ = dst.write_all(&buf[..n]);
+            let _ = dst.flush();
+            if let Some(c) = &capture {
+                let _ = c.lock().map(|mut f| f.write_all(&buf[..n]));
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    check(&line);
+                    line.clear();
+                } else if line.len() < (1 << 20) {
+                    line.push(b);
+                }
+            }
+        }
+        check(&line);
+    })
+}
+
+fn describe(status: ExitStatus, interrupted: bool) -> (i32, String) {
+    let how = if interrupted { "interrupted, " } else { "" };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => (0, format!("{how}exited 0")),
+        (Some(c), _) => (c, format!("{how}failed with exit code {c}")),
+        (None, Some(sig)) => (128 + sig, format!("{how}killed by signal {sig}")),
+        _ => (1, "ended".into()),
+    }
+}
+
+fn command_line(cmd: &[OsString]) -> String {
+    cmd.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Empties `dir` (which must be inside the workspace and not hold the repository).
+fn empty_dir(ws: &Workspace, dir: &PathBuf) -> Result<()> {
+    if !dir.starts_with(&ws.root) || *dir == ws.root || ws.repo.starts_with(dir) {
+        return Err(Error::invalid(
+            "--clean",
+            dir.display().to_string(),
+            "must be a directory inside the workspace that does not hold the repository",
+        ));
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in rd {
+        let path = entry.ctx("list", dir)?.path();
+        let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
+        if is_dir {
+            std::fs::remove_dir_all(&path).ctx("remove", &path)?;
+        } else {
+            std::fs::remove_file(&path).ctx("remove", &path)?;
+        }
+    }
+    Ok(())
+}
