@@ -14,6 +14,7 @@ use crate::id::SnapshotId;
 use crate::ops::blobs::{self, PackFiles};
 use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
+use crate::ops::import;
 use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestoreSummary};
 use crate::ops::retention::{self, Decision, Policy};
@@ -53,6 +54,14 @@ pub struct ForgetReport {
     pub snapshots: Vec<(SnapshotId, Snapshot)>,
     pub dropped_tags: Vec<String>,
     pub dry_run: bool,
+}
+
+/// The outcome of importing one archive.
+#[derive(Debug)]
+pub struct Imported {
+    pub zip: PathBuf,
+    pub session: String,
+    pub result: std::result::Result<CommitSummary, String>,
 }
 
 /// One entry of `snap show`.
@@ -403,6 +412,70 @@ impl Repo {
             prune::apply(&self.layout, &mut self.index, &plan, progress)?;
         }
         Ok(plan)
+    }
+
+    /// Imports zip archives, one snapshot and one session each, dated from
+    /// the archive's name or else its newest entry. An archive that fails
+    /// (damaged, unsafe paths) imports nothing and does not stop the others.
+    pub fn import_zip(
+        &mut self,
+        ws: &Workspace,
+        zips: &[PathBuf],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Imported>> {
+        let _lock = self.lock("import-zip")?;
+        let mut out = Vec::new();
+        for zip in zips {
+            let session = import::session_name(zip);
+            let result = (|| {
+                let staging = tempfile::Builder::new()
+                    .prefix("import-")
+                    .tempdir_in(self.layout.tmp_dir())
+                    .ctx("create staging directory in", self.layout.tmp_dir())?;
+                let extracted = import::extract(zip, staging.path())?;
+                let time_ns = zip
+                    .file_name()
+                    .and_then(|n| import::time_from_name(&n.to_string_lossy()))
+                    .or(extracted.newest_ns)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "zip archive",
+                            zip.display().to_string(),
+                            "has no date in its name and no dated entries",
+                        )
+                    })?;
+                let staged = Workspace {
+                    repo: ws.repo.clone(),
+                    root: staging.path().to_path_buf(),
+                    config: Default::default(),
+                };
+                let mut labels = std::collections::BTreeMap::new();
+                labels.insert("imported_from".to_string(), zip.display().to_string());
+                let opts = CommitOptions {
+                    session: Some(session.clone()),
+                    message: Some(format!("imported from {}", zip.display())),
+                    labels,
+                    now_ns: time_ns,
+                    workspace_label: Some(ws.root.to_string_lossy().into_owned()),
+                    no_stat_cache: true,
+                    ..CommitOptions::default()
+                };
+                commit::commit(
+                    &self.layout,
+                    &self.config,
+                    &mut self.index,
+                    &staged,
+                    opts,
+                    progress,
+                )
+            })();
+            out.push(Imported {
+                zip: zip.clone(),
+                session,
+                result: result.map_err(|e| e.to_string()),
+            });
+        }
+        Ok(out)
     }
 
     /// Marks `session` as running until the returned lock is dropped.

@@ -56,6 +56,10 @@ pub struct CommitOptions {
     pub tags: Vec<String>,
     /// Commit time, Unix nanoseconds (passed in, never read from a global).
     pub now_ns: i64,
+    /// Record this as the workspace instead of the scanned directory (imports).
+    pub workspace_label: Option<String>,
+    /// Neither use nor update the stat cache (imports from staging copies).
+    pub no_stat_cache: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -195,7 +199,10 @@ pub fn commit(
     opts: CommitOptions,
     progress: &dyn Progress,
 ) -> Result<CommitSummary> {
-    let workspace_key = ws.root.to_string_lossy().into_owned();
+    let workspace_key = opts
+        .workspace_label
+        .clone()
+        .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
     let (mut items, mut warnings) = scan::scan(ws, &opts.paths)?;
     let parent = latest_of_workspace(index, &workspace_key)?;
 
@@ -229,26 +236,29 @@ pub fn commit(
     let mut data: Vec<FileData> = Vec::with_capacity(items.len());
     let mut to_read_bytes = 0;
     for item in &items {
-        let d = if item.kind == ItemKind::File {
+        if item.kind != ItemKind::File {
+            data.push(FileData::Skipped);
+            continue;
+        }
+        let cached = if opts.no_stat_cache {
+            None
+        } else {
             let key = item.rel.as_os_str().as_encoded_bytes();
-            let cached = shared
+            shared
                 .index
                 .lock()
                 .expect("index poisoned")
-                .stat_entry(&workspace_key, key)?;
-            match cached {
-                Some(c) if same_file(&c, &item.meta) && shared.all_present(&c.chunks)? => {
-                    FileData::Cached(c.chunks)
-                }
-                _ => {
-                    to_read_bytes += item.meta.size;
-                    FileData::Skipped
-                }
-            }
-        } else {
-            FileData::Skipped
+                .stat_entry(&workspace_key, key)?
         };
-        data.push(d);
+        match cached {
+            Some(c) if same_file(&c, &item.meta) && shared.all_present(&c.chunks)? => {
+                data.push(FileData::Cached(c.chunks))
+            }
+            _ => {
+                to_read_bytes += item.meta.size;
+                data.push(FileData::Skipped);
+            }
+        }
     }
 
     progress.start("commit", to_read_bytes);
@@ -343,7 +353,7 @@ pub fn commit(
                 };
                 summary.files += 1;
                 summary.logical_bytes += item.meta.size;
-                if cacheable {
+                if cacheable && !opts.no_stat_cache {
                     let m = &item.meta;
                     let entry = StatEntry {
                         size: m.size,
@@ -413,7 +423,7 @@ pub fn commit(
             record,
             stat_workspace: workspace_key,
             stat_entries,
-            stat_replace_all: opts.paths.is_empty(),
+            stat_replace_all: opts.paths.is_empty() && !opts.no_stat_cache,
             tags: opts.tags,
         },
     )?;

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod check;
 pub mod commit;
+pub mod import;
 pub mod prune;
 pub mod resolve;
 pub mod restore;

@@ -60,9 +60,13 @@ pub fn clean_tmp(tmp_dir: &Path) -> Result<usize> {
         return Ok(0);
     };
     for entry in rd.flatten() {
-        if fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
+        let path = entry.path();
+        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed += usize::from(gone.is_ok());
     }
     Ok(removed)
 }

@@ -70,6 +70,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         labels: BTreeMap::new(),
         tags: args.tags,
         now_ns: snapstore::ops::commit::now_ns(),
+        ..CommitOptions::default()
     };
     let done = repo.commit(&ws, opts, &Bar::new())?;
     for w in &done.warnings {

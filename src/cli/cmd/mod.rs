@@ -4,6 +4,7 @@ pub mod cat;
 pub mod check;
 pub mod commit;
 pub mod forget;
+pub mod import_zip;
 pub mod init;
 pub mod log;
 pub mod prune;
