@@ -171,8 +171,7 @@ pub fn check(
             }
         }
     }
-    let (_, raw, stored) = index.data_totals()?;
-    let _ = raw;
+    let (_, _, stored) = index.data_totals()?;
     let used_stored: u64 = used_chunks
         .iter()
         .filter_map(|c| index.blob(c, PackKind::Data).ok().flatten())
