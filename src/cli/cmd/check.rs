@@ -6,10 +6,12 @@ use crate::cli::progress::Bar;
 use crate::cli::render::{self, bytes};
 use crate::cli::Ctx;
 
-/// Verify the repository: every snapshot, tree and pack trailer, and that
-/// every chunk a snapshot needs is stored. With --read-data, also read and
-/// verify every byte and name the files each damaged chunk hurts.
-/// Exits 3 if anything is damaged.
+/// Verify the repository (with --read-data: every byte)
+///
+/// Verify the repository: every snapshot, tree and pack trailer, and that every
+/// chunk a snapshot needs is stored. With --read-data, also read and verify
+/// every byte and name the files each damaged chunk hurts. Exits 3 if anything
+/// is damaged.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Read and verify all data (slow: reads the whole repository).

@@ -10,8 +10,10 @@ use crate::cli::progress::Bar;
 use crate::cli::render::{self, SnapshotJson};
 use crate::cli::Ctx;
 
-/// Snapshot the workspace. Unchanged files are not read again; only new
-/// chunks are stored. With PATHs, the snapshot holds just those paths.
+/// Snapshot the workspace.
+///
+/// Unchanged files are not read again; only new chunks are stored. With PATHs,
+/// the snapshot holds just those paths.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Paths to snapshot (default: the whole workspace, or snap.toml's `track`).

@@ -6,11 +6,13 @@ use snapstore::ops::retention::{parse_duration, Policy};
 use crate::cli::render;
 use crate::cli::Ctx;
 
-/// Apply the retention policy: keep every tagged snapshot and the last
-/// snapshot of each of the most recent sessions; forget the rest. Prints every
-/// snapshot with the reason it is kept or forgotten. Forgotten snapshots'
-/// data is reclaimed by `snap prune`. Defaults come from snap.toml
-/// `[retention]`, else 5 sessions, 1 snapshot each, every tag.
+/// Apply the retention policy to snapshot records
+///
+/// Apply the retention policy: keep every tagged snapshot and the last snapshot
+/// of each of the most recent sessions; forget the rest. Prints every snapshot
+/// with the reason it is kept or forgotten. Forgotten snapshots' data is
+/// reclaimed by `snap prune`. Defaults come from snap.toml `[retention]`, else
+/// 5 sessions, 1 snapshot each, every tag.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Keep the last snapshots of this many most recent sessions.

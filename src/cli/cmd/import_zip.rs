@@ -8,12 +8,14 @@ use crate::cli::progress::Bar;
 use crate::cli::render::{self, bytes};
 use crate::cli::Ctx;
 
-/// Import zip archives (e.g. archives/training_backup_YYYYMMDD_HHMMSS.zip
-/// with logs/, models/, config/, root_checkpoints/) as snapshots: one session
-/// per archive, dated from its name (else its newest entry), deduplicated
-/// against everything stored. Files under root_checkpoints/ return to the
-/// workspace root. A damaged archive imports nothing; the others go on.
-/// Exits 1 if any archive failed.
+/// Import zip backups as dated snapshots, one session per archive
+///
+/// Import zip archives (e.g. archives/training_backup_YYYYMMDD_HHMMSS.zip with
+/// logs/, models/, config/, root_checkpoints/) as snapshots: one session per
+/// archive, dated from its name (else its newest entry), deduplicated against
+/// everything stored. Files under root_checkpoints/ return to the workspace
+/// root. A damaged archive imports nothing; the others go on. Exits 1 if any
+/// archive failed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Zip archives, oldest first is best (sessions rank by their dates anyway).

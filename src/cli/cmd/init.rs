@@ -6,8 +6,10 @@ use snapstore::{ChunkerParams, Repo};
 
 use crate::cli::Ctx;
 
-/// Create a repository: ./.snap by default, or at --repo PATH (for example
-/// on another disk; a snap.toml pointing to it is then written here).
+/// Create a repository: ./.snap, or --repo PATH
+///
+/// With --repo (for example on another disk), a snap.toml pointing to it is
+/// written in the current directory.
 ///
 /// snap.toml (optional, beside .snap/) may set:
 ///   repo = "/mnt/archive/snap"   repository elsewhere

@@ -5,6 +5,8 @@ use anyhow::Result;
 use crate::cli::render::{self, SnapshotJson};
 use crate::cli::Ctx;
 
+/// List snapshots with sessions, epochs, metrics and tags
+///
 /// List snapshots, oldest first: id, time, session, epoch, metrics, tags and
 /// the new data each one stored.
 #[derive(Debug, clap::Args)]

@@ -6,8 +6,10 @@ use crate::cli::progress::Bar;
 use crate::cli::render::{self, bytes};
 use crate::cli::Ctx;
 
-/// Delete packs no snapshot needs and repack packs that are mostly unused
-/// (more than 30% waste). Safe against crashes: new copies are durable before
+/// Reclaim the space of forgotten snapshots
+///
+/// Delete packs no snapshot needs and repack packs that are mostly unused (more
+/// than 30% waste). Safe against crashes: new copies are durable before
 /// anything is deleted.
 #[derive(Debug, clap::Args)]
 pub struct Args {

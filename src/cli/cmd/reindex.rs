@@ -5,8 +5,9 @@ use anyhow::Result;
 use crate::cli::render;
 use crate::cli::Ctx;
 
-/// Rebuild index.sqlite from packs, snapshots and refs. Safe at any time:
-/// the index is only a cache.
+/// Rebuild index.sqlite from packs, snapshots and refs.
+///
+/// Safe at any time: the index is only a cache.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output JSON.

@@ -10,8 +10,10 @@ use crate::cli::render;
 use crate::cli::Ctx;
 
 /// Restore a snapshot, whole or some paths, byte for byte with modes, mtimes
-/// and symlinks. Existing files are never replaced without --overwrite, and
-/// nothing is written outside the target.
+/// and symlinks.
+///
+/// Existing files are never replaced without --overwrite, and nothing is
+/// written outside the target.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshot: id or prefix, tag, `latest`, or SESSION@EPOCH.

@@ -11,12 +11,14 @@ use snapstore::runner::{self, signals, RunOptions};
 use crate::cli::render::{self, bytes};
 use crate::cli::Ctx;
 
+/// Run a training command as a session, with a snapshot per epoch
+///
 /// Run a training command as a session: snapshot the workspace first, commit
 /// after every epoch (SNAP {"epoch": N, "metrics": {...}} lines on stdout or
-/// stderr, --watch files, --metrics lines, or `snap commit` run by the
-/// command itself), keep SESSION/best and best on the best metric, commit at
-/// the end (also on failure or Ctrl-C), apply retention, and exit with the
-/// command's status.
+/// stderr, --watch files, --metrics lines, or `snap commit` run by the command
+/// itself), keep SESSION/best and best on the best metric, commit at the end
+/// (also on failure or Ctrl-C), apply retention, and exit with the command's
+/// status.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Session name (default: run-YYYYMMDD-HHMMSS).

@@ -5,6 +5,8 @@ use anyhow::Result;
 use crate::cli::render::{self, bytes};
 use crate::cli::Ctx;
 
+/// Repository sizes and dedup/compression ratios
+///
 /// Repository sizes: logical bytes (what the snapshots hold), unique bytes
 /// (after dedup), stored bytes (after compression), and the ratios.
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,9 @@ use crate::cli::render;
 use crate::cli::Ctx;
 
 /// Name a snapshot (`snap tag NAME REV`), or remove a name (`--delete NAME`).
-/// Tags may contain '/', e.g. `run-7/best`. Moving a tag replaces it atomically.
+///
+/// Tags may contain '/', e.g. `run-7/best`. Moving a tag replaces it
+/// atomically.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     name: String,
