@@ -376,6 +376,7 @@ impl Repo {
                 }
             }
             durable::sync_dir(&self.layout.snapshots_dir())?;
+            crate::store::failpoint::hit("forget:before-index");
             self.index.transaction(|tx| {
                 for id in &forgotten {
                     tx.delete_snapshot(id)?;

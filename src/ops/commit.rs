@@ -389,6 +389,7 @@ pub fn commit(
         ));
     }
 
+    crate::store::failpoint::hit("commit:before-trees");
     let (root, tree_pack) = build_trees(layout, config, index, entries)?;
     packs.extend(tree_pack);
 
@@ -546,6 +547,7 @@ fn write_packs(
         w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len)?;
         if w.size() >= target {
             done.push(current.take().expect("just used").finish(layout)?);
+            crate::store::failpoint::hit("commit:after-first-pack");
         }
     }
     if let Some(w) = current {

@@ -22,7 +22,7 @@ use crate::ops::blobs::{load_tree, verify_chunk, PackFiles};
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack, PackWriter};
-use crate::store::Layout;
+use crate::store::{failpoint, Layout};
 
 /// A pack is repacked when more than this share of its bytes is unused.
 pub const REPACK_THRESHOLD: f64 = 0.3;
@@ -174,6 +174,7 @@ pub fn apply(
             new_packs.push(w.finish(layout)?);
         }
     }
+    failpoint::hit("prune:before-index");
     index.transaction(|tx| {
         for p in &new_packs {
             tx.insert_pack(p)?;
@@ -183,6 +184,7 @@ pub fn apply(
         }
         Ok(())
     })?;
+    failpoint::hit("prune:before-delete");
     let mut dirs = std::collections::BTreeSet::new();
     for id in plan.delete.iter().chain(&plan.repack) {
         let path = layout.pack(id);
@@ -192,6 +194,7 @@ pub fn apply(
             Err(e) => return Err(Error::io("delete pack", &path, e)),
         }
         dirs.extend(path.parent().map(std::path::Path::to_path_buf));
+        failpoint::hit("prune:after-one-delete");
     }
     for dir in dirs {
         crate::store::durable::sync_dir(&dir)?;

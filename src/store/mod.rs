@@ -15,6 +15,7 @@
 //! The order in which a commit makes its files durable lives in `publish`.
 
 pub mod durable;
+pub mod failpoint;
 pub mod index;
 pub mod layout;
 pub mod lock;

@@ -18,9 +18,9 @@
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::store::durable;
 use crate::store::index::{Index, StatEntry};
 use crate::store::packs::FinishedPack;
+use crate::store::{durable, failpoint};
 use crate::store::{refs, Layout};
 
 /// Everything a commit makes visible at once.
@@ -40,11 +40,13 @@ pub struct Publication {
 /// Carries out steps 2 to 4 (step 1 is done by the time a `FinishedPack`
 /// exists).
 pub fn publish(layout: &Layout, index: &mut Index, p: Publication) -> Result<()> {
+    failpoint::hit("publish:before-record");
     durable::write_atomic(
         &layout.tmp_dir(),
         &layout.snapshot(&p.snapshot_id),
         &p.record,
     )?;
+    failpoint::hit("publish:before-index");
     index.transaction(|tx| {
         for pack in &p.packs {
             tx.insert_pack(pack)?;
@@ -58,6 +60,7 @@ pub fn publish(layout: &Layout, index: &mut Index, p: Publication) -> Result<()>
         }
         Ok(())
     })?;
+    failpoint::hit("publish:before-tags");
     for name in &p.tags {
         set_tag(layout, index, name, &p.snapshot_id)?;
     }

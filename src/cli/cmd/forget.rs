@@ -58,7 +58,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     };
     let r = repo.forget(&policy, args.dry_run, snapstore::ops::commit::now_ns())?;
     if args.json {
-        let v = serde_json::json!({ "dry_run": r.dry_run, "decisions": r.decisions, "dropped_tags": r.dropped_tags });
+        let decisions: Vec<_> = r
+            .decisions
+            .iter()
+            .map(|d| serde_json::json!({ "id": d.id.to_hex(), "keep": d.keep, "reasons": d.reasons }))
+            .collect();
+        let v = serde_json::json!({ "dry_run": r.dry_run, "decisions": decisions, "dropped_tags": r.dropped_tags });
         return render::print_json(&v).map(|_| 0);
     }
     let mut forgotten = 0;

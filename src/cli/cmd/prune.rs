@@ -26,6 +26,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let plan = repo.prune(args.dry_run, &Bar::new())?;
     if args.json {
         let mut v = serde_json::to_value(&plan)?;
+        let hex = |ids: &[snapstore::PackId]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>();
+        v["delete"] = hex(&plan.delete).into();
+        v["repack"] = hex(&plan.repack).into();
         v["bytes_freed"] = plan.bytes_freed().into();
         v["dry_run"] = args.dry_run.into();
         return render::print_json(&v).map(|_| 0);
