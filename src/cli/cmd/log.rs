@@ -1,6 +1,7 @@
 //! `snap log`: list snapshots.
 
 use anyhow::Result;
+use snapstore::LogEntry;
 
 use crate::cli::render::{self, SnapshotJson};
 use crate::cli::Ctx;
@@ -34,37 +35,66 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<8}  {:<19}  {:<16} {:>5}  {:>10}  {:>10}  METRICS / TAGS / MESSAGE",
-        "ID", "TIME", "SESSION", "EPOCH", "SIZE", "NEW"
+        "{:<8}  {:<19}  {:>5}  {:>10}  {:>10}  METRICS / TAGS / MESSAGE",
+        "ID", "TIME", "EPOCH", "SIZE", "NEW"
     );
+    let mut current: Option<Option<&str>> = None;
     for e in &entries {
         let s = &e.snapshot;
-        let mut extra = render::metrics(&s.metrics);
-        if !e.tags.is_empty() {
-            extra.push_str(&format!(
-                "{}[{}]",
-                if extra.is_empty() { "" } else { "  " },
-                e.tags.join(", ")
-            ));
+        if current != Some(s.session.as_deref()) {
+            current = Some(s.session.as_deref());
+            println!("{}", session_header(&entries, s.session.as_deref()));
         }
-        if let Some(o) = s.labels.get("outcome") {
-            extra.push_str(&format!(
-                "{}run {o}",
-                if extra.is_empty() { "" } else { "  " }
-            ));
-        } else if let Some(m) = &s.message {
-            extra.push_str(&format!("{}{m}", if extra.is_empty() { "" } else { "  " }));
+        let mut extra: Vec<String> = Vec::new();
+        if !s.metrics.is_empty() {
+            extra.push(render::metrics(&s.metrics));
+        }
+        if !e.tags.is_empty() {
+            extra.push(format!("[{}]", e.tags.join(", ")));
+        }
+        match (s.labels.get("outcome"), &s.message) {
+            (Some(o), _) => extra.push(format!("run {o}")),
+            (None, Some(m)) => extra.push(m.clone()),
+            (None, None) => {}
         }
         println!(
-            "{:<8}  {:<19}  {:<16} {:>5}  {:>10}  {:>10}  {}",
+            "{:<8}  {:<19}  {:>5}  {:>10}  {:>10}  {}",
             e.id.short(),
             render::time(s.time_ns),
-            s.session.as_deref().unwrap_or("-"),
             s.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
             render::bytes(s.summary.logical_bytes),
             render::bytes(s.summary.new_stored_bytes),
-            extra
+            extra.join("  ")
         );
     }
     Ok(0)
+}
+
+/// `== session NAME: N snapshots, epochs A-B, run OUTCOME ==`, or a plain
+/// separator for snapshots outside any session.
+fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
+    let Some(name) = session else {
+        return "-- (no session) --".into();
+    };
+    let of: Vec<&LogEntry> = entries
+        .iter()
+        .filter(|e| e.snapshot.session.as_deref() == Some(name))
+        .collect();
+    let epochs: Vec<u64> = of.iter().filter_map(|e| e.snapshot.epoch).collect();
+    let mut parts = vec![format!("{} snapshots", of.len())];
+    if let (Some(lo), Some(hi)) = (epochs.iter().min(), epochs.iter().max()) {
+        parts.push(if lo == hi {
+            format!("epoch {lo}")
+        } else {
+            format!("epochs {lo}-{hi}")
+        });
+    }
+    if let Some(o) = of
+        .iter()
+        .rev()
+        .find_map(|e| e.snapshot.labels.get("outcome"))
+    {
+        parts.push(format!("run {o}"));
+    }
+    format!("== session {name}: {} ==", parts.join(", "))
 }
