@@ -95,7 +95,7 @@ impl Tree {
         }
         let tree: Tree = decode_body(WHAT, body)?;
         for (i, e) in tree.entries.iter().enumerate() {
-            validate_name(&e.name)?;
+            validate_name(&e.name).map_err(|err| Error::corrupt(WHAT, err.to_string()))?;
             if i > 0 && tree.entries[i - 1].name >= e.name {
                 return Err(Error::corrupt(
                     WHAT,

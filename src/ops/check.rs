@@ -120,7 +120,9 @@ pub fn check(
         }
         files_by_snapshot.push((*id, files));
     }
-    for (name, id) in refs::list_tags(&layout.tags_dir())? {
+    let (tags, bad_tags) = refs::list_tags(&layout.tags_dir())?;
+    report.errors.extend(bad_tags);
+    for (name, id) in tags {
         if !snapshots.iter().any(|(s, _)| *s == id) {
             report.errors.push(format!(
                 "tag {name} names snapshot {} which does not exist",

@@ -80,6 +80,17 @@ pub struct RestorePlan {
     overwrite: bool,
 }
 
+/// A file or symlink cannot replace a real directory, even with --overwrite.
+fn refuse_dir_in_way(existing: Option<&fs::Metadata>, path: &Path) -> Result<()> {
+    if existing.is_some_and(|m| m.is_dir()) {
+        return Err(Error::UnsafePath {
+            path: path.display().to_string(),
+            why: "a directory is in the way; remove it or restore elsewhere".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a user-given snapshot path: relative, no `..`.
 fn clean_rel(p: &str) -> Result<PathBuf> {
     let path = Path::new(p.trim_end_matches('/'));
@@ -174,6 +185,7 @@ pub fn plan(
                 plan.dirs.push((path, entry.mode, entry.mtime_ns));
             }
             EntryKind::File { size, chunks } => {
+                refuse_dir_in_way(existing.as_ref(), &path)?;
                 if existing.is_some() {
                     conflicts.push(dest.clone());
                 }
@@ -183,16 +195,10 @@ pub fn plan(
                     chunk_dests.entry(c.id).or_default().push((idx, off));
                     off += c.len as u64;
                 }
-                let name = dest
-                    .file_name()
-                    .expect("restored paths have a name")
-                    .as_bytes();
-                let tmp =
-                    dest.with_file_name(format!(".{}.snap-restore", String::from_utf8_lossy(name)));
                 plan.files.push(PlannedFile {
                     rel: path,
                     dest,
-                    tmp,
+                    tmp: PathBuf::new(),
                     size,
                     mode: entry.mode,
                     mtime_ns: entry.mtime_ns,
@@ -200,6 +206,7 @@ pub fn plan(
                 });
             }
             EntryKind::Symlink { target } => {
+                refuse_dir_in_way(existing.as_ref(), &path)?;
                 if existing.is_some() {
                     conflicts.push(dest.clone());
                 }
@@ -266,13 +273,35 @@ fn ensure_dir(target: &Path, rel: &Path) -> Result<()> {
 }
 
 fn set_mtime(file: &File, path: &Path, mtime_ns: i64) -> Result<()> {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns.max(0) as u64);
+    let d = std::time::Duration::from_nanos(mtime_ns.unsigned_abs());
+    let t = if mtime_ns >= 0 {
+        std::time::UNIX_EPOCH + d
+    } else {
+        std::time::UNIX_EPOCH - d
+    };
     file.set_modified(t).ctx("set mtime of", path)
 }
 
 /// Carries out a plan.
 pub fn apply(
-    plan: RestorePlan,
+    mut plan: RestorePlan,
+    packs: &PackFiles,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let result = apply_inner(&mut plan, packs, progress);
+    if result.is_err() {
+        // Leave nothing half-written behind: temporaries not yet renamed go.
+        for f in &plan.files {
+            if !f.tmp.as_os_str().is_empty() {
+                let _ = fs::remove_file(&f.tmp);
+            }
+        }
+    }
+    result
+}
+
+fn apply_inner(
+    plan: &mut RestorePlan,
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
@@ -281,17 +310,22 @@ pub fn apply(
     for (rel, _, _) in &plan.dirs {
         ensure_dir(&plan.target, rel)?;
     }
-    // Temporary files, preallocated to their final size.
-    for f in &plan.files {
-        ensure_dir(&plan.target, f.rel.parent().unwrap_or(Path::new("")))?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&f.tmp)
-            .ctx("create", &f.tmp)?;
+    // Temporary files beside their destinations, preallocated. Random names
+    // created with O_EXCL: never a symlink someone planted, never another
+    // file of the snapshot, whatever the destination's name.
+    for f in plan.files.iter_mut() {
+        let rel_dir = f.rel.parent().unwrap_or(Path::new(""));
+        ensure_dir(&plan.target, rel_dir)?;
+        let dir = plan.target.join(rel_dir);
+        let (file, tmp) = tempfile::Builder::new()
+            .prefix(".snap-restore-")
+            .tempfile_in(&dir)
+            .and_then(|t| t.keep().map_err(|e| e.error))
+            .ctx("create temporary file in", &dir)?;
+        f.tmp = tmp;
         file.set_len(f.size).ctx("allocate", &f.tmp)?;
     }
+    let plan = &*plan;
 
     progress.start("restore", plan.total_bytes());
     let failed_chunks: Mutex<HashMap<ChunkId, String>> = Mutex::new(
@@ -346,9 +380,6 @@ pub fn apply(
         }
     });
     if let Some(e) = write_err.into_inner().expect("poisoned") {
-        for f in &plan.files {
-            let _ = fs::remove_file(&f.tmp);
-        }
         return Err(e);
     }
     progress.finish();
@@ -370,12 +401,6 @@ pub fn apply(
             .ctx("set mode of", &f.tmp)?;
         set_mtime(&file, &f.tmp, f.mtime_ns)?;
         drop(file);
-        if plan.overwrite && f.dest.is_dir() && !f.dest.is_symlink() {
-            return Err(Error::UnsafePath {
-                path: f.rel.display().to_string(),
-                why: "a directory is in the way".into(),
-            });
-        }
         fs::rename(&f.tmp, &f.dest).ctx("rename into", &f.dest)?;
         summary.files += 1;
         summary.bytes += f.size;

@@ -75,6 +75,19 @@ pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<String>
                 format!("is outside the workspace {}", ws.root.display()),
             )
         })?;
+        let inside_repo =
+            root.starts_with(&ws.repo) || ws.repo.starts_with(root) && root != &ws.root;
+        if inside_repo
+            || rel_root
+                .components()
+                .any(|c| c.as_os_str() == ".git" || c.as_os_str() == ".snap")
+        {
+            return Err(Error::invalid(
+                "path",
+                root.display().to_string(),
+                "is or holds the repository or a .git directory, which snap never stores",
+            ));
+        }
         if root.symlink_metadata().is_err() {
             return Err(Error::invalid(
                 "path",

@@ -82,7 +82,8 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     let snap_set: HashSet<_> = snap_ids.iter().copied().collect();
     let gone_snaps: Vec<_> = indexed_snaps.difference(&snap_set).copied().collect();
 
-    let tags = refs::list_tags(&layout.tags_dir())?;
+    let (tags, bad_tags) = refs::list_tags(&layout.tags_dir())?;
+    report.damaged.extend(bad_tags);
     let tags_changed = index.tags()? != tags;
 
     report.packs_added = new_packs.len();

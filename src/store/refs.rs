@@ -21,9 +21,9 @@ pub fn validate_tag(name: &str) -> Result<()> {
         }
         if !comp
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-@+=".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+=".contains(&b))
         {
-            return bad("use letters, digits and . _ - @ + = separated by /");
+            return bad("use letters, digits and . _ - + = separated by /");
         }
     }
     if name == "latest" || crate::id::is_hex_prefix(name) && name.len() >= 4 {
@@ -60,15 +60,26 @@ pub fn delete_tag(tags_dir: &Path, name: &str) -> Result<bool> {
     }
 }
 
-/// Every tag on disk, sorted by name. Unreadable tag files are reported.
-pub fn list_tags(tags_dir: &Path) -> Result<Vec<(String, SnapshotId)>> {
+/// Tag names with the snapshots they name.
+pub type Tags = Vec<(String, SnapshotId)>;
+
+/// Every readable tag on disk, sorted by name, and a sentence for each tag
+/// file that cannot be read (so one bad file never locks users out: `check`
+/// reports it and `snap tag --delete NAME` removes it).
+pub fn list_tags(tags_dir: &Path) -> Result<(Tags, Vec<String>)> {
     let mut out = Vec::new();
-    walk(tags_dir, String::new(), &mut out)?;
+    let mut bad = Vec::new();
+    walk(tags_dir, String::new(), &mut out, &mut bad)?;
     out.sort();
-    Ok(out)
+    Ok((out, bad))
 }
 
-fn walk(dir: &Path, prefix: String, out: &mut Vec<(String, SnapshotId)>) -> Result<()> {
+fn walk(
+    dir: &Path,
+    prefix: String,
+    out: &mut Vec<(String, SnapshotId)>,
+    bad: &mut Vec<String>,
+) -> Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -85,13 +96,18 @@ fn walk(dir: &Path, prefix: String, out: &mut Vec<(String, SnapshotId)>) -> Resu
         let path = entry.path();
         let ft = entry.file_type().ctx("stat", &path)?;
         if ft.is_dir() {
-            walk(&path, full, out)?;
+            walk(&path, full, out, bad)?;
         } else if ft.is_file() {
-            let text = fs::read_to_string(&path).ctx("read tag", &path)?;
-            let id = SnapshotId::from_hex(text.trim()).ok_or_else(|| {
-                Error::corrupt(format!("tag {full}"), "does not hold a snapshot id")
-            })?;
-            out.push((full, id));
+            let id = fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| SnapshotId::from_hex(t.trim()));
+            match id {
+                Some(id) => out.push((full, id)),
+                None => bad.push(format!(
+                    "tag {full} ({}) does not hold a snapshot id; remove it with `snap tag --delete {full}`",
+                    path.display()
+                )),
+            }
         }
     }
     Ok(())

@@ -1,0 +1,19 @@
+//! The integration suite: one binary that drives the real `snap` binary on
+//! real files in temporary directories, one module per area. Test data comes
+//! from seeded generators (`util::Rng`), so every run sees the same bytes and
+//! the same chunk boundaries.
+
+mod util;
+
+mod cli_errors;
+mod concurrency;
+mod corruption;
+mod crash;
+mod dedup;
+mod escape;
+mod records;
+mod reindex;
+mod restore;
+mod roundtrip;
+mod statcache;
+mod workspace;

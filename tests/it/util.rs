@@ -1,0 +1,454 @@
+//! Shared fixtures: seeded data, a workspace in a temporary directory that
+//! drives the real `snap` binary, and a tree comparison that checks bytes,
+//! kinds, symlink targets, modes and nanosecond mtimes.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+use assert_cmd::cargo::CommandCargoExt;
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub const MIB: usize = 1 << 20;
+/// The default chunker's maximum chunk size.
+pub const MAX_CHUNK: usize = 4 * MIB;
+
+/// splitmix64: small, seeded, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `len` incompressible bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// `len` bytes of log-like text (compressible, but not trivially).
+    pub fn text(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 64);
+        let mut step = 0u64;
+        while v.len() < len {
+            step += 1;
+            let loss = self.below(100_000);
+            let acc = self.below(10_000);
+            v.extend_from_slice(
+                format!("step {step} loss 0.{loss:05} acc 0.{acc:04} lr 3e-4\n").as_bytes(),
+            );
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// Seeded random bytes in one call.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
+}
+
+/// A `snap` command with a clean environment (no SNAP_* variables leak in).
+pub fn snap_in(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("snap").expect("the snap binary is built");
+    cmd.current_dir(dir)
+        .env_remove("SNAP_REPO")
+        .env_remove("SNAP_SESSION")
+        .env("SNAP_LOCK_WAIT", "30");
+    cmd
+}
+
+/// The same, as a `std::process::Command` (for spawning and killing).
+pub fn snap_std(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::cargo_bin("snap").expect("the snap binary is built");
+    cmd.current_dir(dir)
+        .env_remove("SNAP_REPO")
+        .env_remove("SNAP_SESSION")
+        .env("SNAP_LOCK_WAIT", "30");
+    cmd
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary directory holding a workspace `ws/` (with `.snap/` once
+/// initialised) and room for restore targets beside it.
+pub struct Ws {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Ws {
+    /// An empty workspace, not initialised.
+    pub fn bare() -> Ws {
+        let tmp = tempfile::Builder::new()
+            .prefix("snap-it-")
+            .tempdir()
+            .expect("create temporary directory");
+        let root = tmp.path().join("ws");
+        fs::create_dir(&root).expect("create workspace");
+        Ws { tmp, root }
+    }
+
+    /// A workspace with a repository in `ws/.snap`.
+    pub fn new() -> Ws {
+        let ws = Ws::bare();
+        ws.ok(&["init"]);
+        ws
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.root.join(".snap")
+    }
+
+    /// A path beside the workspace (not inside it), e.g. a restore target.
+    pub fn outside(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn cmd(&self) -> Command {
+        snap_in(&self.root)
+    }
+
+    /// Runs snap in the workspace and returns its output, whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run snap")
+    }
+
+    /// Runs snap and asserts it succeeded; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "snap {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    /// Runs snap, asserts the exit code, returns the output.
+    pub fn fails(&self, args: &[&str], code: i32) -> Output {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "snap {args:?}: expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    }
+
+    /// Runs snap with `--json` appended, asserts success, parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("snap {a:?}: bad JSON ({e}):\n{out}"))
+    }
+
+    /// Like `json`, with one extra environment variable.
+    pub fn json_env(&self, args: &[&str], key: &str, value: &str) -> Value {
+        let o = self
+            .cmd()
+            .env(key, value)
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("run snap");
+        assert!(o.status.success(), "snap {args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).expect("JSON output")
+    }
+
+    /// `snap commit --json` with extra arguments; returns the snapshot JSON.
+    pub fn commit(&self, args: &[&str]) -> Value {
+        let mut a = vec!["commit"];
+        a.extend_from_slice(args);
+        self.json(&a)
+    }
+
+    /// Commits and returns the full snapshot id.
+    pub fn commit_id(&self, args: &[&str]) -> String {
+        id_of(&self.commit(args))
+    }
+
+    pub fn log(&self) -> Vec<Value> {
+        self.json(&["log"])
+            .as_array()
+            .expect("log --json is an array")
+            .clone()
+    }
+
+    /// The `files` list of `snap show REV --json`, keyed by path.
+    pub fn show_files(&self, rev: &str) -> BTreeMap<String, Value> {
+        let v = self.json(&["show", rev]);
+        v["files"]
+            .as_array()
+            .expect("show --json has files")
+            .iter()
+            .map(|f| (f["path"].as_str().expect("path").to_string(), f.clone()))
+            .collect()
+    }
+
+    /// Restores `rev` into a fresh directory beside the workspace.
+    pub fn restore_to(&self, rev: &str, name: &str) -> PathBuf {
+        let target = self.outside(name);
+        let t = target.to_str().expect("utf-8 temp path").to_string();
+        self.ok(&["restore", rev, "--target", &t]);
+        target
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        write_file(&self.root.join(rel), data);
+    }
+}
+
+pub fn id_of(snapshot_json: &Value) -> String {
+    snapshot_json["id"]
+        .as_str()
+        .expect("snapshot JSON has an id")
+        .to_string()
+}
+
+pub fn summary_u64(snapshot_json: &Value, key: &str) -> u64 {
+    snapshot_json["summary"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary.{key} missing in {snapshot_json}"))
+}
+
+/// Writes a file, creating its parent directories.
+pub fn write_file(path: &Path, data: &[u8]) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).expect("create parent directories");
+    }
+    fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// Sets atime and mtime of `path` itself (symlinks are not followed).
+pub fn set_mtime_ns(path: &Path, ns: i64) {
+    let t = filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    );
+    filetime::set_symlink_file_times(path, t, t)
+        .unwrap_or_else(|e| panic!("set times of {}: {e}", path.display()));
+}
+
+pub fn mtime_ns(m: &fs::Metadata) -> i64 {
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+/// Waits (bounded) until every file under `root` was last changed (mtime and
+/// ctime) more than `margin` ago, so that the stat cache trusts them. The
+/// stat cache refuses files changed within 50 ms of being read; ctime cannot
+/// be set, so this is a wait on the clock, not a synchronisation.
+pub fn wait_until_settled(root: &Path, margin: Duration) {
+    let mut newest = 0i64;
+    for (path, _) in walk(root, &[".snap"]) {
+        let m = fs::symlink_metadata(root.join(&path)).expect("stat");
+        newest = newest
+            .max(mtime_ns(&m))
+            .max(m.ctime() * 1_000_000_000 + m.ctime_nsec());
+    }
+    let deadline = SystemTime::now() + Duration::from_secs(10);
+    loop {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as i64;
+        if now - newest > margin.as_nanos() as i64 {
+            return;
+        }
+        assert!(SystemTime::now() < deadline, "clock does not advance");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a file system entry is, for comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Size and BLAKE3 of the content (short in assertion messages).
+    File {
+        size: u64,
+        blake3: String,
+    },
+    Dir,
+    Symlink(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub kind: Kind,
+    /// Permission bits; 0 for symlinks (their mode is not meaningful).
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+/// Every entry below `root` (not following symlinks), keyed by relative path.
+/// Top-level names in `exclude` are skipped.
+pub fn walk(root: &Path, exclude: &[&str]) -> BTreeMap<PathBuf, Node> {
+    let mut out = BTreeMap::new();
+    walk_into(root, Path::new(""), exclude, &mut out);
+    out
+}
+
+fn walk_into(root: &Path, rel: &Path, exclude: &[&str], out: &mut BTreeMap<PathBuf, Node>) {
+    let dir = root.join(rel);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        if rel.as_os_str().is_empty() && exclude.iter().any(|x| OsStr::new(x) == name) {
+            continue;
+        }
+        let path = rel.join(&name);
+        let abs = root.join(&path);
+        let m = fs::symlink_metadata(&abs).expect("lstat");
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            Kind::Symlink(fs::read_link(&abs).expect("readlink"))
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            let data = fs::read(&abs).unwrap_or_else(|e| panic!("read {}: {e}", abs.display()));
+            Kind::File {
+                size: data.len() as u64,
+                blake3: blake3::hash(&data).to_hex()[..16].to_string(),
+            }
+        };
+        let mode = if ft.is_symlink() {
+            0
+        } else {
+            m.mode() & 0o7777
+        };
+        out.insert(
+            path.clone(),
+            Node {
+                kind,
+                mode,
+                mtime_ns: mtime_ns(&m),
+            },
+        );
+        if ft.is_dir() {
+            walk_into(root, &path, exclude, out);
+        }
+    }
+}
+
+/// Asserts two trees are identical: same paths, kinds, bytes, symlink
+/// targets, modes and nanosecond mtimes.
+pub fn assert_same_tree(expected: &Path, actual: &Path, exclude: &[&str]) {
+    let a = walk(expected, exclude);
+    let b = walk(actual, exclude);
+    let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "trees differ: only in {}: {only_a:?}; only in {}: {only_b:?}",
+        expected.display(),
+        actual.display()
+    );
+    for (path, na) in &a {
+        let nb = &b[path];
+        assert_eq!(na, nb, "entry {} differs", path.display());
+    }
+}
+
+/// Asserts the tree has exactly these relative paths (dirs included).
+pub fn assert_paths(root: &Path, expected: &[&str]) {
+    let got: Vec<String> = walk(root, &[])
+        .keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "paths under {}", root.display());
+}
+
+/// Data packs of a repository (pack kind byte 0), with their paths.
+pub fn packs_of_kind(repo: &Path, kind: u8) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in fs::read_dir(repo.join("packs")).expect("list packs") {
+        let sub = sub.expect("entry").path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for p in fs::read_dir(&sub).expect("list packs") {
+            let p = p.expect("entry").path();
+            if p.extension() == Some(OsStr::new("pack")) {
+                let bytes = fs::read(&p).expect("read pack");
+                if bytes.get(6) == Some(&kind) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// XORs one byte of a file.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open for corruption");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).expect("read byte");
+    b[0] ^= 0x5a;
+    f.write_all_at(&b, offset).expect("write byte");
+}
+
+/// A file name from raw bytes (need not be UTF-8).
+pub fn raw_name(bytes: &[u8]) -> &OsStr {
+    OsStr::from_bytes(bytes)
+}
+
+/// Number of entries in a directory (0 if it does not exist).
+pub fn count_entries(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}

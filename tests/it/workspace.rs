@@ -1,0 +1,263 @@
+//! What a commit tracks: `.snapignore`, snap.toml `track`/`ignore`/`repo`,
+//! explicit paths, and the directories that are never stored.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use crate::util::*;
+
+fn paths(ws: &Ws) -> BTreeSet<String> {
+    ws.show_files("latest").into_keys().collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn snapignore_is_honoured_at_every_level() {
+    let ws = Ws::new();
+    ws.write(".snapignore", b"*.tmp\nwandb/\n!keep.tmp\n/rootonly.txt\n");
+    ws.write("a.tmp", b"x");
+    ws.write("keep.tmp", b"kept by negation");
+    ws.write("rootonly.txt", b"x");
+    ws.write(
+        "sub/rootonly.txt",
+        b"anchored pattern only matches at the root",
+    );
+    ws.write("wandb/run/log.txt", b"x");
+    ws.write("logs/x.tmp", b"x");
+    ws.write("logs/train.log", b"log");
+    ws.write("models/.snapignore", b"cache/\n*.partial\n");
+    ws.write("models/cache/blob", b"x");
+    ws.write("models/best.pt", b"w");
+    ws.write("models/best.pt.partial", b"x");
+    ws.write("other/cache/blob", b"not ignored here");
+    ws.commit(&[]);
+    assert_eq!(
+        paths(&ws),
+        set(&[
+            ".snapignore",
+            "keep.tmp",
+            "logs",
+            "logs/train.log",
+            "models",
+            "models/.snapignore",
+            "models/best.pt",
+            "other",
+            "other/cache",
+            "other/cache/blob",
+            "sub",
+            "sub/rootonly.txt",
+        ])
+    );
+}
+
+#[test]
+fn git_and_repository_directories_are_never_stored() {
+    let ws = Ws::new();
+    ws.write(".git/HEAD", b"ref: refs/heads/main\n");
+    ws.write(".git/objects/ab/cdef", b"x");
+    ws.write("vendor/lib/.git/config", b"x");
+    ws.write("vendor/lib/src.py", b"print()");
+    ws.write("nested/.snap/config", b"not ours, but still never stored");
+    ws.write("a.txt", b"a");
+    ws.commit(&[]);
+    assert_eq!(
+        paths(&ws),
+        set(&[
+            "a.txt",
+            "nested",
+            "vendor",
+            "vendor/lib",
+            "vendor/lib/src.py"
+        ])
+    );
+}
+
+#[test]
+fn explicit_git_or_repository_paths_are_not_stored() {
+    let ws = Ws::new();
+    ws.write(".git/HEAD", b"ref: refs/heads/main\n");
+    ws.write("a.txt", b"a");
+    ws.commit(&[]);
+    for p in [".git", ".snap", ".git/HEAD", ".snap/config"] {
+        let o = ws.run(&["commit", p, "--json"]);
+        if o.status.success() {
+            let files = ws.show_files("latest");
+            assert!(
+                !files
+                    .keys()
+                    .any(|k| k.starts_with(".git") || k.starts_with(".snap")),
+                "`snap commit {p}` stored {:?}",
+                files.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    // Nor through snap.toml's track list.
+    ws.write("snap.toml", b"track = [\".git\", \".snap\", \"a.txt\"]\n");
+    let o = ws.run(&["commit", "--json"]);
+    if o.status.success() {
+        let files = ws.show_files("latest");
+        assert!(
+            !files
+                .keys()
+                .any(|k| k.starts_with(".git") || k.starts_with(".snap")),
+            "track stored {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn snap_toml_track_and_ignore() {
+    let ws = Ws::new();
+    ws.write(
+        "snap.toml",
+        b"track = [\"logs\", \"models\", \"config\", \"best.pt\", \"missing_dir\"]\nignore = [\"*.partial\", \"logs/tensorboard/\"]\n",
+    );
+    ws.write("logs/train.log", b"log");
+    ws.write("logs/tensorboard/events", b"x");
+    ws.write("models/a.pt", b"a");
+    ws.write("models/a.pt.partial", b"x");
+    ws.write("config/train.yaml", b"lr: 1");
+    ws.write("best.pt", b"best");
+    ws.write("data/huge_dataset.bin", b"untracked");
+    ws.write("scratch.txt", b"untracked");
+    ws.commit(&[]);
+    assert_eq!(
+        paths(&ws),
+        set(&[
+            "best.pt",
+            "config",
+            "config/train.yaml",
+            "logs",
+            "logs/train.log",
+            "models",
+            "models/a.pt",
+        ])
+    );
+}
+
+#[test]
+fn bad_snap_toml_is_reported() {
+    let ws = Ws::new();
+    ws.write("snap.toml", b"trak = [\"logs\"]\n");
+    let o = ws.fails(&["commit"], 1);
+    assert!(stderr(&o).contains("snap.toml"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("trak"), "{}", stderr(&o));
+}
+
+#[test]
+fn explicit_paths_restrict_the_snapshot() {
+    let ws = Ws::new();
+    ws.write("logs/train.log", b"log");
+    ws.write("models/deep/a.pt", b"a");
+    ws.write("models/deep/b.pt", b"b");
+    ws.write("config.yaml", b"c");
+    let v = ws.commit(&["models/deep/a.pt", "config.yaml"]);
+    assert_eq!(
+        v["paths"],
+        serde_json::json!(["models/deep/a.pt", "config.yaml"])
+    );
+    assert_eq!(
+        paths(&ws),
+        set(&["config.yaml", "models", "models/deep", "models/deep/a.pt"])
+    );
+    // From a subdirectory, paths are relative to the current directory.
+    let o = snap_in(&ws.path("models"))
+        .args(["commit", "deep", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        paths(&ws),
+        set(&[
+            "models",
+            "models/deep",
+            "models/deep/a.pt",
+            "models/deep/b.pt"
+        ])
+    );
+}
+
+#[test]
+fn repository_on_another_disk_via_init_repo() {
+    let ws = Ws::bare();
+    let store = ws.outside("archive/store");
+    ws.ok(&["init", "--repo", store.to_str().unwrap()]);
+    assert!(store.join("config").is_file());
+    let toml = fs::read_to_string(ws.path("snap.toml")).unwrap();
+    assert!(toml.contains("repo"), "{toml}");
+    ws.write("logs/a.log", b"hello");
+    ws.commit(&[]);
+    assert!(!ws.path(".snap").exists());
+    assert_eq!(ws.ok(&["cat", "latest:logs/a.log"]), "hello");
+    // From a subdirectory the workspace is still found.
+    let o = snap_in(&ws.path("logs"))
+        .args(["log", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // The snapshot records which workspace it came from.
+    let files = ws.show_files("latest");
+    assert!(files.contains_key("snap.toml"));
+    assert!(files.contains_key("logs/a.log"));
+}
+
+#[test]
+fn workspace_is_found_from_a_subdirectory() {
+    let ws = Ws::new();
+    ws.write("a/b/c.txt", b"c");
+    ws.write("top.txt", b"t");
+    let o = snap_in(&ws.path("a/b"))
+        .args(["commit", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The whole workspace, not just the subdirectory.
+    assert_eq!(paths(&ws), set(&["a", "a/b", "a/b/c.txt", "top.txt"]));
+    // Restore with a relative --target resolves against the current directory.
+    let o = snap_in(&ws.path("a"))
+        .args(["restore", "latest", "top.txt", "--target", "restored"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(ws.path("a/restored/top.txt")).unwrap(), b"t");
+}
+
+#[test]
+fn fifos_and_sockets_are_skipped_without_blocking() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let fifo = ws.path("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let _sock = std::os::unix::net::UnixListener::bind(ws.path("sock")).unwrap();
+    let o = ws.run(&["commit", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pipe"), "no warning: {}", stderr(&o));
+    assert_eq!(paths(&ws), set(&["a.txt"]));
+}
+
+#[test]
+fn repo_flag_accepts_the_workspace_directory() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    ws.commit(&[]);
+    let elsewhere = ws.outside("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let o = snap_in(&elsewhere)
+        .args(["--repo", ws.root.to_str().unwrap(), "cat", "latest:a.txt"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"a");
+    let o = snap_in(&elsewhere)
+        .env("SNAP_REPO", ws.repo())
+        .args(["log", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
