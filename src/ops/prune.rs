@@ -110,16 +110,20 @@ pub fn plan(layout: &Layout, index: &Index, roots: &[TreeId]) -> Result<PrunePla
             PackKind::Data => &chunks,
             PackKind::Tree => &trees,
         };
+        let all_blobs: u64 = entries.iter().map(|e| e.stored_len as u64).sum();
         let keep: Vec<PackEntry> = entries
             .into_iter()
             .filter(|e| wanted.contains(&e.id) && claimed.insert((kind, e.id)))
             .collect();
         let used: u64 = keep.iter().map(|e| e.stored_len as u64).sum();
+        let blobs: u64 = all_blobs;
         plan.kinds.insert(id, kind);
         if keep.is_empty() {
             plan.delete.push(id);
             plan.bytes_removed += size;
-        } else if (size - used) as f64 > REPACK_THRESHOLD * size as f64 {
+        } else if (blobs - used) as f64 > REPACK_THRESHOLD * size as f64 {
+            // Waste is unused blob bytes; header and trailer are not waste,
+            // or every small pack would be rewritten forever.
             plan.repack.push(id);
             plan.bytes_removed += size;
             plan.bytes_copied += used;
@@ -175,18 +179,27 @@ pub fn apply(
         }
     }
     failpoint::hit("prune:before-index");
+    // Packs are named by their content: a new pack can have the id (and
+    // path) of a pack being replaced. Such a pack is never deleted.
+    let new_ids: HashSet<PackId> = new_packs.iter().map(|p| p.id).collect();
+    let old: Vec<&PackId> = plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .filter(|id| !new_ids.contains(id))
+        .collect();
     index.transaction(|tx| {
         for p in &new_packs {
             tx.insert_pack(p)?;
         }
-        for id in plan.delete.iter().chain(&plan.repack) {
+        for id in &old {
             tx.delete_pack(id)?;
         }
         Ok(())
     })?;
     failpoint::hit("prune:before-delete");
     let mut dirs = std::collections::BTreeSet::new();
-    for id in plan.delete.iter().chain(&plan.repack) {
+    for id in old {
         let path = layout.pack(id);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
