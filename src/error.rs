@@ -8,12 +8,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{op} {path}: {source}")]
+    // The cause is part of the message and deliberately not a `#[source]`,
+    // so error chains do not print it twice.
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("no snap repository found from {start} upward (looked for .snap/ and snap.toml)\n  create one here with `snap init`, or point to one with --repo PATH or SNAP_REPO")]
@@ -71,11 +72,10 @@ pub enum Error {
     #[error("{path}: {why}")]
     Config { path: PathBuf, why: String },
 
-    #[error("index database {path}: {source}\n  the index is a cache; `snap reindex` rebuilds it from the repository files")]
+    #[error("index database {path}: {cause}\n  the index is a cache; `snap reindex` rebuilds it from the repository files")]
     Index {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
@@ -86,11 +86,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl AsRef<Path>, cause: std::io::Error) -> Self {
         Error::Io {
             op,
             path: path.as_ref().to_path_buf(),
-            source,
+            cause,
         }
     }
 

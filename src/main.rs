@@ -7,6 +7,9 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when a pipe reader (`| head`) goes away.
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -32,6 +32,9 @@ use crate::workspace::Workspace;
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Repo {
+    /// Repository files the index could not take in when opened (damaged
+    /// snapshots, packs, tags): shown as warnings and reported by `check`.
+    damaged: Vec<String>,
     layout: Layout,
     config: RepoConfig,
     index: Index,
@@ -117,6 +120,17 @@ impl Repo {
             }
             Err(e) => return Err(Error::io("read", &cfg_path, e)),
         };
+        let version = match bytes.get(..6) {
+            Some(h) if &h[..4] == crate::format::config::MAGIC => u16::from_le_bytes([h[4], h[5]]),
+            _ => 0,
+        };
+        if version > crate::format::config::VERSION {
+            return Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: crate::format::config::VERSION,
+            });
+        }
         let config = RepoConfig::decode(&bytes).map_err(|e| match e {
             Error::Corrupt { detail, .. } => Error::NotARepository {
                 path: path.to_path_buf(),
@@ -133,13 +147,19 @@ impl Repo {
             }
         }
         let (mut index, _) = Index::open(&layout.index())?;
-        sync::sync(&layout, &mut index)?;
+        let damaged = sync::sync(&layout, &mut index)?.damaged;
         Ok(Repo {
+            damaged,
             layout,
             config,
             index,
             lock_wait: DEFAULT_LOCK_WAIT,
         })
+    }
+
+    /// Files found damaged when the repository was opened.
+    pub fn damaged_on_open(&self) -> &[String] {
+        &self.damaged
     }
 
     pub fn path(&self) -> &Path {
@@ -339,7 +359,13 @@ impl Repo {
     }
 
     pub fn check(&self, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
-        check::check(&self.layout, &self.index, read_data, progress)
+        let mut report = check::check(&self.layout, &self.index, read_data, progress)?;
+        for d in &self.damaged {
+            if !report.errors.contains(d) {
+                report.errors.push(d.clone());
+            }
+        }
+        Ok(report)
     }
 
     /// Applies a retention policy: computes the decision for every snapshot
@@ -410,7 +436,13 @@ impl Repo {
             .collect();
         let plan = prune::plan(&self.layout, &self.index, &roots)?;
         if !dry_run {
-            prune::apply(&self.layout, &mut self.index, &plan, progress)?;
+            prune::apply(
+                self.config.pack_target_size,
+                &self.layout,
+                &mut self.index,
+                &plan,
+                progress,
+            )?;
         }
         Ok(plan)
     }

@@ -113,7 +113,7 @@ pub fn discover(cli_repo: Option<&Path>, env_repo: Option<&Path>, cwd: &Path) ->
 
 /// Accepts either a repository directory or a workspace holding `.snap/`.
 fn repo_dir_of(p: &Path) -> PathBuf {
-    if !p.join("config").exists() && p.join(REPO_DIR).join("config").exists() {
+    if !p.join("config").is_file() && p.join(REPO_DIR).join("config").is_file() {
         p.join(REPO_DIR)
     } else {
         p.to_path_buf()

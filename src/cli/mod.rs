@@ -80,11 +80,19 @@ impl Ctx {
     fn open(&self) -> Result<(Repo, Workspace)> {
         let ws = self.workspace()?;
         let mut repo = Repo::open(&ws.repo)?;
-        if let Some(secs) = std::env::var("SNAP_LOCK_WAIT")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-        {
-            repo.set_lock_wait(Duration::from_secs_f64(secs.max(0.0)));
+        for d in repo.damaged_on_open() {
+            eprintln!("snap: warning: damaged file left out of the index: {d}\n  run `snap check` for the full report");
+        }
+        if let Ok(raw) = std::env::var("SNAP_LOCK_WAIT") {
+            let secs: f64 = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                .with_context(|| {
+                    format!("SNAP_LOCK_WAIT='{raw}' must be a number of seconds, e.g. 30")
+                })?;
+            repo.set_lock_wait(Duration::from_secs_f64(secs));
         }
         Ok((repo, ws))
     }

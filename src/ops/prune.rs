@@ -137,6 +137,7 @@ pub fn plan(layout: &Layout, index: &Index, roots: &[TreeId]) -> Result<PrunePla
 
 /// Carries out a plan. Returns the new packs written.
 pub fn apply(
+    pack_target_size: u64,
     layout: &Layout,
     index: &mut Index,
     plan: &PrunePlan,
@@ -169,7 +170,7 @@ pub fn apply(
                 };
                 w.add(e.id, e.codec, &stored, e.raw_len)?;
                 progress.advance(stored.len() as u64);
-                if w.size() >= 32 << 20 {
+                if w.size() >= pack_target_size {
                     new_packs.push(writer.take().expect("just used").finish(layout)?);
                 }
             }

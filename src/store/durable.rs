@@ -19,11 +19,20 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(tmp_dir)
         .ctx("create temporary file in", tmp_dir)?;
     tmp.write_all(bytes).ctx("write", tmp.path())?;
+    share(tmp.as_file(), tmp.path())?;
     tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
     tmp.persist(dest)
         .map_err(|e| e.error)
         .ctx("rename into", dest)?;
     sync_dir(parent)
+}
+
+/// Repository files are created 0600 by `tempfile`; make them 0644 like
+/// the index, so a repository shared between users stays readable.
+pub fn share(file: &std::fs::File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .ctx("set mode of", path)
 }
 
 /// Renames a complete, fsynced file into place and makes the rename durable.

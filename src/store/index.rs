@@ -89,9 +89,9 @@ impl Index {
     }
 
     fn try_open(path: &Path) -> Result<(Index, bool)> {
-        let err = |source| Error::Index {
+        let err = |cause| Error::Index {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
@@ -138,16 +138,16 @@ impl Index {
     pub fn sql_err(&self, source: rusqlite::Error) -> Error {
         Error::Index {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
     /// Runs `f` inside one transaction: the commit point of every writer.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let err = |source| Error::Index {
+        let err = |cause| Error::Index {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(err)?;
         let out = f(&Tx {
@@ -378,7 +378,7 @@ fn is_damaged(e: &Error) -> bool {
     match e {
         Error::Corrupt { .. } => true,
         Error::Index {
-            source: rusqlite::Error::SqliteFailure(f, _),
+            cause: rusqlite::Error::SqliteFailure(f, _),
             ..
         } => {
             matches!(f.code, DatabaseCorrupt | NotADatabase)
@@ -422,7 +422,7 @@ impl Tx<'_> {
     fn err(&self, source: rusqlite::Error) -> Error {
         Error::Index {
             path: self.path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

@@ -39,6 +39,7 @@ impl PackWriter {
             .suffix(".tmp")
             .tempfile_in(layout.tmp_dir())
             .ctx("create pack in", layout.tmp_dir())?;
+        durable::share(tmp.as_file(), tmp.path())?;
         let (file, tmp_path) = tmp
             .keep()
             .map_err(|e| Error::io("keep", layout.tmp_dir(), e.error))?;

@@ -31,7 +31,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         return render::print_json(&v).map(|_| 0);
     }
     if entries.is_empty() {
-        println!("no snapshots yet; create one with `snap commit`");
+        match &args.session {
+            Some(s) => println!("no snapshots in session '{s}'; `snap log` lists every session"),
+            None => println!("no snapshots yet; create one with `snap commit`"),
+        }
         return Ok(0);
     }
     println!(
