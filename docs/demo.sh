@@ -14,9 +14,12 @@
 #      the root) and "trains" a tiny model for 6 epochs with a seeded pure-Python
 #      trainer that writes a real safetensors file per epoch: a frozen 8 MiB
 #      embedding that never changes, and small tensors that SGD updates;
-#   3. commits the workspace after every epoch with session, epoch and metrics;
-#   4. tags the epoch with the lowest val_loss `best`, shows `snap log` and
-#      `snap stats`;
+#   3. runs the training under `snap run --best val_loss`: a snapshot before
+#      the run, one per epoch with its metrics (the trainer runs
+#      `snap commit --epoch N` itself, so each snapshot is exactly that
+#      epoch's state), `best` following the lowest val_loss, a final snapshot
+#      with the outcome, then retention;
+#   4. shows `snap log` and `snap stats`;
 #   5. restores `best` into a new directory and checks it is byte-identical
 #      to what was committed at that epoch; runs `snap check --read-data`.
 set -euo pipefail
@@ -69,7 +72,7 @@ ReLU) and a trainable regression head (1 x 32). Each epoch: one SGD pass over
 --start K resumes from models/epoch_{K-1}.safetensors, so running the epochs
 one process each or all in one process writes identical bytes.
 """
-import argparse, json, math, os, random, struct, sys
+import argparse, json, math, os, random, struct, subprocess, sys
 from array import array
 
 VOCAB, DIM, HIDDEN, TOKENS = 8192, 256, 32, 4
@@ -190,7 +193,18 @@ def main():
             os.replace("best_model.safetensors.tmp", "best_model.safetensors")
         with open("logs/best.json", "w") as f:
             json.dump({"val_loss": best}, f)
-        print("SNAP " + json.dumps({"epoch": epoch, "metrics": metrics}), flush=True)
+        if os.environ.get("SNAP_SESSION"):
+            # Under `snap run`: commit this epoch ourselves. The command waits
+            # for the commit, so the snapshot is exactly this epoch's files.
+            subprocess.run(["snap", "commit", "-m", f"epoch {epoch}", "--epoch", str(epoch),
+                            "--metric", f"val_loss={val_loss}", "--metric", f"train_loss={train_loss}"],
+                           check=True, stdout=subprocess.DEVNULL)
+            if os.environ.get("DEMO_EXPECTED"):  # what this snapshot must restore to
+                with open(os.path.join(os.environ["DEMO_EXPECTED"], f"epoch_{epoch}.manifest"), "w") as out:
+                    subprocess.run([sys.executable, os.environ["DEMO_MANIFEST"], "."], stdout=out, check=True)
+            print(f"epoch {epoch}: val_loss={val_loss:.6f} train_loss={train_loss:.6f}", flush=True)
+        else:
+            print("SNAP " + json.dumps({"epoch": epoch, "metrics": metrics}), flush=True)
 
 
 if __name__ == "__main__":
@@ -200,8 +214,7 @@ PYEOF
 # Every file and directory under $1 (except .snap/), one line each:
 # kind, mode, mtime in ns, size, SHA-256, path. Two trees with the same
 # manifest hold the same bytes with the same modes and mtimes.
-manifest() {
-    python3 - "$1" <<'PYEOF'
+cat >"$WORK/manifest.py" <<'PYEOF'
 import hashlib, os, sys
 root = sys.argv[1]
 for d, dirs, files in os.walk(root):
@@ -216,7 +229,7 @@ for d, dirs, files in os.walk(root):
             h = hashlib.sha256(open(p, "rb").read()).hexdigest()
             print("file", oct(st.st_mode & 0o7777), st.st_mtime_ns, st.st_size, h, rel)
 PYEOF
-}
+manifest() { python3 "$WORK/manifest.py" "$1"; }
 
 # ---------------------------------------------------------------------------
 section "2. A training workspace and a repository (snap init)"
@@ -228,50 +241,48 @@ snap init
 echo "workspace: $WS"
 
 # ---------------------------------------------------------------------------
-section "3. Train $EPOCHS epochs, one snap commit per epoch"
-# One epoch per trainer process, then a commit, so each snapshot is exactly
-# the state after its epoch (the demo checks that). The training runner reads
-# the same SNAP lines, so this loop and the tagging below can become one
-# command (docs/training.md):
-#   snap run --session "$SESSION" --best val_loss -- python3 "$WORK/train.py" --epochs "$EPOCHS"
-# It commits while training goes on and applies retention at the end, so its
-# epoch snapshots are not pinned to exact epoch states the way these are.
-commit_epoch() { # EPOCH VAL_LOSS TRAIN_LOSS
-    snap commit -m "epoch $1" --session "$SESSION" --epoch "$1" \
-        --metric "val_loss=$2" --metric "train_loss=$3"
-    manifest "$WS" >"$WORK/expected/epoch_$1.manifest" # what this snapshot must restore to
-}
-for ((epoch = 1; epoch <= EPOCHS; epoch++)); do
-    line=$(python3 "$WORK/train.py" --start "$epoch" --epochs "$epoch" | grep '^SNAP ')
-    read -r val_loss train_loss < <(python3 -c '
+section "3. Train $EPOCHS epochs under snap run"
+# The runner snapshots the workspace first, then the trainer commits each
+# epoch itself (it joins the session through SNAP_SESSION), `best` and
+# $SESSION/best follow the lowest val_loss, a final snapshot records the
+# outcome, and retention keeps the last snapshot of the 5 newest sessions
+# plus every tagged one (docs/training.md).
+export PATH="$TARGET_DIR/release:$PATH" DEMO_EXPECTED="$WORK/expected" DEMO_MANIFEST="$WORK/manifest.py"
+snap run --session "$SESSION" --best val_loss --json -- \
+    python3 "$WORK/train.py" --start 1 --epochs "$EPOCHS" | tee "$WORK/run.out"
+tail -n 1 "$WORK/run.out" >"$WORK/run.json" # --json: the report is the last line of stdout
+python3 - "$WORK/run.json" <<'PYEOF' || fail "snap run did not finish cleanly"
 import json, sys
-m = json.loads(sys.argv[1][len("SNAP "):])["metrics"]
-print(m["val_loss"], m["train_loss"])' "$line")
-    echo "epoch $epoch: val_loss=$val_loss train_loss=$train_loss"
-    commit_epoch "$epoch" "$val_loss" "$train_loss"
-done
+r = json.load(open(sys.argv[1]))
+print(f"session {r['session']}: {r['outcome']}, {len(r['snapshots'])} snapshots, "
+      f"best val_loss {r['best'][1]:.6f}, retention forgot {r['forgotten']}")
+sys.exit(0 if r["exit_code"] == 0 and not r["errors"] and r["best"] else 1)
+PYEOF
 
-section "4. A last commit with nothing changed: no file re-read, no byte stored"
-snap commit -m "end of run" --session "$SESSION" --json >"$WORK/last.json"
+section "4. The final snapshot: nothing changed since the last epoch, no byte stored"
+last=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshots"][-1])' "$WORK/run.json")
+snap show "$last" --json >"$WORK/last.json"
 python3 - "$WORK/last.json" <<'PYEOF' || fail "an unchanged workspace stored new data"
 import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-print(f"{s['files']} files, {s['files_read']} read again, {s['new_chunks']} new chunks, "
-      f"{s['new_stored_bytes']} bytes stored")
-sys.exit(0 if s["new_chunks"] == 0 and s["new_stored_bytes"] == 0 else 1)
+s = json.load(open(sys.argv[1]))["snapshot"]
+m = s["summary"]
+print(f"outcome: {s['labels']['outcome']}; {m['files']} files, {m['files_read']} read again, "
+      f"{m['new_chunks']} new chunks, {m['new_stored_bytes']} bytes stored")
+sys.exit(0 if m["new_chunks"] == 0 and m["new_stored_bytes"] == 0 else 1)
 PYEOF
 
 # ---------------------------------------------------------------------------
-section "5. Tag the best epoch (lowest val_loss) as 'best'"
-snap log --session "$SESSION" --json >"$WORK/log.json"
-best_epoch=$(python3 - "$WORK/log.json" <<'PYEOF'
+section "5. 'best' is the epoch with the lowest val_loss"
+best_epoch=$(python3 - "$WS/logs/metrics.jsonl" <<'PYEOF'
 import json, sys
-snaps = [s for s in json.load(open(sys.argv[1])) if s["epoch"] is not None]
-print(min(snaps, key=lambda s: (s["metrics"]["val_loss"], s["epoch"]))["epoch"])
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(min(rows, key=lambda r: (r["val_loss"], r["epoch"]))["epoch"])
 PYEOF
 )
-echo "best epoch: $best_epoch"
-snap tag best "$SESSION@$best_epoch" # REV syntax SESSION@EPOCH
+tagged=$(snap show best --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshot"]["epoch"])')
+echo "lowest val_loss at epoch $best_epoch; 'best' names epoch $tagged"
+[[ $tagged == "$best_epoch" ]] || fail "best names epoch $tagged, expected $best_epoch"
+snap tags
 best_ckpt=models/epoch_$(printf '%02d' "$best_epoch").safetensors
 
 section "6. snap log"

@@ -48,7 +48,8 @@ pub struct Args {
     /// Sessions to keep at the end (default: snap.toml, else 5).
     #[arg(long)]
     keep_sessions: Option<usize>,
-    /// Print the run report as JSON at the end.
+    /// Print the run report as one JSON line, the last line of stdout (the
+    /// command's own output passes through before it).
     #[arg(long)]
     json: bool,
     /// The training command.
@@ -96,7 +97,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     };
     let report = runner::run(&mut repo, &ws, opts, &|msg| eprintln!("snap: {msg}"))?;
     if args.json {
-        render::print_json(&report)?;
+        // One line, after everything the command printed: the last line of stdout.
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
             "snap: session {} {}: {} snapshots{}; retention forgot {} snapshots, freed {}",
