@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use snapstore::ops::retention::{parse_duration, Policy};
 use snapstore::runner::{self, signals, RunOptions};
 
-use crate::cli::render::{self, bytes};
+use crate::cli::render::bytes;
 use crate::cli::Ctx;
 
 /// Run a training command as a session, with a snapshot per epoch
