@@ -393,15 +393,11 @@ impl Repo {
             for name in &dropped_tags {
                 refs::delete_tag(&self.layout.tags_dir(), name)?;
             }
-            for id in &forgotten {
-                let path = self.layout.snapshot(id);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("delete snapshot", &path, e)),
-                }
-            }
-            durable::sync_dir(&self.layout.snapshots_dir())?;
+            let paths: Vec<PathBuf> = forgotten
+                .iter()
+                .map(|id| self.layout.snapshot(id))
+                .collect();
+            durable::remove_durable(paths.iter().map(|p| p.as_path()), || {})?;
             crate::store::failpoint::hit("forget:before-index");
             self.index.transaction(|tx| {
                 for id in &forgotten {

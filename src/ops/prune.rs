@@ -22,7 +22,7 @@ use crate::ops::blobs::{load_tree, verify_chunk, PackFiles};
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack, PackWriter};
-use crate::store::{failpoint, Layout};
+use crate::store::{durable, failpoint, Layout};
 
 /// A pack is repacked when more than this share of its bytes is unused.
 pub const REPACK_THRESHOLD: f64 = 0.3;
@@ -199,20 +199,10 @@ pub fn apply(
         Ok(())
     })?;
     failpoint::hit("prune:before-delete");
-    let mut dirs = std::collections::BTreeSet::new();
-    for id in old {
-        let path = layout.pack(id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("delete pack", &path, e)),
-        }
-        dirs.extend(path.parent().map(std::path::Path::to_path_buf));
-        failpoint::hit("prune:after-one-delete");
-    }
-    for dir in dirs {
-        crate::store::durable::sync_dir(&dir)?;
-    }
+    let paths: Vec<std::path::PathBuf> = old.iter().map(|id| layout.pack(id)).collect();
+    durable::remove_durable(paths.iter().map(|p| p.as_path()), || {
+        failpoint::hit("prune:after-one-delete")
+    })?;
     progress.finish();
     Ok(new_packs)
 }

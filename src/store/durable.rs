@@ -62,6 +62,28 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .ctx("fsync directory", dir)
 }
 
+/// Deletes files (a missing one is already deleted), calling `between` after
+/// each, then fsyncs the directories that held them.
+pub fn remove_durable<'a>(
+    paths: impl IntoIterator<Item = &'a Path>,
+    mut between: impl FnMut(),
+) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in paths {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::Error::io("delete", path, e)),
+        }
+        dirs.extend(path.parent().map(Path::to_path_buf));
+        between();
+    }
+    for dir in dirs {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
 /// Removes leftovers of interrupted writers. Only called under the writer lock.
 pub fn clean_tmp(tmp_dir: &Path) -> Result<usize> {
     let mut removed = 0;

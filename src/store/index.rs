@@ -163,22 +163,15 @@ impl Index {
             .conn
             .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
             .map_err(|e| self.sql_err(e))?;
-        stmt.query_row(params![&id.0[..], kind_code(kind)], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, u8>(1)?,
-                r.get::<_, u64>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, u32>(4)?,
-            ))
-        })
-        .optional()
-        .map_err(|e| self.sql_err(e))?
-        .map(|(pack, codec, offset, stored_len, raw_len)| {
+        let row = stmt
+            .query_row(params![&id.0[..], kind_code(kind)], location_row)
+            .optional()
+            .map_err(|e| self.sql_err(e))?;
+        row.map(|row| {
+            let (pack, codec, offset, stored_len, raw_len) = decode_location(row)?;
             Ok(BlobLoc {
-                pack: PackId::from_slice(&pack)
-                    .ok_or_else(|| Error::corrupt("index", "bad pack id"))?,
-                codec: Codec::from_u8(codec).ok_or_else(|| Error::corrupt("index", "bad codec"))?,
+                pack: PackId(pack),
+                codec,
                 offset,
                 stored_len,
                 raw_len,
@@ -243,23 +236,15 @@ impl Index {
             .prepare_cached("SELECT id, codec, offset, stored_len, raw_len FROM blobs WHERE pack=?1 ORDER BY offset")
             .map_err(|e| self.sql_err(e))?;
         let rows = stmt
-            .query_map([&id.0[..]], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, u8>(1)?,
-                    r.get::<_, u64>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, u32>(4)?,
-                ))
-            })
+            .query_map([&id.0[..]], location_row)
             .map_err(|e| self.sql_err(e))?;
         let mut out = Vec::new();
-        for r in rows {
-            let (bid, codec, offset, stored_len, raw_len) = r.map_err(|e| self.sql_err(e))?;
+        for row in rows {
+            let (blob, codec, offset, stored_len, raw_len) =
+                decode_location(row.map_err(|e| self.sql_err(e))?)?;
             out.push(PackEntry {
-                id: ChunkId::from_slice(&bid)
-                    .ok_or_else(|| Error::corrupt("index", "bad blob id"))?,
-                codec: Codec::from_u8(codec).ok_or_else(|| Error::corrupt("index", "bad codec"))?,
+                id: ChunkId(blob),
+                codec,
                 offset,
                 stored_len,
                 raw_len,
@@ -370,6 +355,25 @@ impl Index {
             )
             .map_err(|e| self.sql_err(e))
     }
+}
+
+/// A `blobs` row selected as `(key, codec, offset, stored_len, raw_len)`,
+/// where the key is the pack id or the blob id depending on the query.
+type LocationRow = (Vec<u8>, u8, u64, u32, u32);
+
+fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+/// Checks a location row's key and codec.
+fn decode_location(
+    (key, codec, offset, stored_len, raw_len): LocationRow,
+) -> Result<([u8; 32], Codec, u64, u32, u32)> {
+    let key = <[u8; 32]>::try_from(key.as_slice())
+        .map_err(|_| Error::corrupt("index", "bad id in blobs table"))?;
+    let codec = Codec::from_u8(codec)
+        .ok_or_else(|| Error::corrupt("index", format!("unknown codec {codec}")))?;
+    Ok((key, codec, offset, stored_len, raw_len))
 }
 
 /// True if `e` means the index file is unusable rather than unreachable.

@@ -15,6 +15,17 @@ use fs4::fs_std::FileExt;
 
 use crate::error::{Error, IoContext, Result};
 
+/// Opens (creating) a lock file without truncating what it says.
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .ctx("open lock file", path)
+}
+
 /// Held while a writer runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
@@ -25,13 +36,7 @@ impl WriterLock {
     /// Takes the lock, retrying until `wait` has passed.
     pub fn acquire(locks_dir: &Path, what: &str, wait: Duration) -> Result<Self> {
         let path = locks_dir.join("writer");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .ctx("open lock file", &path)?;
+        let mut file = open_lock_file(&path)?;
         let deadline = Instant::now() + wait;
         loop {
             if FileExt::try_lock_exclusive(&file).ctx("lock", &path)? {
@@ -89,13 +94,7 @@ fn session_lock_path(locks_dir: &Path, session: &str) -> std::path::PathBuf {
 impl SessionLock {
     pub fn acquire(locks_dir: &Path, session: &str) -> Result<Self> {
         let path = session_lock_path(locks_dir, session);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .ctx("open lock file", &path)?;
+        let mut file = open_lock_file(&path)?;
         if !FileExt::try_lock_exclusive(&file).ctx("lock", &path)? {
             return Err(Error::invalid(
                 "session",
