@@ -10,6 +10,8 @@
 
 use std::io::Read;
 
+pub mod segment;
+
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, MASKS};
 
 use crate::format::config::ChunkerParams;
@@ -44,6 +46,10 @@ impl Chunker {
             gear,
             gear_ls,
         }
+    }
+
+    pub fn min_size(&self) -> usize {
+        self.min
     }
 
     pub fn max_size(&self) -> usize {

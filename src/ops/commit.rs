@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunk::{Chunker, StreamError};
+use crate::chunk::{segment, Chunker, StreamError};
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::RepoConfig;
@@ -477,7 +478,10 @@ fn read_file<'s, 'a: 's>(
         }
         let read_start_ns = now_ns();
         let slots: Slots = Arc::new(Mutex::new(Vec::new()));
-        let result = chunker.stream(&file, |_, bytes: &[u8]| {
+        // Checkpoint formats are cut at tensor boundaries first (header, one
+        // segment per tensor); each segment is then chunked on its own.
+        let segments = segment::segments(&file, before.size, chunker.min_size() as u64);
+        let mut emit = |_, bytes: &[u8]| {
             if shared.failed() {
                 return Err(());
             }
@@ -498,12 +502,19 @@ fn read_file<'s, 'a: 's>(
                 shared.progress.advance(len as u64);
             });
             Ok(())
-        });
-        let read = match result {
-            Ok(n) => n,
-            Err(StreamError::Io(e)) => return Err(Error::io("read", &item.abs, e)),
-            Err(StreamError::Emit(())) => return Ok(None),
         };
+        let mut read = 0;
+        for seg in &segments {
+            // The last segment runs to the end of the stream, so a file that
+            // grew while being read is noticed by the size check below.
+            let last = seg.offset + seg.len == before.size;
+            let limit = if last { u64::MAX } else { seg.len };
+            match chunker.stream((&file).take(limit), &mut emit) {
+                Ok(n) => read += n,
+                Err(StreamError::Io(e)) => return Err(Error::io("read", &item.abs, e)),
+                Err(StreamError::Emit(())) => return Ok(None),
+            }
+        }
         let after = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
         let still_there = item
             .abs
