@@ -123,6 +123,40 @@ impl Chunker {
     }
 }
 
+impl Chunker {
+    /// Cuts `reader` into fixed chunks of `avg_size` bytes (the last one
+    /// shorter). Used inside tensor segments: their bytes never shift, so
+    /// fixed chunks aligned to the segment start dedup as well as CDC, cost
+    /// nothing to find, and stay aligned to whole elements.
+    pub fn stream_fixed<R: Read, E>(
+        &self,
+        mut reader: R,
+        mut emit: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        let mut buf = vec![0u8; self.avg];
+        let mut offset = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(StreamError::Io(e)),
+                }
+            }
+            if filled == 0 {
+                return Ok(offset);
+            }
+            emit(offset, &buf[..filled]).map_err(StreamError::Emit)?;
+            offset += filled as u64;
+            if filled < buf.len() {
+                return Ok(offset);
+            }
+        }
+    }
+}
+
 /// Failure while streaming: reading the input, or the caller's `emit`.
 #[derive(Debug)]
 pub enum StreamError<E> {

@@ -49,6 +49,11 @@ pub enum Codec {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
+    /// Bytes of 2-byte elements (fp16, bf16) grouped by significance (all
+    /// first bytes, then all second bytes), then one zstd frame.
+    Group2Zstd = 2,
+    /// The same for 4-byte elements (fp32).
+    Group4Zstd = 3,
 }
 
 impl Codec {
@@ -56,6 +61,8 @@ impl Codec {
         match v {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::Group2Zstd),
+            3 => Some(Codec::Group4Zstd),
             _ => None,
         }
     }
@@ -64,6 +71,8 @@ impl Codec {
         match self {
             Codec::Raw => "raw",
             Codec::Zstd => "zstd",
+            Codec::Group2Zstd => "group2+zstd",
+            Codec::Group4Zstd => "group4+zstd",
         }
     }
 }

@@ -158,10 +158,15 @@ impl Shared<'_> {
         self.error.lock().expect("error poisoned").is_some()
     }
 
-    fn process_chunk(&self, id: ChunkId, data: &[u8]) {
+    /// Stores the chunk if it is new. `elem` is the element size of the
+    /// tensor it belongs to, if known (float tensors try byte grouping).
+    fn process_chunk(&self, id: ChunkId, data: &[u8], elem: Option<usize>) {
         match self.claim(&id) {
             Ok(true) => {
-                let (codec, bytes) = codec::encode(data, self.level);
+                let (codec, bytes) = match elem {
+                    Some(e) => codec::encode_tensor(data, self.level, e),
+                    None => codec::encode(data, self.level),
+                };
                 self.new_chunks.fetch_add(1, Ordering::Relaxed);
                 self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.new_stored
@@ -479,9 +484,12 @@ fn read_file<'s, 'a: 's>(
         let read_start_ns = now_ns();
         let slots: Slots = Arc::new(Mutex::new(Vec::new()));
         // Checkpoint formats are cut at tensor boundaries first (header, one
-        // segment per tensor); each segment is then chunked on its own.
+        // segment per tensor); tensor data is then cut into fixed chunks
+        // aligned to the tensor start, everything else by FastCDC.
         let segments = segment::segments(&file, before.size, chunker.min_size() as u64);
+        let elem: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
         let mut emit = |_, bytes: &[u8]| {
+            let elem = elem.get();
             if shared.failed() {
                 return Err(());
             }
@@ -497,7 +505,7 @@ fn read_file<'s, 'a: 's>(
             scope.spawn(move |_| {
                 let id = ChunkId::of(&data);
                 slots.lock().expect("slots poisoned")[slot].1 = Some(id);
-                shared.process_chunk(id, &data);
+                shared.process_chunk(id, &data, elem);
                 shared.budget.release(len);
                 shared.progress.advance(len as u64);
             });
@@ -509,7 +517,18 @@ fn read_file<'s, 'a: 's>(
             // grew while being read is noticed by the size check below.
             let last = seg.offset + seg.len == before.size;
             let limit = if last { u64::MAX } else { seg.len };
-            match chunker.stream((&file).take(limit), &mut emit) {
+            elem.set(match seg.dtype {
+                Some(segment::Dtype::F32) => Some(4),
+                Some(segment::Dtype::F16 | segment::Dtype::BF16) => Some(2),
+                _ => None,
+            });
+            let reader = (&file).take(limit);
+            let streamed = if seg.dtype.is_some() {
+                chunker.stream_fixed(reader, &mut emit)
+            } else {
+                chunker.stream(reader, &mut emit)
+            };
+            match streamed {
                 Ok(n) => read += n,
                 Err(StreamError::Io(e)) => return Err(Error::io("read", &item.abs, e)),
                 Err(StreamError::Emit(())) => return Ok(None),
