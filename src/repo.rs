@@ -14,6 +14,7 @@ use crate::id::SnapshotId;
 use crate::ops::blobs::{self, PackFiles};
 use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
+use crate::ops::diff::{self, Diff};
 use crate::ops::import;
 use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestoreSummary};
@@ -78,6 +79,15 @@ pub struct FileInfo {
     pub chunks: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For safetensors checkpoints: how many tensors and their bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<TensorCount>,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct TensorCount {
+    pub count: usize,
+    pub bytes: u64,
 }
 
 impl Repo {
@@ -229,30 +239,58 @@ impl Repo {
     /// The files of a snapshot.
     pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
         let packs = PackFiles::new(&self.layout);
-        Ok(walk::walk_all(&self.index, &packs, &snapshot.root)?
-            .into_iter()
-            .map(|w| {
-                let (kind, size, chunks, target) = match &w.entry.kind {
-                    EntryKind::File { size, chunks } => ("file", *size, chunks.len(), None),
-                    EntryKind::Dir { .. } => ("dir", 0, 0, None),
-                    EntryKind::Symlink { target } => (
-                        "symlink",
-                        0,
-                        0,
-                        Some(String::from_utf8_lossy(target).into_owned()),
-                    ),
-                };
-                FileInfo {
-                    path: w.path.display().to_string(),
-                    kind,
-                    size,
-                    mode: w.entry.mode,
-                    mtime_ns: w.entry.mtime_ns,
-                    chunks,
-                    target,
+        let mut out = Vec::new();
+        for w in walk::walk_all(&self.index, &packs, &snapshot.root)? {
+            let path = w.path.display().to_string();
+            let (kind, size, chunks, target, tensors) = match &w.entry.kind {
+                EntryKind::File { size, chunks } => {
+                    let tensors = if path.ends_with(".safetensors") {
+                        diff::safetensors_tensors(&self.index, &packs, chunks, *size)?.map(|t| {
+                            TensorCount {
+                                count: t.len(),
+                                bytes: t.iter().map(|x| x.bytes).sum(),
+                            }
+                        })
+                    } else {
+                        None
+                    };
+                    ("file", *size, chunks.len(), None, tensors)
                 }
-            })
-            .collect())
+                EntryKind::Dir { .. } => ("dir", 0, 0, None, None),
+                EntryKind::Symlink { target } => (
+                    "symlink",
+                    0,
+                    0,
+                    Some(String::from_utf8_lossy(target).into_owned()),
+                    None,
+                ),
+            };
+            out.push(FileInfo {
+                path,
+                kind,
+                size,
+                mode: w.entry.mode,
+                mtime_ns: w.entry.mtime_ns,
+                chunks,
+                target,
+                tensors,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Files added, removed and changed from `old` to `new`; with `tensors`,
+    /// the tensors that changed inside checkpoint files.
+    pub fn diff(&self, old: &str, new: &str, tensors: bool) -> Result<Diff> {
+        let (_, a) = self.resolve(old)?;
+        let (_, b) = self.resolve(new)?;
+        diff::diff(
+            &self.index,
+            &PackFiles::new(&self.layout),
+            &a.root,
+            &b.root,
+            tensors,
+        )
     }
 
     /// Writes one file of a snapshot (`REV:PATH`) to `out`, chunk by chunk.

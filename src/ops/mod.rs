@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod check;
 pub mod commit;
+pub mod diff;
 pub mod import;
 pub mod prune;
 pub mod resolve;

@@ -3,6 +3,7 @@
 pub mod cat;
 pub mod check;
 pub mod commit;
+pub mod diff;
 pub mod forget;
 pub mod import_zip;
 pub mod init;
