@@ -18,9 +18,14 @@ use crate::format::pack::Codec;
 /// stored raw: reading it back is then a plain copy.
 const MIN_SAVING_DIVISOR: usize = 64;
 
-/// Bytes of a tensor chunk compressed both ways to choose the codec, so that a
-/// chunk is compressed in full only once.
+/// Bytes of a tensor chunk compressed plain to estimate plain zstd.
 const SAMPLE: usize = 64 << 10;
+
+/// zstd level for grouped tensor bytes. The mantissa planes are close to
+/// random and the exponent plane wants entropy coding more than matching:
+/// level 1 stores real fp32 weights smaller than level 3 (0.830 vs 0.840 of
+/// raw on all-MiniLM-L6-v2) and is faster.
+const GROUPED_LEVEL: i32 = 1;
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
@@ -66,8 +71,11 @@ pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
 }
 
 /// Encodes one chunk of tensor data with elements of `elem` bytes (4 for
-/// fp32, 2 for fp16/bf16): grouped+zstd when a sample of the chunk says it
-/// beats plain zstd, else as `encode`.
+/// fp32, 2 for fp16/bf16). The whole chunk is grouped and compressed at
+/// `GROUPED_LEVEL`; plain zstd is estimated from a 64 KiB sample (a good
+/// estimator on float data, unlike a grouped sample, whose small planes pay
+/// zstd's per-block overhead), and only if grouping loses to that estimate is
+/// the chunk compressed plain as well.
 pub fn encode_tensor(data: &[u8], level: i32, elem: usize) -> (Codec, Vec<u8>) {
     let codec = match elem {
         2 => Codec::Group2Zstd,
@@ -77,13 +85,18 @@ pub fn encode_tensor(data: &[u8], level: i32, elem: usize) -> (Codec, Vec<u8>) {
     if data.len() < 4 * elem || data.len() % elem != 0 {
         return encode(data, level);
     }
-    let sample = &data[..SAMPLE.min(data.len()) / elem * elem];
-    let plain = zstd_compress(sample, level).map_or(usize::MAX, |c| c.len());
-    let grouped = zstd_compress(&group(sample, elem), level).map_or(usize::MAX, |c| c.len());
-    if grouped >= plain {
+    let Some(grouped) = zstd_compress(&group(data, elem), GROUPED_LEVEL) else {
         return encode(data, level);
+    };
+    let sample = &data[..SAMPLE.min(data.len())];
+    let plain_estimate = zstd_compress(sample, level).map_or(usize::MAX, |c| c.len() * (data.len() / sample.len()));
+    if grouped.len() > plain_estimate {
+        let (plain_codec, plain) = encode(data, level);
+        if plain.len() < grouped.len() {
+            return (plain_codec, plain);
+        }
     }
-    choose(codec, zstd_compress(&group(data, elem), level), data)
+    choose(codec, Some(grouped), data)
 }
 
 /// Byte `j` of element `i` goes to `out[j * n + i]` (`n` elements).
