@@ -132,7 +132,8 @@ fn npy(file: &File, start: u64, size: u64) -> Option<Vec<Range>> {
 /// zip (PyTorch checkpoints, npz): every stored (uncompressed) entry's data
 /// is a segment; a stored `.npy` inside an npz is split further.
 fn zip_entries(file: &File) -> Option<Vec<Range>> {
-    let mut archive = zip::ZipArchive::new(file.try_clone().ok()?).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut archive = zip::ZipArchive::new(PosReader { file, pos: 0, len }).ok()?;
     let mut out = Vec::new();
     for i in 0..archive.len() {
         let entry = archive.by_index_raw(i).ok()?;
@@ -149,6 +150,36 @@ fn zip_entries(file: &File) -> Option<Vec<Range>> {
         }
     }
     Some(out)
+}
+
+/// `Read + Seek` over a file through positional reads, with its own offset:
+/// parsing never moves the file's cursor, which the chunker reads from.
+struct PosReader<'a> {
+    file: &'a File,
+    pos: u64,
+    len: u64,
+}
+
+impl std::io::Read for PosReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for PosReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before start")
+        })?;
+        Ok(self.pos)
+    }
 }
 
 /// Fills the gaps between tensor ranges with untyped segments.

@@ -89,7 +89,8 @@ pub fn encode_tensor(data: &[u8], level: i32, elem: usize) -> (Codec, Vec<u8>) {
         return encode(data, level);
     };
     let sample = &data[..SAMPLE.min(data.len())];
-    let plain_estimate = zstd_compress(sample, level).map_or(usize::MAX, |c| c.len() * (data.len() / sample.len()));
+    let plain_estimate =
+        zstd_compress(sample, level).map_or(usize::MAX, |c| c.len() * (data.len() / sample.len()));
     if grouped.len() > plain_estimate {
         let (plain_codec, plain) = encode(data, level);
         if plain.len() < grouped.len() {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -487,6 +487,9 @@ fn read_file<'s, 'a: 's>(
         // segment per tensor); tensor data is then cut into fixed chunks
         // aligned to the tensor start, everything else by FastCDC.
         let segments = segment::segments(&file, before.size, chunker.min_size() as u64);
+        (&file)
+            .seek(std::io::SeekFrom::Start(0))
+            .ctx("seek", &item.abs)?;
         let elem: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
         let mut emit = |_, bytes: &[u8]| {
             let elem = elem.get();

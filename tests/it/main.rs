@@ -5,6 +5,7 @@
 
 mod util;
 
+mod checkpoint;
 mod cli_errors;
 mod concurrency;
 mod corruption;
