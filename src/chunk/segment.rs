@@ -14,6 +14,27 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+/// Bytes the parsers can read at any offset: a file (positional reads, the
+/// file's cursor never moves) or a slice (tests and fuzzing).
+pub trait Source {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+}
+
+impl Source for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl Source for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
 /// Largest header (safetensors JSON, npy dict) that is parsed.
 pub const MAX_HEADER: u64 = 64 << 20;
 
@@ -39,7 +60,7 @@ pub struct Segment {
 /// exactly. Segments shorter than `min_group` are grouped with their
 /// neighbours so that models with many tiny tensors do not become many tiny
 /// chunks.
-pub fn segments(file: &File, size: u64, min_group: u64) -> Vec<Segment> {
+pub fn segments<S: Source + ?Sized>(file: &S, size: u64, min_group: u64) -> Vec<Segment> {
     let ranges = detect(file, size).unwrap_or_default();
     let mut out = cover(ranges, size);
     out = group(out, min_group);
@@ -48,19 +69,25 @@ pub fn segments(file: &File, size: u64, min_group: u64) -> Vec<Segment> {
 
 type Range = (u64, u64, Dtype);
 
-fn read_at(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
+fn read_at<S: Source + ?Sized>(file: &S, offset: u64, len: u64) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, offset).ok()?;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => done += n,
+        }
+    }
     Some(buf)
 }
 
 /// Tensor ranges `(start, end, dtype)`, sorted and non-overlapping, or None.
-fn detect(file: &File, size: u64) -> Option<Vec<Range>> {
+fn detect<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     let head = read_at(file, 0, size.min(16))?;
     let mut ranges = if head.starts_with(b"\x93NUMPY") {
         npy(file, 0, size)?
     } else if head.starts_with(b"PK\x03\x04") {
-        zip_entries(file)?
+        zip_entries(file, size)?
     } else {
         safetensors(file, size)?
     };
@@ -81,7 +108,7 @@ fn dtype_of(name: &str) -> Dtype {
 
 /// safetensors: u64 LE header length N, N bytes of JSON, then the data;
 /// each tensor's `data_offsets` are relative to the end of the header.
-fn safetensors(file: &File, size: u64) -> Option<Vec<Range>> {
+fn safetensors<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     let n = u64::from_le_bytes(read_at(file, 0, 8)?.try_into().ok()?);
     if n == 0 || n > MAX_HEADER || 8 + n > size || read_at(file, 8, 1)? != b"{" {
         return None;
@@ -104,7 +131,7 @@ fn safetensors(file: &File, size: u64) -> Option<Vec<Range>> {
 
 /// npy: "\x93NUMPY", version, header length (u16 v1, u32 v2/v3), a dict
 /// with 'descr', then the data to the end of the array.
-fn npy(file: &File, start: u64, size: u64) -> Option<Vec<Range>> {
+fn npy<S: Source + ?Sized>(file: &S, start: u64, size: u64) -> Option<Vec<Range>> {
     let head = read_at(file, start, 12.min(size.checked_sub(start)?))?;
     if head.len() < 10 {
         return None;
@@ -131,8 +158,7 @@ fn npy(file: &File, start: u64, size: u64) -> Option<Vec<Range>> {
 
 /// zip (PyTorch checkpoints, npz): every stored (uncompressed) entry's data
 /// is a segment; a stored `.npy` inside an npz is split further.
-fn zip_entries(file: &File) -> Option<Vec<Range>> {
-    let len = file.metadata().ok()?.len();
+fn zip_entries<S: Source + ?Sized>(file: &S, len: u64) -> Option<Vec<Range>> {
     let mut archive = zip::ZipArchive::new(PosReader { file, pos: 0, len }).ok()?;
     let mut out = Vec::new();
     for i in 0..archive.len() {
@@ -154,13 +180,13 @@ fn zip_entries(file: &File) -> Option<Vec<Range>> {
 
 /// `Read + Seek` over a file through positional reads, with its own offset:
 /// parsing never moves the file's cursor, which the chunker reads from.
-struct PosReader<'a> {
-    file: &'a File,
+struct PosReader<'a, S: Source + ?Sized> {
+    file: &'a S,
     pos: u64,
     len: u64,
 }
 
-impl std::io::Read for PosReader<'_> {
+impl<S: Source + ?Sized> std::io::Read for PosReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
@@ -168,7 +194,7 @@ impl std::io::Read for PosReader<'_> {
     }
 }
 
-impl std::io::Seek for PosReader<'_> {
+impl<S: Source + ?Sized> std::io::Seek for PosReader<'_, S> {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
         let pos = match to {
             std::io::SeekFrom::Start(p) => Some(p),
