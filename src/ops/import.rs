@@ -10,7 +10,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{Local, NaiveDate, TimeZone};
@@ -105,6 +105,7 @@ pub fn extract(zip_path: &Path, dest: &Path) -> Result<Extracted> {
         newest_ns: None,
     };
     let mut times: Vec<(PathBuf, i64)> = Vec::new();
+    let mut links: Vec<(PathBuf, String, String)> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -114,6 +115,8 @@ pub fn extract(zip_path: &Path, dest: &Path) -> Result<Extracted> {
             .enclosed_name()
             .ok_or_else(|| bad(format!("entry '{name}' points outside the archive")))?;
         let rel = match rel.strip_prefix(ROOT_CHECKPOINTS) {
+            // The folder itself: its files go to the root, nothing to create.
+            Ok(inner) if inner.as_os_str().is_empty() && entry.is_dir() => continue,
             Ok(inner) if !inner.as_os_str().is_empty() && !dest.join(inner).exists() => {
                 inner.to_path_buf()
             }
@@ -132,13 +135,19 @@ pub fn extract(zip_path: &Path, dest: &Path) -> Result<Extracted> {
             fs::create_dir_all(parent).ctx("create directory", parent)?;
         }
         if entry.is_symlink() {
+            // Created after every file, so no later entry can be written
+            // through a link the archive itself planted.
             let mut target = Vec::new();
             io::copy(&mut entry, &mut target).map_err(|e| bad(format!("entry '{name}': {e}")))?;
-            let target = std::ffi::OsString::from(String::from_utf8_lossy(&target).into_owned());
-            std::os::unix::fs::symlink(&target, &path).ctx("create symlink", &path)?;
+            links.push((path, String::from_utf8_lossy(&target).into_owned(), name));
             continue;
         }
-        let mut f = File::create(&path).ctx("create", &path)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| bad(format!("entry '{name}' cannot be created ({e})")))?;
         // Reading to the end verifies the entry's CRC-32.
         let n = io::copy(&mut entry, &mut f)
             .map_err(|e| bad(format!("entry '{name}' is damaged ({e})")))?;
@@ -154,6 +163,10 @@ pub fn extract(zip_path: &Path, dest: &Path) -> Result<Extracted> {
         }
         out.files += 1;
         out.bytes += n;
+    }
+    for (path, target, name) in links {
+        std::os::unix::fs::symlink(&target, &path)
+            .map_err(|e| bad(format!("symlink entry '{name}' cannot be created ({e})")))?;
     }
     for (path, t) in times {
         let ft = filetime::FileTime::from_unix_time(t.div_euclid(1_000_000_000), 0);

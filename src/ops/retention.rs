@@ -40,6 +40,10 @@ impl Default for Policy {
     }
 }
 
+/// Label of a `snap run` archive snapshot taken before `--clean` emptied
+/// directories: the only copy of what was deleted, kept while its session is.
+pub const CLEANED_LABEL: &str = "cleaned";
+
 /// Why a snapshot is kept or forgotten.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
@@ -50,6 +54,8 @@ pub enum Reason {
         rank: usize,
         position: usize,
     },
+    /// The pre-run archive of a kept session that emptied directories.
+    CleanedArchive,
     Within,
     /// Forgotten: older than the kept snapshots of its session.
     OlderInSession,
@@ -71,6 +77,9 @@ impl std::fmt::Display for Reason {
                 )
             }
             Reason::Within => write!(f, "within --keep-within"),
+            Reason::CleanedArchive => {
+                write!(f, "archive of what --clean deleted, in a kept session")
+            }
             Reason::OlderInSession => write!(f, "older snapshot of a kept session"),
             Reason::OldSession { rank } => {
                 write!(f, "session #{rank} most recent is beyond --keep-sessions")
@@ -158,6 +167,9 @@ pub fn plan(
             }
             if rank <= policy.keep_sessions && position <= policy.keep_per_session {
                 keep.push(Reason::RecentSession { rank, position });
+            }
+            if rank <= policy.keep_sessions && s.labels.contains_key(CLEANED_LABEL) {
+                keep.push(Reason::CleanedArchive);
             }
             if policy
                 .keep_within_ns

@@ -75,8 +75,10 @@ pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<String>
                 format!("is outside the workspace {}", ws.root.display()),
             )
         })?;
-        let inside_repo =
-            root.starts_with(&ws.repo) || ws.repo.starts_with(root) && root != &ws.root;
+        // A root inside the repository is refused; a root that holds the
+        // repository is fine (the walker leaves the repository out), and so is
+        // the workspace root itself (an import's staging directory).
+        let inside_repo = root != &ws.root && root.starts_with(&ws.repo);
         if inside_repo
             || rel_root
                 .components()

@@ -23,9 +23,9 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use crossbeam_channel::{unbounded, Sender};
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::ops::commit::{now_ns, CommitOptions};
-use crate::ops::retention::Policy;
+use crate::ops::retention::{self, Policy};
 use crate::progress::NoProgress;
 use crate::repo::Repo;
 use crate::store::refs;
@@ -72,6 +72,10 @@ pub struct RunReport {
     pub bytes_freed: u64,
     /// Commits or steps that failed; the run went on.
     pub errors: Vec<String>,
+    /// The command's stdout did not end with a newline (the CLI starts its
+    /// own output on a new line).
+    #[serde(skip)]
+    pub stdout_ends_mid_line: bool,
 }
 
 enum Msg {
@@ -114,17 +118,31 @@ pub fn run(
         best: None,
     };
 
+    // Every --clean directory is checked before anything is committed or emptied.
+    let clean: Vec<PathBuf> = opts
+        .clean
+        .iter()
+        .map(|d| clean_target(ws, d))
+        .collect::<Result<_>>()?;
     if opts.archive {
-        r.commit(
+        let mut labels = BTreeMap::new();
+        labels.insert("signal".to_string(), "archive".to_string());
+        if !clean.is_empty() {
+            // The only copy of what --clean deletes: retention keeps it as
+            // long as its session is kept.
+            let dirs: Vec<String> = opts.clean.iter().map(|d| d.display().to_string()).collect();
+            labels.insert(retention::CLEANED_LABEL.to_string(), dirs.join(", "));
+        }
+        r.commit_labelled(
             None,
             BTreeMap::new(),
-            "archive",
+            labels,
             Some(format!("before run: {}", command_line(&opts.command))),
             note,
         )?;
     }
-    for dir in &opts.clean {
-        empty_dir(ws, dir)?;
+    for dir in &clean {
+        empty_dir(dir)?;
         note(&format!("emptied {}", dir.display()));
     }
 
@@ -159,6 +177,7 @@ pub fn run(
     })?;
     let pid = child.id() as i32;
     let (tx, rx) = unbounded::<Msg>();
+    let stdout_last = Arc::new(AtomicU8::new(b'\n'));
     let pumps = vec![
         spawn_pump(
             child.stdout.take().expect("piped"),
@@ -166,6 +185,7 @@ pub fn run(
             capture.clone(),
             tx.clone(),
             "stdout",
+            Some(stdout_last.clone()),
         ),
         spawn_pump(
             child.stderr.take().expect("piped"),
@@ -173,6 +193,7 @@ pub fn run(
             capture,
             tx.clone(),
             "stderr",
+            None,
         ),
     ];
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -250,6 +271,7 @@ pub fn run(
     r.report.exit_code = code;
     r.report.outcome = outcome.clone();
     r.report.interrupted = was_interrupted;
+    r.report.stdout_ends_mid_line = stdout_last.load(Ordering::SeqCst) != b'\n';
     let mut labels = BTreeMap::new();
     labels.insert("outcome".to_string(), outcome.clone());
     labels.insert("exit_code".to_string(), code.to_string());
@@ -399,6 +421,7 @@ fn spawn_pump(
     capture: Option<Arc<Mutex<File>>>,
     tx: Sender<Msg>,
     source: &'static str,
+    last_byte: Option<Arc<AtomicU8>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
@@ -419,6 +442,9 @@ fn spawn_pump(
             };
             let _ = dst.write_all(&buf[..n]);
             let _ = dst.flush();
+            if let Some(last) = &last_byte {
+                last.store(buf[n - 1], Ordering::SeqCst);
+            }
             if let Some(c) = &capture {
                 let _ = c.lock().map(|mut f| f.write_all(&buf[..n]));
             }
@@ -453,14 +479,28 @@ fn command_line(cmd: &[OsString]) -> String {
 }
 
 /// Empties `dir` (which must be inside the workspace and not hold the repository).
-fn empty_dir(ws: &Workspace, dir: &PathBuf) -> Result<()> {
-    if !dir.starts_with(&ws.root) || *dir == ws.root || ws.repo.starts_with(dir) {
-        return Err(Error::invalid(
+/// Checks a `--clean` directory, following symlinks: it must really be a
+/// directory inside the workspace (not the workspace) that does not hold the
+/// repository. Returns its real path.
+fn clean_target(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
+    let bad = || {
+        Error::invalid(
             "--clean",
             dir.display().to_string(),
             "must be a directory inside the workspace that does not hold the repository",
-        ));
+        )
+    };
+    let real = dir.canonicalize().map_err(|_| bad())?;
+    let root = ws.root.canonicalize().map_err(|_| bad())?;
+    let repo = ws.repo.canonicalize().unwrap_or_else(|_| ws.repo.clone());
+    if !real.is_dir() || !real.starts_with(&root) || real == root || repo.starts_with(&real) {
+        return Err(bad());
     }
+    Ok(real)
+}
+
+/// Empties a directory checked by `clean_target`.
+fn empty_dir(dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
     };

@@ -98,6 +98,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let report = runner::run(&mut repo, &ws, opts, &|msg| eprintln!("snap: {msg}"))?;
     if args.json {
         // One line, after everything the command printed: the last line of stdout.
+        if report.stdout_ends_mid_line {
+            println!();
+        }
         println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
