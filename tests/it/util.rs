@@ -452,3 +452,156 @@ pub fn raw_name(bytes: &[u8]) -> &OsStr {
 pub fn count_entries(dir: &Path) -> usize {
     fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
 }
+
+// ---- Helpers for `snap run`, retention and import tests ----
+
+/// PATH with the directory of the `snap` binary first, so that a child
+/// process of `snap run` can call `snap` itself.
+pub fn path_with_snap() -> std::ffi::OsString {
+    let bin = Path::new(env!("CARGO_BIN_EXE_snap"))
+        .parent()
+        .expect("the binary has a directory")
+        .to_path_buf();
+    let mut dirs = vec![bin];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(dirs).expect("join PATH")
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Total bytes of every file under `repo/packs`.
+pub fn pack_bytes(repo: &Path) -> u64 {
+    walk(&repo.join("packs"), &[])
+        .values()
+        .map(|n| match n.kind {
+            Kind::File { size, .. } => size,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Copies the entries of `src` into the existing directory `dst`
+/// (files, directories and symlinks; contents and modes, not times).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    for entry in fs::read_dir(src).expect("list directory") {
+        let entry = entry.expect("dir entry");
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from).expect("readlink"), &to)
+                .expect("create symlink");
+        } else if ft.is_dir() {
+            fs::create_dir(&to).expect("create directory");
+            copy_tree(&from, &to);
+        } else {
+            fs::copy(&from, &to).expect("copy file");
+        }
+    }
+}
+
+/// Every regular file below `root` with its bytes, keyed by relative path.
+pub fn file_contents(root: &Path, exclude: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    walk(root, exclude)
+        .into_iter()
+        .filter(|(_, n)| matches!(n.kind, Kind::File { .. }))
+        .map(|(p, _)| {
+            let data = fs::read(root.join(&p)).expect("read file");
+            (p.to_string_lossy().into_owned(), data)
+        })
+        .collect()
+}
+
+/// One entry of a zip archive built by `write_zip`.
+pub struct ZipItem {
+    pub name: String,
+    /// None for a directory entry.
+    pub data: Option<Vec<u8>>,
+    /// A symlink entry: `data` is the target.
+    pub symlink: bool,
+    /// Year, month, day, hour, minute, second (even) as the archive records it.
+    pub time: (u16, u8, u8, u8, u8, u8),
+    pub mode: u32,
+}
+
+impl ZipItem {
+    pub fn file(name: &str, data: Vec<u8>) -> ZipItem {
+        ZipItem {
+            name: name.to_string(),
+            data: Some(data),
+            symlink: false,
+            time: (2024, 1, 2, 3, 4, 6),
+            mode: 0o644,
+        }
+    }
+
+    pub fn symlink(name: &str, target: &str) -> ZipItem {
+        ZipItem {
+            symlink: true,
+            mode: 0o777,
+            ..ZipItem::file(name, target.as_bytes().to_vec())
+        }
+    }
+
+    pub fn dir(name: &str) -> ZipItem {
+        ZipItem {
+            name: name.to_string(),
+            data: None,
+            symlink: false,
+            time: (2024, 1, 2, 3, 4, 6),
+            mode: 0o755,
+        }
+    }
+
+    pub fn at(mut self, time: (u16, u8, u8, u8, u8, u8)) -> ZipItem {
+        self.time = time;
+        self
+    }
+
+    pub fn mode(mut self, mode: u32) -> ZipItem {
+        self.mode = mode;
+        self
+    }
+}
+
+/// Writes a deflate-compressed zip archive with the zip crate.
+pub fn write_zip(path: &Path, items: &[ZipItem]) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let file = fs::File::create(path).expect("create zip");
+    let mut w = zip::ZipWriter::new(file);
+    for it in items {
+        let (y, mo, d, h, mi, s) = it.time;
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(
+                zip::DateTime::from_date_and_time(y, mo, d, h, mi, s).expect("valid zip time"),
+            )
+            .unix_permissions(it.mode);
+        match &it.data {
+            Some(target) if it.symlink => w
+                .add_symlink(it.name.as_str(), String::from_utf8_lossy(target), opts)
+                .expect("add zip symlink"),
+            Some(data) => {
+                w.start_file(it.name.as_str(), opts)
+                    .expect("start zip entry");
+                w.write_all(data).expect("write zip entry");
+            }
+            None => w
+                .add_directory(it.name.as_str(), opts)
+                .expect("add zip directory"),
+        }
+    }
+    w.finish().expect("finish zip");
+}

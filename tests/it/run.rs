@@ -1,0 +1,1011 @@
+//! `snap run`: a real child process (python3 or sh scripts written by the
+//! test) reports epochs, commits by itself, prints, fails and gets signals;
+//! the runner turns that into snapshots, tags, exit codes and a final record.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Keep every snapshot at the end of a run, so the test can look at all of
+/// them (the default policy keeps only each session's last).
+const KEEP_ALL: &[u8] = b"[retention]\nkeep_per_session = 1000\n";
+
+/// Writes a script beside the workspace (so it is not part of snapshots);
+/// returns its path.
+fn script(ws: &Ws, name: &str, body: &str) -> String {
+    let p = ws.outside(name);
+    write_file(&p, body.as_bytes());
+    p.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// `snap run ARGS` with the snap binary on PATH for the child.
+fn snap_run(ws: &Ws, args: &[&str]) -> Output {
+    ws.cmd()
+        .env("PATH", path_with_snap())
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run snap run")
+}
+
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "snap run: expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// `snap run ARGS` as a spawned process (for signals).
+fn spawn_run(ws: &Ws, args: &[&str]) -> Child {
+    snap_std(&ws.root)
+        .env("PATH", path_with_snap())
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn snap run")
+}
+
+/// The snapshots of one session, oldest first.
+fn session(ws: &Ws, name: &str) -> Vec<Value> {
+    ws.log()
+        .into_iter()
+        .filter(|s| s["session"] == name)
+        .collect()
+}
+
+fn label<'a>(s: &'a Value, key: &str) -> Option<&'a str> {
+    s["labels"][key].as_str()
+}
+
+/// The session's final snapshot (the one with an `outcome` label); there
+/// must be exactly one, and it must be the newest.
+fn final_of(snaps: &[Value]) -> &Value {
+    let finals: Vec<&Value> = snaps
+        .iter()
+        .filter(|s| label(s, "outcome").is_some())
+        .collect();
+    assert_eq!(finals.len(), 1, "one final snapshot in {snaps:#?}");
+    assert_eq!(
+        finals[0]["id"],
+        snaps.last().expect("snapshots")["id"],
+        "the final snapshot is the newest"
+    );
+    finals[0]
+}
+
+fn archives_of(snaps: &[Value]) -> Vec<&Value> {
+    snaps
+        .iter()
+        .filter(|s| label(s, "signal") == Some("archive"))
+        .collect()
+}
+
+/// The one snapshot of `snaps` with this epoch.
+fn epoch_of(snaps: &[Value], epoch: u64) -> &Value {
+    let found: Vec<&Value> = snaps.iter().filter(|s| s["epoch"] == epoch).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one snapshot of epoch {epoch} in {snaps:#?}"
+    );
+    found[0]
+}
+
+fn cat(ws: &Ws, spec: &str) -> Vec<u8> {
+    let o = ws.run(&["cat", spec]);
+    assert!(o.status.success(), "snap cat {spec}: {}", stderr(&o));
+    o.stdout
+}
+
+/// The snapshot a tag names.
+fn tagged(ws: &Ws, tag: &str) -> Value {
+    ws.json(&["show", tag])["snapshot"].clone()
+}
+
+/// True once process `pid` has handlers installed for every signal in `sigs`
+/// (Linux: the SigCgt mask in /proc/PID/status).
+fn catches(pid: u32, sigs: &[i32]) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    sigs.iter().all(|s| mask & (1 << (s - 1)) != 0)
+}
+
+/// Waits until the child of `snap run` wrote its ready marker and the runner
+/// forwards signals.
+fn wait_ready(run: &mut Child, ready: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(ready.exists() && catches(run.id(), &[libc::SIGINT, libc::SIGTERM])) {
+        if let Some(status) = run.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = run.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            panic!("snap run ended ({status}) before the child was ready:\n{err}");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("the child never became ready");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `sig` to the runner (not to the child) once the child is ready.
+fn signal_when_ready(run: &mut Child, ready: &Path, sig: i32) {
+    wait_ready(run, ready);
+    // SAFETY: kill(2) on a child process we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, sig) }, 0, "kill");
+}
+
+const EPOCHS_PY: &str = r#"
+import json, os, random, sys
+
+def checkpoint(epoch):
+    os.makedirs("ckpt", exist_ok=True)
+    with open(f"ckpt/epoch_{epoch}.pt", "wb") as f:
+        f.write(random.Random(epoch).randbytes(150_000))
+
+checkpoint(1)
+print("SNAP " + json.dumps({"epoch": 1, "metrics": {"val_loss": 0.9, "acc": 0.5}}), flush=True)
+checkpoint(2)
+print("SNAP " + json.dumps({"epoch": 2, "val_loss": 0.7, "acc": 0.625}), file=sys.stderr, flush=True)
+checkpoint(3)
+sys.stdout.write("SNAP " + json.dumps({"epoch": 3, "metrics": {"val_loss": 0.8}, "note": "last"}) + "\r\n")
+sys.stdout.flush()
+print("training done", flush=True)
+"#;
+
+#[test]
+fn snap_lines_become_epoch_snapshots_between_archive_and_final() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    ws.write("config/train.yaml", b"lr: 3e-4\nepochs: 3\n");
+    let train_bin = random_bytes(1001, 300_000);
+    ws.write("data/train.bin", &train_bin);
+    let py = script(&ws, "epochs.py", EPOCHS_PY);
+
+    let o = snap_run(&ws, &["--session", "s1", "--json", "--", "python3", &py]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("training done\n"), "{out}");
+    let report: Value = serde_json::from_str(out.lines().last().expect("report line"))
+        .unwrap_or_else(|e| panic!("the last stdout line is the JSON report ({e}):\n{out}"));
+    assert_eq!(report["session"], "s1");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["interrupted"], false);
+    assert_eq!(report["errors"], serde_json::json!([]));
+
+    let snaps = session(&ws, "s1");
+    assert_eq!(snaps.len(), 5, "archive, three epochs, final: {snaps:#?}");
+    let mut reported: Vec<&str> = report["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut logged: Vec<&str> = snaps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    reported.sort();
+    logged.sort();
+    assert_eq!(reported, logged);
+
+    // The archive comes first and holds exactly the pre-run workspace.
+    let archive = archives_of(&snaps);
+    assert_eq!(archive.len(), 1);
+    assert_eq!(archive[0]["id"], snaps[0]["id"]);
+    assert!(archive[0]["epoch"].is_null());
+    let dir = ws.restore_to(archive[0]["id"].as_str().unwrap(), "archive");
+    let files = file_contents(&dir, &[]);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["config/train.yaml", "data/train.bin", "snap.toml"]
+    );
+    assert_eq!(files["data/train.bin"], train_bin);
+
+    // One snapshot per epoch with its metrics and where the signal came from.
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(
+        e1["metrics"],
+        serde_json::json!({"val_loss": 0.9, "acc": 0.5})
+    );
+    assert_eq!(label(e1, "signal"), Some("stdout"));
+    let e2 = epoch_of(&snaps, 2);
+    assert_eq!(
+        e2["metrics"],
+        serde_json::json!({"val_loss": 0.7, "acc": 0.625})
+    );
+    assert_eq!(label(e2, "signal"), Some("stderr"));
+    let e3 = epoch_of(&snaps, 3);
+    assert_eq!(e3["metrics"], serde_json::json!({"val_loss": 0.8}));
+    for s in [e1, e2, e3] {
+        assert_eq!(s["session"], "s1");
+    }
+
+    // Each epoch's checkpoint (and the earlier ones) is in its snapshot,
+    // reachable as SESSION@EPOCH.
+    for e in 1..=3u64 {
+        for k in 1..=e {
+            let rel = format!("ckpt/epoch_{k}.pt");
+            assert_eq!(
+                cat(&ws, &format!("s1@{e}:{rel}")),
+                fs::read(ws.path(&rel)).unwrap(),
+                "s1@{e}:{rel}"
+            );
+        }
+    }
+    assert_eq!(
+        ws.json(&["show", "s1@2"])["snapshot"]["id"],
+        e2["id"],
+        "SESSION@EPOCH names the epoch's snapshot"
+    );
+
+    // The final snapshot records the outcome and holds everything.
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "outcome"), Some("exited 0"));
+    assert_eq!(label(fin, "exit_code"), Some("0"));
+    assert_eq!(label(fin, "interrupted"), Some("false"));
+    assert!(label(fin, "command").is_some_and(|c| c.contains("python3")));
+    let dir = ws.restore_to(fin["id"].as_str().unwrap(), "final");
+    assert_eq!(
+        file_contents(&dir, &[]),
+        file_contents(&ws.root, &[".snap"])
+    );
+}
+
+#[test]
+fn a_child_that_commits_itself_gets_exactly_its_epoch_files() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let src = ws.outside("src");
+    let mut rng = Rng::new(1002);
+    let ckpts: Vec<Vec<u8>> = (1..=3).map(|_| rng.bytes(400_000)).collect();
+    for (i, c) in ckpts.iter().enumerate() {
+        write_file(&src.join(format!("ckpt_{}.bin", i + 1)), c);
+    }
+    // The same path is overwritten every epoch: only a commit that waits
+    // for the files gets each epoch's bytes.
+    let sh = script(
+        &ws,
+        "train.sh",
+        r#"set -e
+mkdir -p ckpt
+for e in 1 2 3; do
+  cp "$CKPT_SRC/ckpt_$e.bin" ckpt/model.pt
+  snap commit --epoch "$e" --metric "val_loss=0.$((9 - e))" -m "epoch $e" >/dev/null
+done
+echo "session was $SNAP_SESSION"
+"#,
+    );
+    let o = ws
+        .cmd()
+        .env("PATH", path_with_snap())
+        .env("CKPT_SRC", &src)
+        .args([
+            "run",
+            "--session",
+            "self",
+            "--no-archive",
+            "--best",
+            "val_loss",
+            "--",
+            "sh",
+            &sh,
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "session was self\n");
+
+    let snaps = session(&ws, "self");
+    assert_eq!(snaps.len(), 4, "three epochs and the final: {snaps:#?}");
+    assert!(archives_of(&snaps).is_empty());
+    for e in 1..=3u64 {
+        let s = epoch_of(&snaps, e);
+        assert_eq!(s["session"], "self", "joined through SNAP_SESSION");
+        assert_eq!(s["message"], format!("epoch {e}"));
+        assert_eq!(
+            s["metrics"]["val_loss"].as_f64(),
+            Some(format!("0.{}", 9 - e).parse().unwrap())
+        );
+        let dir = ws.restore_to(&format!("self@{e}"), &format!("epoch{e}"));
+        let files = file_contents(&dir, &[]);
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["ckpt/model.pt", "snap.toml"]
+        );
+        assert!(
+            files["ckpt/model.pt"] == ckpts[e as usize - 1],
+            "self@{e}: ckpt/model.pt is not epoch {e}'s checkpoint"
+        );
+    }
+    // Snapshots the child committed count for --best.
+    let best = tagged(&ws, "self/best");
+    assert_eq!(best["epoch"], 3);
+    assert_eq!(tagged(&ws, "best")["id"], best["id"]);
+}
+
+const EMIT_PY: &str = r#"
+import json, sys
+for payload in json.loads(sys.argv[1]):
+    print("SNAP " + json.dumps(payload), flush=True)
+"#;
+
+#[test]
+fn best_tags_follow_min_and_max_metrics_per_session() {
+    let ws = Ws::new();
+    ws.write("notes.txt", b"notes");
+    let py = script(&ws, "emit.py", EMIT_PY);
+    let run = |session: &str, best: &str, payloads: &str| {
+        let o = snap_run(
+            &ws,
+            &[
+                "--session",
+                session,
+                "--best",
+                best,
+                "--json",
+                "--",
+                "python3",
+                &py,
+                payloads,
+            ],
+        );
+        assert_exit(&o, 0);
+        let out = stdout(&o);
+        serde_json::from_str::<Value>(out.lines().last().unwrap()).expect("report")
+    };
+
+    // val_loss has no suffix: minimised.
+    let ra = run(
+        "exp-a",
+        "val_loss",
+        r#"[{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.5},
+            {"epoch": 3, "val_loss": 0.7}, {"epoch": 4, "val_loss": 0.6}]"#,
+    );
+    let a_best = tagged(&ws, "exp-a/best");
+    assert_eq!(a_best["session"], "exp-a");
+    assert_eq!(a_best["epoch"], 2);
+    assert_eq!(a_best["metrics"]["val_loss"], 0.5);
+    assert_eq!(tagged(&ws, "best")["id"], a_best["id"]);
+    assert_eq!(ra["best"][0], a_best["id"]);
+    assert_eq!(ra["best"][1], 0.5);
+
+    let rb = run(
+        "exp-b",
+        "acc:max",
+        r#"[{"epoch": 1, "acc": 0.2}, {"epoch": 2, "acc": 0.8}, {"epoch": 3, "acc": 0.5}]"#,
+    );
+    let b_best = tagged(&ws, "exp-b/best");
+    assert_eq!(b_best["session"], "exp-b");
+    assert_eq!(b_best["epoch"], 2);
+    assert_eq!(rb["best"][1], 0.8);
+    assert_eq!(tagged(&ws, "best")["id"], b_best["id"], "best moved");
+    assert_eq!(
+        tagged(&ws, "exp-a/best")["id"],
+        a_best["id"],
+        "exp-a keeps its own best"
+    );
+
+    // An explicit suffix overrides the guess from the name.
+    run(
+        "exp-c",
+        "val_loss:max",
+        r#"[{"epoch": 1, "val_loss": 0.3}, {"epoch": 2, "val_loss": 0.1},
+            {"epoch": 3, "val_loss": 0.4}, {"epoch": 4, "val_loss": 0.2}]"#,
+    );
+    let c_best = tagged(&ws, "exp-c/best");
+    assert_eq!(c_best["epoch"], 3);
+    assert_eq!(tagged(&ws, "best")["id"], c_best["id"]);
+    assert_eq!(tagged(&ws, "exp-a/best")["id"], a_best["id"]);
+    assert_eq!(tagged(&ws, "exp-b/best")["id"], b_best["id"]);
+    ws.ok(&["check"]);
+}
+
+const WATCH_PY: &str = r#"
+import json, os, subprocess, sys, time
+
+session = os.environ["SNAP_SESSION"]
+
+def wait_for_epoch(n):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = subprocess.run(["snap", "log", "--session", session, "--json"],
+                             check=True, capture_output=True).stdout
+        if any(s["epoch"] == n for s in json.loads(out)):
+            return
+        time.sleep(0.1)
+    sys.exit(f"no snapshot of epoch {n} appeared")
+
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+with open("ckpt/epoch_7.pt", "wb") as f:
+    f.write(data)
+wait_for_epoch(7)
+with open("metrics.jsonl", "a") as f:
+    f.write(json.dumps({"epoch": 8, "metrics": {"val_loss": 0.25}}) + "\n")
+wait_for_epoch(8)
+with open("metrics.jsonl", "a") as f:
+    f.write(json.dumps({"val_loss": 0.125}) + "\n")
+wait_for_epoch(9)
+"#;
+
+#[test]
+fn watched_checkpoints_and_metrics_lines_become_epochs() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    // Present before the run and never changed: not an epoch signal.
+    ws.write("ckpt/epoch_1.pt", &random_bytes(1003, 10_000));
+    // Lines already in the metrics file belong to an earlier run.
+    ws.write("metrics.jsonl", b"{\"epoch\": 99, \"val_loss\": 0.5}\n");
+    let ckpt = random_bytes(1004, MIB);
+    let src = ws.outside("epoch_7.src");
+    write_file(&src, &ckpt);
+    let py = script(&ws, "watch.py", WATCH_PY);
+
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "w",
+            "--watch",
+            "ckpt/*.pt",
+            "--metrics",
+            "metrics.jsonl",
+            "--",
+            "python3",
+            &py,
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&o, 0);
+
+    let snaps = session(&ws, "w");
+    let epochs: Vec<u64> = snaps.iter().filter_map(|s| s["epoch"].as_u64()).collect();
+    assert_eq!(epochs, [7, 8, 9], "{snaps:#?}");
+    let e7 = epoch_of(&snaps, 7);
+    assert_eq!(label(e7, "signal"), Some("watch ckpt/epoch_7.pt"));
+    assert_eq!(cat(&ws, "w@7:ckpt/epoch_7.pt"), ckpt);
+    let e8 = epoch_of(&snaps, 8);
+    assert_eq!(label(e8, "signal"), Some("metrics-file"));
+    assert_eq!(e8["metrics"], serde_json::json!({"val_loss": 0.25}));
+    // A line without an epoch is the previous epoch + 1.
+    let e9 = epoch_of(&snaps, 9);
+    assert_eq!(e9["metrics"], serde_json::json!({"val_loss": 0.125}));
+    assert_eq!(label(final_of(&snaps), "outcome"), Some("exited 0"));
+}
+
+const OUTPUT_PY: &str = r#"
+import os, sys, time
+
+chunks = [
+    b"plain line\n",
+    b"progress  10%\rprogress  55%\rprogress 100%\n",
+    b"\xff\xfe not utf-8 \x00 bytes\n",
+    b'SNAP {"epoch": 1, "loss": 0.5}\r\n',
+    b"tail without newline",
+]
+out = sys.stdout.buffer
+for c in chunks:
+    out.write(c)
+    out.flush()
+# Wait until the capture holds all of stdout, so that stderr follows it there.
+want = sum(len(c) for c in chunks)
+deadline = time.time() + 30
+while os.path.getsize(sys.argv[1]) < want:
+    if time.time() > deadline:
+        sys.exit("the capture file never got stdout")
+    time.sleep(0.01)
+sys.stderr.buffer.write(b"warning: on stderr\nstderr tail")
+sys.stderr.buffer.flush()
+"#;
+
+#[test]
+fn output_passes_through_byte_for_byte_and_is_captured() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    fs::create_dir(ws.path("logs")).unwrap();
+    let py = script(&ws, "output.py", OUTPUT_PY);
+    let capture = ws.path("logs/run.out");
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "out",
+            "--capture",
+            "logs/run.out",
+            "--",
+            "python3",
+            &py,
+            capture.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&o, 0);
+    let want_out: &[u8] = b"plain line\nprogress  10%\rprogress  55%\rprogress 100%\n\
+        \xff\xfe not utf-8 \x00 bytes\nSNAP {\"epoch\": 1, \"loss\": 0.5}\r\ntail without newline";
+    let want_err: &[u8] = b"warning: on stderr\nstderr tail";
+    assert!(
+        o.stdout == want_out,
+        "stdout differs:\n{:?}\nwant:\n{:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(want_out)
+    );
+    let err = stderr(&o);
+    assert!(err.contains("warning: on stderr\n"), "{err}");
+    assert!(err.contains("stderr tail"), "{err}");
+
+    let captured = fs::read(&capture).unwrap();
+    assert!(
+        captured == [want_out, want_err].concat(),
+        "capture differs: {:?}",
+        String::from_utf8_lossy(&captured)
+    );
+    let snaps = session(&ws, "out");
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(e1["metrics"], serde_json::json!({"loss": 0.5}));
+    let fin = final_of(&snaps);
+    assert_eq!(
+        cat(
+            &ws,
+            &format!("{}:logs/run.out", fin["id"].as_str().unwrap())
+        ),
+        captured
+    );
+}
+
+#[test]
+fn the_json_report_is_a_line_of_its_own() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "nl",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "printf 'epoch 1 done\\nprogress 100%%'",
+        ],
+    );
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.starts_with("epoch 1 done\nprogress 100%"), "{out:?}");
+    // docs/training.md: the report is "one JSON line, the last line of stdout".
+    let last = out.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("the last line is not the JSON report ({e}): {last:?}"));
+    assert_eq!(report["session"], "nl");
+}
+
+#[test]
+fn exit_code_and_death_by_signal_are_passed_on() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+
+    let o = snap_run(
+        &ws,
+        &["--session", "fails", "--", "sh", "-c", "echo bye; exit 3"],
+    );
+    assert_exit(&o, 3);
+    assert_eq!(stdout(&o), "bye\n");
+    let snaps = session(&ws, "fails");
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "outcome"), Some("failed with exit code 3"));
+    assert_eq!(label(fin, "exit_code"), Some("3"));
+    assert_eq!(label(fin, "interrupted"), Some("false"));
+
+    let o = snap_run(
+        &ws,
+        &["--session", "killed", "--", "sh", "-c", "kill -9 $$"],
+    );
+    assert_exit(&o, 137);
+    let snaps = session(&ws, "killed");
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "outcome"), Some("killed by signal 9"));
+    assert_eq!(label(fin, "exit_code"), Some("137"));
+    assert_eq!(label(fin, "interrupted"), Some("false"));
+
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "py-killed",
+            "--",
+            "python3",
+            "-c",
+            "import os; os.kill(os.getpid(), 9)",
+        ],
+    );
+    assert_exit(&o, 137);
+    ws.ok(&["check"]);
+}
+
+const SIGNAL_PY: &str = r#"
+import os, signal, sys, time
+
+ready, mode = sys.argv[1], sys.argv[2]
+
+def on_int(sig, frame):
+    os.makedirs("saved", exist_ok=True)
+    with open("saved/interrupted.txt", "w") as f:
+        f.write("saved on SIGINT\n")
+    sys.exit(130)
+
+def on_term(sig, frame):
+    os.makedirs("saved", exist_ok=True)
+    with open("saved/term.txt", "w") as f:
+        f.write("got SIGTERM, carrying on\n")
+
+if mode == "int":
+    signal.signal(signal.SIGINT, on_int)
+elif mode == "term-carry-on":
+    signal.signal(signal.SIGTERM, on_term)
+open(ready, "w").close()
+go = ready + ".go"
+deadline = time.time() + 60
+while time.time() < deadline and not os.path.exists(go):
+    time.sleep(0.02)
+sys.exit(0 if os.path.exists(go) else 5)
+"#;
+
+#[test]
+fn sigint_is_forwarded_and_the_final_snapshot_has_what_the_child_saved() {
+    let ws = Ws::new();
+    ws.write("config.yaml", b"lr: 1\n");
+    let py = script(&ws, "sig_child.py", SIGNAL_PY);
+    let ready = ws.outside("ready");
+    let mut run = spawn_run(
+        &ws,
+        &[
+            "--session",
+            "int",
+            "--",
+            "python3",
+            &py,
+            ready.to_str().unwrap(),
+            "int",
+        ],
+    );
+    signal_when_ready(&mut run, &ready, libc::SIGINT);
+    let o = run.wait_with_output().unwrap();
+    assert_exit(&o, 130);
+
+    let snaps = session(&ws, "int");
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "interrupted"), Some("true"));
+    assert_eq!(label(fin, "exit_code"), Some("130"));
+    assert_eq!(
+        label(fin, "outcome"),
+        Some("interrupted, failed with exit code 130")
+    );
+    assert_eq!(
+        cat(
+            &ws,
+            &format!("{}:saved/interrupted.txt", fin["id"].as_str().unwrap())
+        ),
+        b"saved on SIGINT\n"
+    );
+}
+
+#[test]
+fn sigterm_is_forwarded_to_a_child_that_carries_on() {
+    let ws = Ws::new();
+    ws.write("config.yaml", b"lr: 1\n");
+    let py = script(&ws, "sig_child.py", SIGNAL_PY);
+    let ready = ws.outside("ready");
+    let mut run = spawn_run(
+        &ws,
+        &[
+            "--session",
+            "term",
+            "--",
+            "python3",
+            &py,
+            ready.to_str().unwrap(),
+            "term-carry-on",
+        ],
+    );
+    signal_when_ready(&mut run, &ready, libc::SIGTERM);
+    wait_for("the child to get SIGTERM", Duration::from_secs(30), || {
+        ws.path("saved/term.txt").exists()
+    });
+    // The child is still running, so the runner must be too.
+    assert!(run.try_wait().unwrap().is_none(), "snap run ended early");
+    fs::write(ws.outside("ready.go"), b"").unwrap();
+    let o = run.wait_with_output().unwrap();
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "term");
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "interrupted"), Some("true"));
+    assert_eq!(label(fin, "outcome"), Some("interrupted, exited 0"));
+    assert_eq!(label(fin, "exit_code"), Some("0"));
+    assert_eq!(
+        cat(
+            &ws,
+            &format!("{}:saved/term.txt", fin["id"].as_str().unwrap())
+        ),
+        b"got SIGTERM, carrying on\n"
+    );
+}
+
+#[test]
+fn sigterm_kills_a_child_without_a_handler() {
+    let ws = Ws::new();
+    ws.write("config.yaml", b"lr: 1\n");
+    let py = script(&ws, "sig_child.py", SIGNAL_PY);
+    let ready = ws.outside("ready");
+    let mut run = spawn_run(
+        &ws,
+        &[
+            "--session",
+            "term-default",
+            "--",
+            "python3",
+            &py,
+            ready.to_str().unwrap(),
+            "default",
+        ],
+    );
+    signal_when_ready(&mut run, &ready, libc::SIGTERM);
+    let o = run.wait_with_output().unwrap();
+    assert_exit(&o, 143);
+    let snaps = session(&ws, "term-default");
+    let fin = final_of(&snaps);
+    assert_eq!(label(fin, "interrupted"), Some("true"));
+    assert_eq!(
+        label(fin, "outcome"),
+        Some("interrupted, killed by signal 15")
+    );
+}
+
+#[test]
+fn a_session_cannot_run_twice_at_once() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let py = script(&ws, "sig_child.py", SIGNAL_PY);
+    let ready = ws.outside("ready");
+    let mut first = spawn_run(
+        &ws,
+        &[
+            "--session",
+            "dup",
+            "--",
+            "python3",
+            &py,
+            ready.to_str().unwrap(),
+            "default",
+        ],
+    );
+    wait_ready(&mut first, &ready);
+    let before = ws.log().len();
+    let o = snap_run(&ws, &["--session", "dup", "--", "sh", "-c", "touch ran"]);
+    assert!(!o.status.success(), "a second run of session dup started");
+    assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+    assert!(!ws.path("ran").exists());
+    assert_eq!(ws.log().len(), before, "the refused run committed");
+    // Another session may run meanwhile; its retention spares the running one.
+    let o = snap_run(&ws, &["--session", "other", "--", "true"]);
+    assert_exit(&o, 0);
+    assert!(!session(&ws, "dup").is_empty());
+
+    fs::write(ws.outside("ready.go"), b"").unwrap();
+    let o = first.wait_with_output().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(
+        label(final_of(&session(&ws, "dup")), "outcome"),
+        Some("exited 0")
+    );
+}
+
+/// A workspace with `out/` holding files to be cleaned.
+fn workspace_with_output_dir(keep_all: bool) -> (Ws, Vec<u8>) {
+    let ws = Ws::new();
+    if keep_all {
+        ws.write("snap.toml", KEEP_ALL);
+    }
+    let old = random_bytes(1005, 200_000);
+    ws.write("out/old_model.bin", &old);
+    ws.write("out/sub/old.log", b"old log\n");
+    ws.write("keep.txt", b"kept");
+    (ws, old)
+}
+
+#[test]
+fn clean_empties_the_directory_after_the_archive_holds_it() {
+    let (ws, old) = workspace_with_output_dir(true);
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "c",
+            "--clean",
+            "out",
+            "--",
+            "sh",
+            "-c",
+            "ls -A out > listing.txt",
+        ],
+    );
+    assert_exit(&o, 0);
+    // The command saw it empty, and it stays there, empty.
+    assert_eq!(fs::read(ws.path("listing.txt")).unwrap(), b"");
+    assert!(ws.path("out").is_dir());
+    assert_eq!(count_entries(&ws.path("out")), 0);
+    assert_eq!(fs::read(ws.path("keep.txt")).unwrap(), b"kept");
+
+    let snaps = session(&ws, "c");
+    let archive = archives_of(&snaps);
+    assert_eq!(archive.len(), 1);
+    let id = archive[0]["id"].as_str().unwrap();
+    assert_eq!(cat(&ws, &format!("{id}:out/old_model.bin")), old);
+    assert_eq!(cat(&ws, &format!("{id}:out/sub/old.log")), b"old log\n");
+    let fin = final_of(&snaps)["id"].as_str().unwrap().to_string();
+    assert!(!ws.show_files(&fin).contains_key("out/old_model.bin"));
+}
+
+#[test]
+fn clean_does_not_lose_data_under_the_default_retention() {
+    let (ws, old) = workspace_with_output_dir(false);
+    let o = snap_run(&ws, &["--session", "c", "--clean", "out", "--", "true"]);
+    assert_exit(&o, 0);
+    assert_eq!(count_entries(&ws.path("out")), 0);
+    // docs/training.md: "--clean ... happens only after the archive snapshot
+    // is durable, so nothing is lost". Some snapshot must still hold it.
+    let holders: Vec<String> = ws
+        .log()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .filter(|id| ws.show_files(id).contains_key("out/old_model.bin"))
+        .collect();
+    assert!(
+        !holders.is_empty(),
+        "no snapshot holds the cleaned out/old_model.bin any more"
+    );
+    assert_eq!(cat(&ws, &format!("{}:out/old_model.bin", holders[0])), old);
+    // Kept because its session is; not forever.
+    let dry = ws.json(&["forget", "--dry-run", "--keep-sessions", "0"]);
+    let keeps: Vec<&Value> = dry["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .collect();
+    assert!(keeps.is_empty(), "{dry:#}");
+}
+
+#[test]
+fn clean_outside_the_workspace_or_of_the_repository_is_refused() {
+    let (ws, _) = workspace_with_output_dir(true);
+    let elsewhere = ws.outside("elsewhere");
+    write_file(&elsewhere.join("precious.txt"), b"precious");
+    let marker = ws.outside("command-ran");
+    let touch = format!("touch {}", marker.display());
+    std::os::unix::fs::symlink("../elsewhere", ws.path("linked")).unwrap();
+    for dir in [
+        elsewhere.to_str().unwrap(),
+        "../elsewhere",
+        ".",
+        ".snap",
+        "linked",
+    ] {
+        let o = snap_run(
+            &ws,
+            &["--session", "bad", "--clean", dir, "--", "sh", "-c", &touch],
+        );
+        assert_eq!(o.status.code(), Some(1), "--clean {dir}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--clean"), "{}", stderr(&o));
+        assert!(!marker.exists(), "--clean {dir}: the command ran");
+        // Refused before anything happened: not even the archive snapshot.
+        assert!(ws.log().is_empty(), "--clean {dir}: a snapshot was taken");
+    }
+    assert_eq!(
+        fs::read(elsewhere.join("precious.txt")).unwrap(),
+        b"precious"
+    );
+    assert!(ws.path("keep.txt").exists());
+    assert!(ws.path("out/old_model.bin").exists());
+    ws.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn clean_through_a_symlink_does_not_empty_a_directory_outside() {
+    let (ws, _) = workspace_with_output_dir(true);
+    let elsewhere = ws.outside("elsewhere");
+    write_file(&elsewhere.join("precious.txt"), b"precious");
+    std::os::unix::fs::symlink("../elsewhere", ws.path("linked")).unwrap();
+    let o = snap_run(
+        &ws,
+        &["--session", "link", "--clean", "linked", "--", "true"],
+    );
+    // Nothing but the link itself would be in any snapshot: the files
+    // would be gone for good.
+    assert_eq!(
+        fs::read(elsewhere.join("precious.txt")).ok().as_deref(),
+        Some(&b"precious"[..]),
+        "snap run exited {:?} and deleted a file outside the workspace:\n{}",
+        o.status.code(),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_refused_clean_empties_nothing() {
+    let (ws, _) = workspace_with_output_dir(true);
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "bad",
+            "--clean",
+            "out",
+            "--clean",
+            "../elsewhere",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        ws.path("out/old_model.bin").exists(),
+        "the run was refused but out/ was emptied"
+    );
+    assert!(ws.log().is_empty(), "the refused run took a snapshot");
+}
+
+#[test]
+fn no_archive_means_no_archive_snapshot() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    ws.write("a.txt", b"a");
+    let o = snap_run(&ws, &["--session", "na", "--no-archive", "--", "true"]);
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "na");
+    assert_eq!(snaps.len(), 1, "{snaps:#?}");
+    assert!(archives_of(&snaps).is_empty());
+    assert_eq!(label(final_of(&snaps), "outcome"), Some("exited 0"));
+    // The same run without the flag has one.
+    let o = snap_run(&ws, &["--session", "with", "--", "true"]);
+    assert_exit(&o, 0);
+    assert_eq!(archives_of(&session(&ws, "with")).len(), 1);
+}
+
+#[test]
+fn an_unknown_command_is_a_clear_error() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "nope",
+            "--",
+            "no-such-command-snap-it",
+            "--flag",
+        ],
+    );
+    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("no-such-command-snap-it"), "{err}");
+    assert!(err.contains("cannot start"), "{err}");
+    // No command at all is a usage error.
+    let o = snap_run(&ws, &["--session", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    ws.ok(&["check"]);
+}
