@@ -1,0 +1,499 @@
+#!/usr/bin/env bash
+# snap against restic, borg and zip-per-epoch on two replayed training runs,
+# on the same data in the same run. Only the ratios are meaningful on a
+# shared machine.
+#
+#   benches/compare.sh                   compare with the tools installed
+#   benches/compare.sh --install         first apt-get install restic, borgbackup,
+#                                        zip, unzip (root; never in CI)
+#   MODEL_MB=512 FT_MB=1024 benches/compare.sh
+#
+# Environment:
+#   MODEL_MB=64      full training: size of one checkpoint
+#   EPOCHS=8         full training: epochs (one checkpoint file per epoch)
+#   FT_MB=64         frozen-backbone fine-tune: size of the frozen backbone
+#   HEAD_KB          fine-tune: size of the trained head (default: 1 % of FT_MB)
+#   FT_EPOCHS=8      fine-tune: epochs
+#   TOOLS="snap restic borg zip"   which tools to run (missing ones are skipped)
+#   TMPDIR           where the data goes
+#   SNAP             a prebuilt snap binary (default: cargo build --release)
+#
+# Workloads (seeded, Python standard library only, identical on every machine):
+#   full     a safetensors model (fp32 ~N(0, 0.02), 14 tensors); every epoch
+#            every tensor changes a little (the two low mantissa bytes of
+#            every value are resampled: a relative update of ~1e-3..1e-5,
+#            sign, exponent and top mantissa bits kept), written as a NEW file
+#            models/epoch_NN.safetensors; logs/train.log grows; config/ and
+#            src/ never change. When val_loss improves, the epoch's checkpoint
+#            is copied to best.pt and a second ("best") snapshot is taken.
+#   frozen   a fine-tune: a frozen backbone that never changes plus a small
+#            head that changes completely each epoch, in ONE checkpoint file
+#            models/checkpoint.safetensors OVERWRITTEN in place every epoch
+#            (as torch.save over the same name does); the log grows.
+# Every epoch is snapshotted into each tool: snap (`snap commit --json`),
+# restic (repository v2, `backup --compression auto`), borg (`--encryption=none`,
+# `create --compression zstd,3`) and zip (one `zip -r -q` archive per epoch,
+# taken after the best.pt copy).
+#
+# Prints, per tool and workload: repository bytes (du -sb), median time per
+# epoch snapshot, restore time of the last snapshot, peak RSS over all the
+# snapshot runs; the size of ONE checkpoint under `zstd -3`; snap's
+# new_raw_bytes for every best.pt commit; and a table of targets with
+# PASS/FAIL. Every restore is checked against the workspace (diff -r).
+# Always exits 0 unless a step crashed: it is a measurement tool, not a test.
+
+set -euo pipefail
+
+MODEL_MB=${MODEL_MB:-64}
+EPOCHS=${EPOCHS:-8}
+FT_MB=${FT_MB:-64}
+HEAD_KB=${HEAD_KB:-$((FT_MB * 1024 / 100))}
+FT_EPOCHS=${FT_EPOCHS:-8}
+TOOLS=${TOOLS:-"snap restic borg zip"}
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+say() { printf '%s\n' "$*" >&2; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+mib() { calc "$1 / 1048576"; }
+
+INSTALL=0
+for arg in "$@"; do
+    case $arg in
+    --install) INSTALL=1 ;;
+    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
+    *) say "usage: benches/compare.sh [--install]"; exit 2 ;;
+    esac
+done
+
+# --- tools -----------------------------------------------------------------
+
+if [ "$INSTALL" = 1 ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        say "error: --install needs root and apt-get"
+        exit 2
+    fi
+    say "installing restic borgbackup zip unzip zstd time with apt-get"
+    apt-get update -q >/dev/null && apt-get install -y -q restic borgbackup zip unzip zstd time >/dev/null
+fi
+for t in zstd python3 /usr/bin/time; do
+    command -v "$t" >/dev/null || { say "error: $t is missing (try --install)"; exit 2; }
+done
+
+if [ -z "${SNAP:-}" ]; then
+    say "building snap (cargo build --release)"
+    (cd "$here" && cargo build --release --quiet --bin snap)
+    SNAP="$here/target/release/snap"
+fi
+SNAP=$(cd "$(dirname "$SNAP")" && pwd)/$(basename "$SNAP")
+
+have() {
+    case $1 in
+    snap) [ -x "$SNAP" ] ;;
+    restic) command -v restic >/dev/null ;;
+    borg) command -v borg >/dev/null ;;
+    zip) command -v zip >/dev/null && command -v unzip >/dev/null ;;
+    esac
+}
+RUN=() MISSING=()
+for t in $TOOLS; do
+    if have "$t"; then RUN+=("$t"); else MISSING+=("$t"); fi
+done
+if [ ${#MISSING[@]} -gt 0 ]; then
+    say "missing, skipped: ${MISSING[*]} (benches/compare.sh --install installs them with apt-get)"
+fi
+say "tools: ${RUN[*]}"
+uses() { case " ${RUN[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/snap-compare.XXXXXX")
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+say "work directory: $WORK"
+
+export RESTIC_PASSWORD=x RESTIC_CACHE_DIR="$WORK/cache/restic"
+export BORG_BASE_DIR="$WORK/cache/borg" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+unset SNAP_SESSION
+
+# --- page cache / timing (as in benches/e2e.sh) --------------------------------
+
+# Before a timed step: flush what earlier steps wrote, then read the step's
+# inputs so every tool starts warm (the VM's host pages out idle page cache).
+settle() {
+    sync
+    if [ $# -gt 0 ]; then find "$@" -type f -exec cat {} + >/dev/null; fi
+}
+# Runs "$@" under /usr/bin/time -v after warming the array WARM; stores its
+# wall time in T (seconds) and its peak RSS in RSS (KiB).
+timed() {
+    local report="$WORK/time.txt"
+    settle "${WARM[@]}"
+    local t0 t1
+    t0=$(now)
+    /usr/bin/time -v -o "$report" "$@"
+    t1=$(now)
+    T=$(calc "$t1 - $t0")
+    RSS=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$report")
+}
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Runs "$@" in directory $1.
+IN_DIR=(bash -c 'cd "$1" && shift && exec "$@"' _)
+
+# --- data ----------------------------------------------------------------------
+
+GEN="$WORK/gen.py"
+cat >"$GEN" <<'EOF'
+import json, math, os, random, sys
+
+SIGMA = 0.02
+
+def exponent_table():
+    """Maps a uniform byte to (sign << 7) | (exponent >> 1) for x ~ N(0, SIGMA)."""
+    def below(a):
+        return math.erf(a / (SIGMA * math.sqrt(2)))
+    probs = [below(2.0 ** (2 * e - 125)) - (below(2.0 ** (2 * e - 127)) if e else 0.0)
+             for e in range(64)]
+    slots = []
+    for i in range(128):
+        q, e, acc = (i + 0.5) / 128, 0, probs[0]
+        while acc < q and e < 63:
+            e += 1
+            acc += probs[e]
+        slots.append(e)
+    return bytes((u >> 7) << 7 | slots[u & 127] for u in range(256))
+
+TABLE = exponent_table()
+
+def weights(rng, n):
+    """n bytes of fp32 values ~N(0, SIGMA) (n a multiple of 4)."""
+    b = bytearray(rng.randbytes(n))
+    b[3::4] = b[3::4].translate(TABLE)
+    return b
+
+def nudge(rng, buf, start, end, nbytes):
+    """A small update: resample the nbytes low bytes of every fp32 value."""
+    count = (end - start) // 4
+    for k in range(nbytes):
+        buf[start + k:end:4] = rng.randbytes(count)
+
+def layout(spec):
+    """spec: [(name, nbytes)] -> header bytes (8-aligned) and [(name, start, end)]."""
+    meta, offs, off = {}, [], 0
+    for name, n in spec:
+        n -= n % 1024
+        meta[name] = {"dtype": "F32", "shape": [n // 1024, 256], "data_offsets": [off, off + n]}
+        offs.append((name, off, off + n))
+        off += n
+    return meta, offs, off
+
+def write_st(path, meta, metadata, data):
+    h = dict(meta)
+    h["__metadata__"] = metadata
+    hb = json.dumps(h, separators=(",", ":")).encode()
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(len(hb).to_bytes(8, "little"))
+        f.write(hb)
+        f.write(data)
+
+def read_st(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.read(n)
+        return bytearray(f.read())
+
+def workspace(ws, seed):
+    """Unchanging files: configs, a tokenizer, code."""
+    rng = random.Random(seed)
+    for d in ("config", "logs", "models", "src"):
+        os.makedirs(os.path.join(ws, d), exist_ok=True)
+    with open(os.path.join(ws, "config/train.yaml"), "w") as f:
+        f.write("".join(f"{k}: {v}\n" for k, v in [
+            ("lr", "3.0e-4"), ("batch_size", 64), ("warmup_steps", 2000), ("weight_decay", 0.05),
+            ("optimizer", "adamw"), ("scheduler", "cosine"), ("seed", seed), ("precision", "fp32")]))
+    with open(os.path.join(ws, "config/model.json"), "w") as f:
+        json.dump({"d_model": 1024, "n_layers": 4, "n_heads": 16, "vocab": 32000}, f, indent=2)
+    vocab = {"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) + str(i): i
+             for i in range(32000)}
+    with open(os.path.join(ws, "config/tokenizer.json"), "w") as f:
+        json.dump({"version": "1.0", "model": {"type": "BPE", "vocab": vocab}}, f)
+    for name in ("train.py", "model.py", "data.py"):
+        with open(os.path.join(ws, "src", name), "w") as f:
+            for i in range(400):
+                f.write(f"    x{i} = layer_{i % 7}(x{i - 1 if i else 0}, scale={rng.random():.4f})  # step {i}\n")
+
+def log(ws, rng, epoch, steps, loss0):
+    with open(os.path.join(ws, "logs/train.log"), "a") as f:
+        for s in range(steps):
+            step = (epoch - 1) * steps + s
+            loss = loss0 * math.exp(-step / (steps * 4)) + abs(rng.gauss(0, 0.03))
+            f.write(f"epoch {epoch} step {step} loss {loss:.5f} lr {3e-4 * min(1, step / 200):.3e} "
+                    f"grad_norm {abs(rng.gauss(1, 0.2)):.4f} tok/s {rng.randint(41000, 43000)}\n")
+
+def val_loss(rng, epoch, loss0):
+    return loss0 * math.exp(-0.25 * epoch) + 0.1 + rng.gauss(0, 0.04)
+
+def full(ws, epoch, seed, total):
+    rng = random.Random(seed * 1000 + epoch)
+    if epoch == 1:
+        workspace(ws, seed)
+    n_layers = 4
+    spec = [("embed.weight", total // 5)]
+    per = (total - 2 * (total // 5)) // n_layers
+    for i in range(n_layers):
+        spec += [(f"layers.{i}.attn.weight", per * 2 // 5), (f"layers.{i}.mlp.weight", per * 3 // 5 - 4096),
+                 (f"layers.{i}.norm.weight", 4096)]
+    spec.append(("head.weight", total - sum(n for _, n in spec)))
+    meta, offs, size = layout(spec)
+    if epoch == 1:
+        data = weights(rng, size)
+    else:
+        data = read_st(os.path.join(ws, f"models/epoch_{epoch - 1:02d}.safetensors"))
+        for _, s, e in offs:
+            nudge(rng, data, s, e, 2)
+    write_st(os.path.join(ws, f"models/epoch_{epoch:02d}.safetensors"), meta,
+             {"format": "pt", "epoch": f"{epoch:04d}"}, data)
+    log(ws, rng, epoch, 500, 2.5)
+    print(f"{val_loss(rng, epoch, 2.5):.5f}")
+
+def frozen(ws, epoch, seed, backbone, head):
+    rng = random.Random(seed * 1000 + epoch)
+    path = os.path.join(ws, "models/checkpoint.safetensors")
+    if epoch == 1:
+        workspace(ws, seed)
+    blocks = 6
+    spec = [(f"backbone.blocks.{i}.weight", backbone // blocks) for i in range(blocks)]
+    spec += [("head.proj.weight", head * 3 // 4), ("head.out.weight", head - head * 3 // 4)]
+    meta, offs, size = layout(spec)
+    if epoch == 1:
+        data = weights(rng, size)
+    else:
+        data = read_st(path)
+        fresh = weights(rng, size - offs[blocks][1])   # the head is retrained
+        data[offs[blocks][1]:] = fresh
+    write_st(path, meta, {"format": "pt", "epoch": f"{epoch:04d}"}, data)
+    log(ws, rng, epoch, 200, 1.2)
+    print(f"{val_loss(rng, epoch, 1.2):.5f}")
+
+mode, ws, epoch, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if mode == "full":
+    full(ws, epoch, seed, int(sys.argv[5]))
+else:
+    frozen(ws, epoch, seed, int(sys.argv[5]), int(sys.argv[6]))
+EOF
+
+# --- snapshots -------------------------------------------------------------------------
+
+# Per workload and tool (key "WL:tool"): epoch snapshot times, peak RSS, repo.
+declare -A TIMES PEAK REPO_BYTES RESTORE_T RESTORE_RSS NSNAP
+BEST_NEW=""      # snap new_raw_bytes of every best.pt commit
+BEST_EPOCHS=""
+
+init_repos() {  # $1 = workload dir
+    local d=$1
+    mkdir -p "$d/snapinit" "$d/zips" "$d/restore"
+    export SNAP_REPO="$d/snap.repo"
+    # init from a scratch directory: `snap init --repo` writes snap.toml there,
+    # and the workspace must not see it.
+    if uses snap; then "${IN_DIR[@]}" "$d/snapinit" "$SNAP" init --repo "$SNAP_REPO" >/dev/null; rm -rf "$d/snapinit"; fi
+    if uses restic; then restic -r "$d/restic.repo" init --repository-version 2 -q >/dev/null; fi
+    if uses borg; then borg init --encryption=none "$d/borg.repo" >/dev/null 2>&1; fi
+}
+
+# snapshot WL KIND(epoch|best) EPOCH VAL_LOSS TOOL...
+snapshot() {
+    local wl=$1 kind=$2 ep=$3 vl=$4 tool
+    shift 4
+    local d="$WORK/$wl" ws="$WORK/$wl/ws" name
+    name=$(printf '%s%02d' "$kind" "$ep")
+    for tool in "$@"; do
+        WARM=("$ws")
+        case $tool in
+        snap)
+            timed "${IN_DIR[@]}" "$ws" "$SNAP" commit --json --session "$wl" --epoch "$ep" \
+                --metric "val_loss=$vl" -m "$name" >"$d/commit.json"
+            local nb
+            nb=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["new_raw_bytes"])' "$d/commit.json")
+            if [ "$kind" = best ]; then BEST_NEW="$BEST_NEW $nb"; BEST_EPOCHS="$BEST_EPOCHS $ep"; fi
+            say "    snap   $name  $T s  RSS $((RSS / 1024)) MiB  new_raw_bytes $nb" ;;
+        restic)
+            timed restic -r "$d/restic.repo" backup --compression auto -q --host bench "$ws" >/dev/null
+            say "    restic $name  $T s  RSS $((RSS / 1024)) MiB" ;;
+        borg)
+            timed "${IN_DIR[@]}" "$ws" borg create --compression zstd,3 "$d/borg.repo::$name" . >/dev/null
+            say "    borg   $name  $T s  RSS $((RSS / 1024)) MiB" ;;
+        zip)
+            timed "${IN_DIR[@]}" "$ws" zip -r -q "$d/zips/epoch_$(printf %02d "$ep").zip" .
+            say "    zip    $name  $T s  RSS $((RSS / 1024)) MiB" ;;
+        esac
+        # The median is over the epoch snapshots (zip: its one archive per epoch).
+        if [ "$kind" = epoch ] || [ "$tool" = zip ]; then TIMES[$wl:$tool]="${TIMES[$wl:$tool]:-} $T"; fi
+        PEAK[$wl:$tool]=$(max "${PEAK[$wl:$tool]:-}" "$RSS")
+        NSNAP[$wl:$tool]=$((${NSNAP[$wl:$tool]:-0} + 1))
+        LAST[$tool]=$name
+    done
+}
+declare -A LAST
+
+# Rotate the order of the tools every epoch: on a VM the cost of a step drifts
+# with what ran just before it.
+order() {  # $1 = epoch, rest = tools
+    local e=$1
+    shift
+    local a=("$@") n=$# i
+    for ((i = 0; i < n; i++)); do printf '%s ' "${a[$(((i + e) % n))]}"; done
+}
+
+restore_all() {  # $1 = workload
+    local wl=$1 d="$WORK/$1" tool dir src
+    for tool in "${RUN[@]}"; do
+        dir="$d/restore/$tool"
+        mkdir -p "$dir"
+        src="$dir"
+        case $tool in
+        snap)
+            WARM=("$SNAP_REPO"); timed "${IN_DIR[@]}" "$d/ws" "$SNAP" restore latest --target "$dir" >/dev/null ;;
+        restic)
+            WARM=("$d/restic.repo"); timed restic -r "$d/restic.repo" restore latest --target "$dir" -q >/dev/null
+            src="$dir$d/ws" ;;
+        borg)
+            WARM=("$d/borg.repo"); timed "${IN_DIR[@]}" "$dir" borg extract "$d/borg.repo::${LAST[borg]}" ;;
+        zip)
+            local last
+            last=$(find "$d/zips" -name '*.zip' | sort | tail -n 1)
+            WARM=("$last"); timed "${IN_DIR[@]}" "$dir" unzip -q "$last" ;;
+        esac
+        RESTORE_T[$wl:$tool]=$T RESTORE_RSS[$wl:$tool]=$RSS
+        say "    restore $tool  $T s  RSS $((RSS / 1024)) MiB"
+        diff -r "$d/ws" "$src" >/dev/null || { say "error: $tool restore of $wl differs from the workspace"; exit 1; }
+        rm -rf "$dir"
+    done
+    for tool in "${RUN[@]}"; do
+        case $tool in
+        snap) REPO_BYTES[$wl:$tool]=$(du -sb "$SNAP_REPO" | cut -f1) ;;
+        restic) REPO_BYTES[$wl:$tool]=$(du -sb "$d/restic.repo" | cut -f1) ;;
+        borg) REPO_BYTES[$wl:$tool]=$(du -sb "$d/borg.repo" | cut -f1) ;;
+        zip) REPO_BYTES[$wl:$tool]=$(du -sb "$d/zips" | cut -f1) ;;
+        esac
+    done
+}
+
+declare -A ZST_ONE CKPT_BYTES WS_BYTES
+
+run_full() {
+    local wl=full d="$WORK/full" ws="$WORK/full/ws" e vl best="" tools
+    mkdir -p "$ws"
+    init_repos "$d"
+    say "workload full: ${MODEL_MB} MiB checkpoint, $EPOCHS epochs, a new file per epoch"
+    for e in $(seq 1 "$EPOCHS"); do
+        vl=$(python3 "$GEN" full "$ws" "$e" 1 $((MODEL_MB * 1048576)))
+        read -r -a tools <<<"$(order "$e" "${RUN[@]}")"
+        local improved=0
+        if [ -z "$best" ] || awk -v a="$vl" -v b="$best" 'BEGIN { exit !(a < b) }'; then improved=1; best=$vl; fi
+        say "  epoch $e val_loss $vl$([ $improved = 1 ] && echo ' (best)')"
+        if [ $improved = 1 ]; then
+            # zip takes its one archive of the epoch after the best.pt copy.
+            snapshot $wl epoch "$e" "$vl" $(printf '%s\n' "${tools[@]}" | grep -vx zip || true)
+            cp "$ws/models/epoch_$(printf %02d "$e").safetensors" "$ws/best.pt"
+            snapshot $wl best "$e" "$vl" "${tools[@]}"
+        else
+            snapshot $wl epoch "$e" "$vl" "${tools[@]}"
+        fi
+    done
+    local ck="$ws/models/epoch_$(printf %02d "$EPOCHS").safetensors"
+    CKPT_BYTES[$wl]=$(stat -c %s "$ck")
+    ZST_ONE[$wl]=$(zstd -3 -q -c "$ck" | wc -c)
+    WS_BYTES[$wl]=$(du -sb "$ws" | cut -f1)
+    restore_all $wl
+}
+
+run_frozen() {
+    local wl=frozen d="$WORK/frozen" ws="$WORK/frozen/ws" e vl tools
+    mkdir -p "$ws"
+    init_repos "$d"
+    say "workload frozen: ${FT_MB} MiB frozen backbone + ${HEAD_KB} KiB head, $FT_EPOCHS epochs, one checkpoint overwritten"
+    for e in $(seq 1 "$FT_EPOCHS"); do
+        vl=$(python3 "$GEN" frozen "$ws" "$e" 2 $((FT_MB * 1048576)) $((HEAD_KB * 1024)))
+        say "  epoch $e val_loss $vl"
+        read -r -a tools <<<"$(order "$e" "${RUN[@]}")"
+        snapshot $wl epoch "$e" "$vl" "${tools[@]}"
+    done
+    local ck="$ws/models/checkpoint.safetensors"
+    CKPT_BYTES[$wl]=$(stat -c %s "$ck")
+    ZST_ONE[$wl]=$(zstd -3 -q -c "$ck" | wc -c)
+    WS_BYTES[$wl]=$(du -sb "$ws" | cut -f1)
+    restore_all $wl
+}
+
+run_full
+run_frozen
+
+# --- report -------------------------------------------------------------------------
+
+echo
+echo "snap compare: full = ${MODEL_MB} MiB checkpoint x $EPOCHS epochs (new file per epoch, best.pt copies);" \
+    "frozen = ${FT_MB} MiB backbone + ${HEAD_KB} KiB head x $FT_EPOCHS epochs (one file, overwritten)"
+echo "machine: $(nproc) cores; caches warm (inputs read just before every timed step); tool order rotated per epoch"
+rev=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo '?')
+if [ -n "$(cd "$here" && git status --porcelain 2>/dev/null)" ]; then rev="$rev + uncommitted changes"; fi
+echo "snap: $SNAP ($rev)"
+vers=""
+uses restic && vers="$vers $(restic version | cut -d' ' -f1-2);"
+uses borg && vers="$vers $(borg --version);"
+uses zip && vers="$vers $(zip -v | grep -o 'Zip [0-9.]*' | head -n 1);"
+echo "versions:$vers zstd $(zstd -V | grep -o 'v[0-9.]*')"
+[ ${#MISSING[@]} -gt 0 ] && echo "missing, skipped: ${MISSING[*]}"
+for wl in full frozen; do
+    echo
+    echo "$wl: workspace at the end $(mib "${WS_BYTES[$wl]}") MiB; one checkpoint $(mib "${CKPT_BYTES[$wl]}") MiB," \
+        "under zstd -3: $(mib "${ZST_ONE[$wl]}") MiB"
+    printf '  %-7s %6s %14s %12s %14s %12s %12s\n' tool snaps "repo MiB" "x zstd-3" "median s/snap" "restore s" "peak RSS MiB"
+    for tool in "${RUN[@]}"; do
+        k=$wl:$tool
+        printf '  %-7s %6s %14s %12s %14s %12s %12s\n' "$tool" "${NSNAP[$k]}" "$(mib "${REPO_BYTES[$k]}")" \
+            "$(calc "${REPO_BYTES[$k]} / ${ZST_ONE[$wl]}")" "$(echo "${TIMES[$k]}" | median)" \
+            "${RESTORE_T[$k]}" "$((${PEAK[$k]} / 1024))"
+    done
+done
+echo "  (median over epoch snapshots; the full run's extra best.pt snapshots count in repo size and RSS;"
+echo "   zip: one archive per epoch, repo = all archives; restore = the last snapshot, checked with diff -r)"
+if uses snap && [ -n "$BEST_NEW" ]; then
+    echo "snap new_raw_bytes of the best.pt commits (epochs$BEST_EPOCHS):$BEST_NEW"
+fi
+
+echo
+row() { printf '%-58s %22s %10s  %s\n' "$@"; }
+verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
+# ratio WL A B: repo or time of snap over another tool, "" if either is missing.
+ratio_of() {  # $1 = kind (repo|time|restore) $2 = workload $3 = other tool
+    local a b
+    case $1 in
+    repo) a=${REPO_BYTES[$2:snap]:-} b=${REPO_BYTES[$2:$3]:-} ;;
+    time) a=$(echo "${TIMES[$2:snap]:-}" | median) b=$(echo "${TIMES[$2:$3]:-}" | median) ;;
+    restore) a=${RESTORE_T[$2:snap]:-} b=${RESTORE_T[$2:$3]:-} ;;
+    esac
+    if [ -n "$a" ] && [ -n "$b" ]; then calc "$a / $b"; fi
+}
+target() {  # name ratio limit
+    if [ -z "$2" ]; then row "$1" "skipped" "$3" "-"; return; fi
+    row "$1" "${2}x" "$3" "$(verdict "$2 $3")"
+}
+row "target" "measured" "limit" "result"
+if uses snap; then
+    target "frozen: snap repo / one zstd -3 checkpoint" "$(calc "${REPO_BYTES[frozen:snap]} / ${ZST_ONE[frozen]}")" "<= 1.15"
+    target "frozen: snap repo / restic repo" "$(ratio_of repo frozen restic)" "< 1"
+    target "frozen: snap repo / borg repo" "$(ratio_of repo frozen borg)" "< 1"
+    target "full: snap repo / borg repo" "$(ratio_of repo full borg)" "<= 0.9"
+    for wl in full frozen; do
+        target "$wl: snap median snapshot time / restic's" "$(ratio_of time $wl restic)" "<= 0.5"
+        target "$wl: snap median snapshot time / borg's" "$(ratio_of time $wl borg)" "<= 0.5"
+        target "$wl: snap restore time / restic's" "$(ratio_of restore $wl restic)" "<= 0.5"
+    done
+    if [ -n "$BEST_NEW" ]; then
+        worst=$(echo "$BEST_NEW" | tr ' ' '\n' | grep . | sort -n | tail -n 1)
+        row "full: best.pt copy, snap new_raw_bytes (max)" "$worst B" "== 0" "$(verdict "$worst == 0")"
+    fi
+fi
+exit 0
