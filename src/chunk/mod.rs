@@ -10,6 +10,8 @@
 
 use std::io::Read;
 
+pub mod archive;
+pub mod pickle;
 pub mod segment;
 
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, MASKS};

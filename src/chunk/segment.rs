@@ -5,11 +5,13 @@
 //! file's bytes are stored and restored unchanged.
 //!
 //! Formats: safetensors (8-byte header length + JSON header with data
-//! offsets), NumPy `.npy` (magic, header, data), and zip containers (PyTorch
-//! `.pt`/`.pth`/`.ckpt`, NumPy `.npz`), whose stored entries are tensor
-//! storages. Anything unknown, malformed or truncated gets one segment: the
-//! whole file, plain CDC. Parsing never fails a commit, and reads at most
-//! `MAX_HEADER` bytes of header.
+//! offsets), NumPy `.npy` (magic, header, data), and zip containers
+//! (`chunk::archive`): a PyTorch `.pt`/`.pth`/`.ckpt` has one segment per
+//! storage, typed by the storage class its `data.pkl` names (`chunk::pickle`),
+//! an `.npz` one per stored array after its npy header; other zips one per
+//! stored entry. Anything unknown, malformed or truncated gets one segment:
+//! the whole file, plain CDC. Parsing never fails a commit, and reads at most
+//! `MAX_HEADER` bytes of header (`MAX_PICKLE` of pickle).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -71,7 +73,7 @@ pub fn segments<S: Source + ?Sized>(file: &S, size: u64, min_group: u64) -> Vec<
 
 type Range = (u64, u64, Dtype);
 
-fn read_at<S: Source + ?Sized>(file: &S, offset: u64, len: u64) -> Option<Vec<u8>> {
+pub(crate) fn read_at<S: Source + ?Sized>(file: &S, offset: u64, len: u64) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
     let mut done = 0;
     while done < buf.len() {
@@ -89,7 +91,7 @@ fn detect<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     let mut ranges = if head.starts_with(b"\x93NUMPY") {
         npy(file, 0, size)?
     } else if head.starts_with(b"PK\x03\x04") {
-        zip_entries(file, size)?
+        crate::chunk::archive::ranges(file, size)?
     } else {
         safetensors(file, size)?
     };
@@ -131,11 +133,24 @@ fn safetensors<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     Some(out)
 }
 
-/// npy: "\x93NUMPY", version, header length (u16 v1, u32 v2/v3), a dict
-/// with 'descr', then the data to the end of the array.
-fn npy<S: Source + ?Sized>(file: &S, start: u64, size: u64) -> Option<Vec<Range>> {
-    let head = read_at(file, start, 12.min(size.checked_sub(start)?))?;
-    if head.len() < 10 {
+/// An npy header: "\x93NUMPY", version, header length (u16 v1, u32 v2/v3),
+/// then a Python dict literal with 'descr', 'fortran_order' and 'shape'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Npy {
+    /// Offset of the array data from the start of the npy.
+    pub data: u64,
+    pub dtype: Dtype,
+    /// `F32`, `I64`, `BOOL` ..., or numpy's descr (`>f4`, `<U8`) otherwise.
+    pub dtype_name: String,
+    /// Bytes per element, when the descr says.
+    pub elem: Option<u64>,
+    /// None when the 'shape' is not a tuple of integers.
+    pub shape: Option<Vec<u64>>,
+}
+
+/// `(offset of the dict, its length)` from the first 10 or 12 bytes.
+fn npy_preamble(head: &[u8]) -> Option<(u64, u64)> {
+    if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
         return None;
     }
     let (hlen, data) = match head[6] {
@@ -143,71 +158,93 @@ fn npy<S: Source + ?Sized>(file: &S, start: u64, size: u64) -> Option<Vec<Range>
         2 | 3 if head.len() >= 12 => (u32::from_le_bytes(head[8..12].try_into().ok()?) as u64, 12),
         _ => return None,
     };
-    if hlen > MAX_HEADER {
-        return None;
-    }
+    (hlen <= MAX_HEADER).then_some((data, hlen))
+}
+
+/// Parses the header dict (`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`).
+fn npy_dict(data: u64, dict: &[u8]) -> Option<Npy> {
+    let dict = String::from_utf8_lossy(dict);
+    let descr = dict.split("'descr':").nth(1)?.split('\'').nth(1)?;
+    let shape = (|| {
+        let t = dict
+            .split("'shape':")
+            .nth(1)?
+            .trim_start()
+            .strip_prefix('(')?;
+        let t = &t[..t.find(')')?];
+        t.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| x.trim_end_matches('L').parse().ok())
+            .collect::<Option<Vec<u64>>>()
+    })();
+    let (name, elem) = numpy_dtype(descr);
+    Some(Npy {
+        data,
+        dtype: dtype_of(descr),
+        dtype_name: name,
+        elem,
+        shape,
+    })
+}
+
+/// A numpy descr as `snap diff` names dtypes, and its element size.
+fn numpy_dtype(descr: &str) -> (String, Option<u64>) {
+    let little = descr.strip_prefix(['<', '|', '=']);
+    let name = match little {
+        Some("f2") => "F16",
+        Some("f4") => "F32",
+        Some("f8") => "F64",
+        Some("i1") => "I8",
+        Some("i2") => "I16",
+        Some("i4") => "I32",
+        Some("i8") => "I64",
+        Some("u1") => "U8",
+        Some("u2") => "U16",
+        Some("u4") => "U32",
+        Some("u8") => "U64",
+        Some("b1") => "BOOL",
+        Some("c8") => "C64",
+        Some("c16") => "C128",
+        _ => descr,
+    };
+    let digits = descr.trim_start_matches(|c: char| !c.is_ascii_digit());
+    let elem = match descr.chars().nth(1) {
+        Some('U') => digits.parse::<u64>().ok().and_then(|n| n.checked_mul(4)),
+        _ => digits.parse().ok(),
+    };
+    (name.to_string(), elem)
+}
+
+/// The npy header of the array at `start` (ending at `end`) in `file`.
+pub(crate) fn npy_header<S: Source + ?Sized>(file: &S, start: u64, end: u64) -> Option<Npy> {
+    let head = read_at(file, start, 12.min(end.checked_sub(start)?))?;
+    let (data, hlen) = npy_preamble(&head)?;
     let dict = read_at(file, start + data, hlen)?;
-    let dict = String::from_utf8_lossy(&dict);
-    let descr = dict
-        .split("'descr':")
-        .nth(1)?
-        .split('\'')
-        .nth(1)?
-        .to_string();
-    let begin = start.checked_add(data + hlen)?;
-    (begin <= size).then(|| vec![(begin, size, dtype_of(&descr))])
+    let npy = npy_dict(data + hlen, &dict)?;
+    (start.checked_add(npy.data)? <= end).then_some(npy)
 }
 
-/// zip (PyTorch checkpoints, npz): every stored (uncompressed) entry's data
-/// is a segment; a stored `.npy` inside an npz is split further.
-fn zip_entries<S: Source + ?Sized>(file: &S, len: u64) -> Option<Vec<Range>> {
-    let mut archive = zip::ZipArchive::new(PosReader { file, pos: 0, len }).ok()?;
-    let mut out = Vec::new();
-    for i in 0..archive.len() {
-        let entry = archive.by_index_raw(i).ok()?;
-        if entry.compression() != zip::CompressionMethod::Stored || entry.is_dir() {
-            continue;
-        }
-        let (b, len) = (entry.data_start(), entry.compressed_size());
-        let e = b.checked_add(len)?;
-        let is_npy = entry.name().ends_with(".npy");
-        drop(entry);
-        match is_npy.then(|| npy(file, b, e)).flatten() {
-            Some(inner) => out.extend(inner),
-            None => out.push((b, e, Dtype::Other)),
-        }
+/// The npy header at the start of a stream (an inflated npz entry).
+pub(crate) fn npy_from_reader(mut r: impl std::io::Read) -> Option<Npy> {
+    let mut head = [0u8; 10];
+    r.read_exact(&mut head).ok()?;
+    let mut head = head.to_vec();
+    if head[6] != 1 {
+        let mut more = [0u8; 2];
+        r.read_exact(&mut more).ok()?;
+        head.extend_from_slice(&more);
     }
-    Some(out)
+    let (data, hlen) = npy_preamble(&head)?;
+    let mut dict = Vec::new();
+    std::io::Read::read_to_end(&mut r.take(hlen), &mut dict).ok()?;
+    (dict.len() as u64 == hlen).then(|| npy_dict(data + hlen, &dict))?
 }
 
-/// `Read + Seek` over a file through positional reads, with its own offset:
-/// parsing never moves the file's cursor, which the chunker reads from.
-struct PosReader<'a, S: Source + ?Sized> {
-    file: &'a S,
-    pos: u64,
-    len: u64,
-}
-
-impl<S: Source + ?Sized> std::io::Read for PosReader<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<S: Source + ?Sized> std::io::Seek for PosReader<'_, S> {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        let pos = match to {
-            std::io::SeekFrom::Start(p) => Some(p),
-            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
-            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before start")
-        })?;
-        Ok(self.pos)
-    }
+/// npy: the header, then the data to the end of the array.
+fn npy<S: Source + ?Sized>(file: &S, start: u64, size: u64) -> Option<Vec<Range>> {
+    let h = npy_header(file, start, size)?;
+    Some(vec![(start + h.data, size, h.dtype)])
 }
 
 /// Fills the gaps between tensor ranges with untyped segments.
@@ -335,7 +372,56 @@ mod tests {
         }
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn torch_storages_are_typed_segments() {
+        let data = fixture("small_v1.pt");
+        let segs = segments(&data[..], data.len() as u64, 0);
+        let typed: Vec<Dtype> = segs.iter().filter_map(|s| s.dtype).collect();
+        assert_eq!(typed.len(), 12);
+        for d in [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::Other] {
+            assert!(typed.contains(&d), "{d:?} missing in {typed:?}");
+        }
+        assert_eq!(segs.iter().map(|s| s.len).sum::<u64>(), data.len() as u64);
+    }
+
     proptest::proptest! {
+        /// Byte flips and truncations of real torch and npz files: segments
+        /// always cover the file, and listing tensors never panics.
+        #[test]
+        fn mutated_checkpoints_always_cover(
+            which in 0usize..3,
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let mut data = fixture(["small_v1.pt", "arrays.npz", "compressed.npz"][which]);
+            for (at, b) in flips {
+                let n = data.len();
+                data[at % n] = b;
+            }
+            if cut % 3 == 0 {
+                data.truncate(cut % data.len());
+            }
+            let size = data.len() as u64;
+            let segs = segments(&data[..], size, 64);
+            let mut pos = 0;
+            for s in &segs {
+                proptest::prop_assert_eq!(s.offset, pos);
+                pos += s.len;
+            }
+            proptest::prop_assert_eq!(pos, size);
+            for t in crate::chunk::archive::tensors(&data[..], size, true).unwrap_or_default() {
+                proptest::prop_assert!(t.start.checked_add(t.len).is_some_and(|e| e <= size));
+            }
+        }
+
         #[test]
         fn never_panics_and_always_covers(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), prefix in 0usize..3) {
             let mut data = match prefix {
