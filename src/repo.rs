@@ -79,14 +79,19 @@ pub struct FileInfo {
     pub chunks: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// For safetensors checkpoints: how many tensors and their bytes.
+    /// For checkpoints (`CHECKPOINT_EXTENSIONS`): how many tensors and their bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tensors: Option<TensorCount>,
 }
 
+/// Files whose tensors `snap show` counts, read from the stored header
+/// (safetensors) or central directory and `data.pkl` / npy headers (zips).
+pub const CHECKPOINT_EXTENSIONS: &[&str] = &[".safetensors", ".pt", ".pth", ".ckpt", ".npz"];
+
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TensorCount {
     pub count: usize,
+    /// The tensors' sizes added up (views sharing a storage count each).
     pub bytes: u64,
 }
 
@@ -244,13 +249,13 @@ impl Repo {
             let path = w.path.display().to_string();
             let (kind, size, chunks, target, tensors) = match &w.entry.kind {
                 EntryKind::File { size, chunks } => {
-                    let tensors = if path.ends_with(".safetensors") {
-                        diff::safetensors_tensors(&self.index, &packs, chunks, *size)?.map(|t| {
-                            TensorCount {
+                    let tensors = if CHECKPOINT_EXTENSIONS.iter().any(|x| path.ends_with(x)) {
+                        diff::checkpoint_tensors(&self.index, &packs, chunks, *size, false)?.map(
+                            |t| TensorCount {
                                 count: t.len(),
                                 bytes: t.iter().map(|x| x.bytes).sum(),
-                            }
-                        })
+                            },
+                        )
                     } else {
                         None
                     };

@@ -1,11 +1,16 @@
 //! Differences between two snapshots: files added, removed and changed, and
-//! with `tensors`, for checkpoint files, which tensors were added, removed or
-//! changed. Tensors are read from the stored chunks (the header, and only
-//! those tensors whose chunks differ), never by restoring the files.
+//! with `tensors`, for checkpoint files (safetensors, PyTorch zips, npz),
+//! which tensors were added, removed or changed. Tensors are read from the
+//! stored chunks (the safetensors header; a zip's central directory,
+//! `data.pkl`, local headers and npy headers; and only those tensors whose
+//! chunks differ), never by restoring the files.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
-use crate::error::Result;
+use crate::chunk::segment::Source;
+use crate::error::{Error, Result};
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
 use crate::ops::blobs::{read_chunk, PackFiles};
@@ -48,8 +53,12 @@ pub struct TensorInfo {
     pub dtype: String,
     pub shape: Vec<u64>,
     pub bytes: u64,
+    /// The file range holding the tensor's bytes (for a strided PyTorch
+    /// view, all it spans; for a deflated npz array, its compressed entry).
     #[serde(skip)]
     pub offset: u64,
+    #[serde(skip)]
+    pub len: u64,
 }
 
 fn kind_name(e: &Entry) -> &'static str {
@@ -228,9 +237,116 @@ pub fn safetensors_tensors(
                 .unwrap_or_default(),
             bytes: e - b,
             offset: 8 + n + b,
+            len: e - b,
         });
     }
     Ok(Some(out))
+}
+
+/// The tensors of a stored checkpoint (safetensors, a PyTorch zip or an
+/// npz, told apart by content), or None. With `locate`, each tensor's file
+/// range is filled in (`offset`, `len`); without, a zip is read less (its
+/// storages' local headers are skipped) and the ranges are 0.
+pub fn checkpoint_tensors(
+    index: &Index,
+    packs: &PackFiles,
+    chunks: &[ChunkRef],
+    size: u64,
+    locate: bool,
+) -> Result<Option<Vec<TensorInfo>>> {
+    if size >= 4 && read_range(index, packs, chunks, 0, 4)? == b"PK\x03\x04" {
+        let file = StoredFile::new(index, packs, chunks);
+        let found = crate::chunk::archive::tensors(&file, size, locate);
+        if let Some(e) = file.error.into_inner() {
+            return Err(e);
+        }
+        return Ok(found.map(|ts| {
+            ts.into_iter()
+                .map(|t| TensorInfo {
+                    name: t.name,
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    bytes: t.bytes,
+                    offset: t.start,
+                    len: t.len,
+                })
+                .collect()
+        }));
+    }
+    safetensors_tensors(index, packs, chunks, size)
+}
+
+/// A stored file readable at any offset, chunk by chunk: parsers read only
+/// the chunks they touch (the last few decoded are kept). A chunk that cannot
+/// be read fails the read and is kept in `error`, so that a damaged
+/// repository is reported, not taken for a malformed checkpoint.
+struct StoredFile<'a> {
+    index: &'a Index,
+    packs: &'a PackFiles,
+    chunks: &'a [ChunkRef],
+    /// Offset of each chunk in the file.
+    starts: Vec<u64>,
+    cache: RefCell<Vec<(usize, Rc<Vec<u8>>)>>,
+    error: RefCell<Option<Error>>,
+}
+
+impl<'a> StoredFile<'a> {
+    const CACHED: usize = 4;
+
+    fn new(index: &'a Index, packs: &'a PackFiles, chunks: &'a [ChunkRef]) -> Self {
+        let starts = chunks
+            .iter()
+            .scan(0u64, |pos, c| {
+                let s = *pos;
+                *pos += c.len as u64;
+                Some(s)
+            })
+            .collect();
+        StoredFile {
+            index,
+            packs,
+            chunks,
+            starts,
+            cache: RefCell::new(Vec::new()),
+            error: RefCell::new(None),
+        }
+    }
+
+    fn chunk(&self, i: usize) -> std::io::Result<Rc<Vec<u8>>> {
+        let mut cache = self.cache.borrow_mut();
+        if let Some((_, data)) = cache.iter().find(|(j, _)| *j == i) {
+            return Ok(data.clone());
+        }
+        match read_chunk(self.index, self.packs, &self.chunks[i].id) {
+            Ok(data) => {
+                if cache.len() == Self::CACHED {
+                    cache.remove(0);
+                }
+                let data = Rc::new(data);
+                cache.push((i, data.clone()));
+                Ok(data)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.error.borrow_mut().get_or_insert(e);
+                Err(std::io::Error::other(msg))
+            }
+        }
+    }
+}
+
+impl Source for StoredFile<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let i = match self.starts.partition_point(|&s| s <= offset) {
+            0 => return Ok(0),
+            n => n - 1,
+        };
+        let data = self.chunk(i)?;
+        let within = (offset - self.starts[i]) as usize;
+        let n = buf.len().min(data.len().saturating_sub(within));
+        buf[..n].copy_from_slice(&data[within..within + n]);
+        Ok(n)
+    }
 }
 
 fn tensor_diff(
@@ -242,8 +358,8 @@ fn tensor_diff(
     new_size: u64,
 ) -> Result<Option<TensorDiff>> {
     let (Some(a), Some(b)) = (
-        safetensors_tensors(index, packs, old, old_size)?,
-        safetensors_tensors(index, packs, new, new_size)?,
+        checkpoint_tensors(index, packs, old, old_size, true)?,
+        checkpoint_tensors(index, packs, new, new_size, true)?,
     ) else {
         return Ok(None);
     };
@@ -256,20 +372,21 @@ fn tensor_diff(
         };
         let same_meta = prev.dtype == t.dtype && prev.shape == t.shape && prev.bytes == t.bytes;
         let same = same_meta
-            && (slices(old, prev.offset, prev.offset + prev.bytes)
-                == slices(new, t.offset, t.offset + t.bytes)
+            && prev.len == t.len
+            && (slices(old, prev.offset, prev.offset + prev.len)
+                == slices(new, t.offset, t.offset + t.len)
                 || blake3::hash(&read_range(
                     index,
                     packs,
                     old,
                     prev.offset,
-                    prev.offset + prev.bytes,
+                    prev.offset + prev.len,
                 )?) == blake3::hash(&read_range(
                     index,
                     packs,
                     new,
                     t.offset,
-                    t.offset + t.bytes,
+                    t.offset + t.len,
                 )?));
         if same {
             d.unchanged += 1;

@@ -13,6 +13,7 @@ mod crash;
 mod dedup;
 mod escape;
 mod import;
+mod pt;
 mod records;
 mod reindex;
 mod restore;

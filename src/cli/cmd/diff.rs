@@ -7,9 +7,10 @@ use crate::cli::Ctx;
 
 /// Files added, removed and changed between two snapshots
 ///
-/// With --tensors, for safetensors checkpoints, which tensors were added,
-/// removed or changed (name, dtype, shape, bytes), read from the stored
-/// chunks without restoring the files.
+/// With --tensors, for checkpoints (safetensors, PyTorch .pt/.pth/.ckpt
+/// zips, NumPy .npz), which tensors were added, removed or changed (name,
+/// dtype, shape, bytes), read from the stored chunks without restoring the
+/// files.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The older snapshot (REV).
