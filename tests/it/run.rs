@@ -3,6 +3,7 @@
 //! the runner turns that into snapshots, tags, exit codes and a final record.
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
@@ -1008,4 +1009,54 @@ fn an_unknown_command_is_a_clear_error() {
     let o = snap_run(&ws, &["--session", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     ws.ok(&["check"]);
+}
+
+/// `snap forget` probing which sessions run (here: threads calling the
+/// same function in a loop) must not make a starting `snap run` think its
+/// session is already running. The session's lock file is left over from
+/// a killed runner, so every probe finds it.
+#[test]
+fn probing_running_sessions_does_not_refuse_a_starting_run() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let locks = ws.repo().join("locks");
+    let o = snap_run(&ws, &["--session", "p", "--", "sh", "-c", "kill -9 $PPID"]);
+    assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{}", stderr(&o));
+    let stale: Vec<_> = fs::read_dir(&locks)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("session-"))
+        .map(|e| (e.path(), fs::read(e.path()).unwrap()))
+        .collect();
+    assert_eq!(stale.len(), 1, "the killed runner left its lock file");
+    let (stale_path, stale_bytes) = stale[0].clone();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probers: Vec<_> = (0..4)
+        .map(|_| {
+            let (locks, stop) = (locks.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = snapstore::store::lock::running_sessions(&locks);
+                }
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for _ in 0..40 {
+        fs::write(&stale_path, &stale_bytes).unwrap();
+        let o = snap_run(&ws, &["--session", "p", "--no-archive", "--", "true"]);
+        if !o.status.success() {
+            refused.push(stderr(&o));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for p in probers {
+        p.join().unwrap();
+    }
+    assert!(
+        refused.is_empty(),
+        "{} runs refused: {refused:#?}",
+        refused.len()
+    );
 }
