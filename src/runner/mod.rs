@@ -1,7 +1,8 @@
 //! `snap run`: the training runner.
 //!
 //! 1. Archive: commit the workspace as the session's first snapshot (what the
-//!    zip archive did), then empty the `--clean` directories.
+//!    zip archive did), then delete from the `--clean` directories exactly
+//!    what that snapshot holds (`clean`).
 //! 2. Start the child in its own process group with `SNAP_SESSION` and
 //!    `SNAP_REPO` set. Its stdout and stderr pass through byte for byte as
 //!    they arrive (and into `--capture`); `SNAP {...}` lines are epoch
@@ -15,6 +16,7 @@
 //! While it runs, the session is marked running (a flock), so retention in
 //! any process keeps all its snapshots.
 
+pub mod clean;
 pub mod signals;
 pub mod watch;
 
@@ -83,6 +85,9 @@ enum Msg {
     Exited(ExitStatus),
 }
 
+/// At most this many "kept" warnings per --clean directory.
+const MAX_KEPT_LINES: usize = 50;
+
 /// Runs a training command as a session. `note` receives progress lines
 /// for the user (the CLI prints them to stderr).
 pub fn run(
@@ -105,6 +110,20 @@ pub fn run(
             "give the training command after --, e.g. snap run -- python train.py",
         ));
     }
+    if !opts.archive && !opts.clean.is_empty() {
+        return Err(Error::invalid(
+            "--clean",
+            display_dirs(&opts.clean),
+            "cannot be used with --no-archive: --clean deletes only files the archive \
+             snapshot holds; drop --no-archive, or empty the directory yourself",
+        ));
+    }
+    // Every --clean directory is checked before anything is committed or emptied.
+    let clean: Vec<PathBuf> = opts
+        .clean
+        .iter()
+        .map(|d| clean_target(ws, d))
+        .collect::<Result<_>>()?;
     let _running = repo.lock_session(&opts.session)?;
     let mut r = Runner {
         repo,
@@ -118,32 +137,27 @@ pub fn run(
         best: None,
     };
 
-    // Every --clean directory is checked before anything is committed or emptied.
-    let clean: Vec<PathBuf> = opts
-        .clean
-        .iter()
-        .map(|d| clean_target(ws, d))
-        .collect::<Result<_>>()?;
     if opts.archive {
         let mut labels = BTreeMap::new();
         labels.insert("signal".to_string(), "archive".to_string());
         if !clean.is_empty() {
             // The only copy of what --clean deletes: retention keeps it as
             // long as its session is kept.
-            let dirs: Vec<String> = opts.clean.iter().map(|d| d.display().to_string()).collect();
-            labels.insert(retention::CLEANED_LABEL.to_string(), dirs.join(", "));
+            labels.insert(
+                retention::CLEANED_LABEL.to_string(),
+                display_dirs(&opts.clean),
+            );
         }
-        r.commit_labelled(
+        let (id, warnings) = r.commit_labelled(
             None,
             BTreeMap::new(),
             labels,
             Some(format!("before run: {}", command_line(&opts.command))),
             note,
         )?;
-    }
-    for dir in &clean {
-        empty_dir(dir)?;
-        note(&format!("emptied {}", dir.display()));
+        if !clean.is_empty() {
+            r.clean(&clean, id, &warnings, note)?;
+        }
     }
 
     let capture = opts
@@ -312,13 +326,54 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Empties the `--clean` directories of what the archive snapshot
+    /// `archive` holds; everything else stays, with a warning.
+    fn clean(
+        &mut self,
+        dirs: &[PathBuf],
+        archive: SnapshotId,
+        warnings: &[String],
+        note: &dyn Fn(&str),
+    ) -> Result<()> {
+        let (_, snapshot) = self.repo.resolve(&archive.to_hex())?;
+        let archived = clean::Archived::new(&self.repo.files(&snapshot)?);
+        for dir in dirs {
+            let plan = clean::plan(self.ws, dir, &archived, warnings)?;
+            let shown = plan.dir.display().to_string();
+            let done = clean::apply(plan);
+            if done.kept.is_empty() {
+                note(&format!(
+                    "emptied {shown}: deleted {} files, all in the archive snapshot",
+                    done.deleted
+                ));
+                continue;
+            }
+            note(&format!(
+                "cleaned {shown}: deleted {} files that are in the archive snapshot, \
+                 kept {} entries that are not (warnings below)",
+                done.deleted,
+                done.kept.len()
+            ));
+            for k in done.kept.iter().take(MAX_KEPT_LINES) {
+                note(&format!("warning: --clean {k}"));
+            }
+            if done.kept.len() > MAX_KEPT_LINES {
+                note(&format!(
+                    "warning: --clean kept {} more entries under {shown}",
+                    done.kept.len() - MAX_KEPT_LINES
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn epoch(&mut self, e: EpochEvent, note: &dyn Fn(&str)) {
         let epoch = e
             .epoch
             .or_else(|| self.last_epoch.map(|x| x + 1))
             .unwrap_or(1);
         match self.commit(Some(epoch), e.metrics, &e.source, None, note) {
-            Ok(_) => self.update_best(note),
+            Ok(()) => self.update_best(note),
             Err(err) => {
                 note(&format!("error: epoch {epoch} snapshot failed: {err}"));
                 self.report.errors.push(format!("epoch {epoch}: {err}"));
@@ -333,10 +388,11 @@ impl Runner<'_> {
         source: &str,
         message: Option<String>,
         note: &dyn Fn(&str),
-    ) -> Result<SnapshotId> {
+    ) -> Result<()> {
         let mut labels = BTreeMap::new();
         labels.insert("signal".to_string(), source.to_string());
         self.commit_labelled(epoch, metrics, labels, message, note)
+            .map(|_| ())
     }
 
     fn commit_labelled(
@@ -346,7 +402,7 @@ impl Runner<'_> {
         labels: BTreeMap<String, String>,
         message: Option<String>,
         note: &dyn Fn(&str),
-    ) -> Result<SnapshotId> {
+    ) -> Result<(SnapshotId, Vec<String>)> {
         let opts = CommitOptions {
             session: Some(self.opts.session.clone()),
             epoch,
@@ -372,7 +428,7 @@ impl Runner<'_> {
             s.new_stored_bytes
         ));
         self.report.snapshots.push(done.id.to_hex());
-        Ok(done.id)
+        Ok((done.id, done.warnings))
     }
 
     /// Moves `SESSION/best` and `best` to the session's best snapshot,
@@ -478,40 +534,32 @@ fn command_line(cmd: &[OsString]) -> String {
         .join(" ")
 }
 
-/// Empties `dir` (which must be inside the workspace and not hold the repository).
-/// Checks a `--clean` directory, following symlinks: it must really be a
-/// directory inside the workspace (not the workspace) that does not hold the
-/// repository. Returns its real path.
+/// Checks a `--clean` directory, following symlinks: it must exist and really
+/// be a directory inside the workspace (not the workspace) that does not hold
+/// the repository. Returns its real path.
 fn clean_target(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
-    let bad = || {
-        Error::invalid(
-            "--clean",
-            dir.display().to_string(),
-            "must be a directory inside the workspace that does not hold the repository",
-        )
+    let bad = |why: &str| Error::invalid("--clean", dir.display().to_string(), why);
+    let inside = "must be a directory inside the workspace that does not hold the repository";
+    let real = match dir.canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(
+                "does not exist (nothing to clean): create it or drop this --clean",
+            ))
+        }
+        Err(_) => return Err(bad(inside)),
     };
-    let real = dir.canonicalize().map_err(|_| bad())?;
-    let root = ws.root.canonicalize().map_err(|_| bad())?;
+    let root = ws.root.canonicalize().map_err(|_| bad(inside))?;
     let repo = ws.repo.canonicalize().unwrap_or_else(|_| ws.repo.clone());
     if !real.is_dir() || !real.starts_with(&root) || real == root || repo.starts_with(&real) {
-        return Err(bad());
+        return Err(bad(inside));
     }
     Ok(real)
 }
 
-/// Empties a directory checked by `clean_target`.
-fn empty_dir(dir: &Path) -> Result<()> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in rd {
-        let path = entry.ctx("list", dir)?.path();
-        let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
-        if is_dir {
-            std::fs::remove_dir_all(&path).ctx("remove", &path)?;
-        } else {
-            std::fs::remove_file(&path).ctx("remove", &path)?;
-        }
-    }
-    Ok(())
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

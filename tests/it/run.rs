@@ -1060,3 +1060,159 @@ fn probing_running_sessions_does_not_refuse_a_starting_run() {
         refused.len()
     );
 }
+
+/// Paths under `dir` (relative to the workspace), directories included.
+fn paths_under(ws: &Ws, dir: &str) -> Vec<String> {
+    walk(&ws.path(dir), &[])
+        .keys()
+        .map(|p| format!("{dir}/{}", p.display()))
+        .collect()
+}
+
+#[test]
+fn clean_deletes_only_what_the_archive_holds_and_says_what_it_kept() {
+    let ws = Ws::new();
+    ws.write(
+        "snap.toml",
+        b"ignore = [\"out/wandb/\"]\n[retention]\nkeep_per_session = 1000\n",
+    );
+    ws.write(".snapignore", b"debug.bin\n");
+    let model = random_bytes(1006, 100_000);
+    ws.write("out/model.pt", &model);
+    ws.write("out/sub/old.log", b"old log\n");
+    ws.write("out/nested/ok.txt", b"archived\n");
+    // Not in the archive snapshot: ignored by .snapignore, by snap.toml.
+    ws.write("out/debug.bin", b"debug bytes");
+    ws.write("out/nested/debug.bin", b"nested debug");
+    ws.write("out/wandb/run.json", b"{}");
+    ws.write("out/wandb/files/a.txt", b"a");
+    std::os::unix::fs::symlink("model.pt", ws.path("out/link")).unwrap();
+
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "c",
+            "--clean",
+            "out",
+            "--",
+            "sh",
+            "-c",
+            "find out | sort > listing.txt",
+        ],
+    );
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    let kept = [
+        "snap: warning: --clean kept out/debug.bin: ignored by .snapignore, not in the archive snapshot",
+        "snap: warning: --clean kept out/nested/debug.bin: ignored by .snapignore, not in the archive snapshot",
+        "snap: warning: --clean kept out/wandb/ (2 files): ignored by the ignore list of snap.toml, not in the archive snapshot",
+    ];
+    for line in kept {
+        assert!(err.contains(&format!("{line}\n")), "no {line:?} in:\n{err}");
+    }
+    // Exactly the unarchived entries are left, with their bytes; the command saw that.
+    let left = [
+        "out/debug.bin",
+        "out/nested",
+        "out/nested/debug.bin",
+        "out/wandb",
+        "out/wandb/files",
+        "out/wandb/files/a.txt",
+        "out/wandb/run.json",
+    ];
+    assert_eq!(paths_under(&ws, "out"), left);
+    let listing = fs::read_to_string(ws.path("listing.txt")).unwrap();
+    assert_eq!(listing.lines().skip(1).collect::<Vec<_>>(), left);
+    assert_eq!(fs::read(ws.path("out/debug.bin")).unwrap(), b"debug bytes");
+    assert_eq!(fs::read(ws.path("out/wandb/files/a.txt")).unwrap(), b"a");
+
+    // What was deleted is in the archive snapshot.
+    let snaps = session(&ws, "c");
+    let id = archives_of(&snaps)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(cat(&ws, &format!("{id}:out/model.pt")), model);
+    assert_eq!(cat(&ws, &format!("{id}:out/sub/old.log")), b"old log\n");
+    assert_eq!(cat(&ws, &format!("{id}:out/nested/ok.txt")), b"archived\n");
+    assert_eq!(ws.show_files(&id)["out/link"]["target"], "model.pt");
+}
+
+#[test]
+fn clean_keeps_files_outside_track() {
+    let ws = Ws::new();
+    ws.write("snap.toml", b"track = [\"out/models\", \"config\"]\n");
+    ws.write("config/a.yaml", b"a: 1\n");
+    ws.write("out/models/m.pt", b"model");
+    ws.write("out/scratch.npy", b"scratch");
+    let o = snap_run(&ws, &["--session", "t", "--clean", "out", "--", "true"]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    let line =
+        "kept out/scratch.npy: outside the track list of snap.toml, not in the archive snapshot";
+    assert!(err.contains(line), "{err}");
+    assert_eq!(paths_under(&ws, "out"), ["out/scratch.npy"]);
+    let snaps = session(&ws, "t");
+    let id = archives_of(&snaps)[0]["id"].as_str().unwrap();
+    assert_eq!(cat(&ws, &format!("{id}:out/models/m.pt")), b"model");
+}
+
+#[test]
+fn clean_with_no_archive_is_refused_before_anything_happens() {
+    let (ws, old) = workspace_with_output_dir(true);
+    let marker = ws.outside("command-ran");
+    let touch = format!("touch {}", marker.display());
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "na",
+            "--no-archive",
+            "--clean",
+            "out",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--clean") && err.contains("--no-archive"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the command ran");
+    assert_eq!(fs::read(ws.path("out/old_model.bin")).unwrap(), old);
+    assert!(ws.path("out/sub/old.log").exists());
+    assert!(ws.log().is_empty(), "a snapshot was taken");
+}
+
+#[test]
+fn clean_of_a_missing_directory_is_refused_with_a_clear_message() {
+    let (ws, _) = workspace_with_output_dir(true);
+    let marker = ws.outside("command-ran");
+    let touch = format!("touch {}", marker.display());
+    let o = snap_run(
+        &ws,
+        &[
+            "--session",
+            "m",
+            "--clean",
+            "out",
+            "--clean",
+            "no-such-dir",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no-such-dir") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the command ran");
+    assert!(ws.path("out/old_model.bin").exists(), "out/ was cleaned");
+    assert!(ws.log().is_empty(), "a snapshot was taken");
+}

@@ -35,7 +35,9 @@ pub struct Args {
     /// JSON-lines file the command appends one line per epoch to.
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
-    /// Empty this directory after the first snapshot is durable (repeatable).
+    /// After the archive snapshot is durable, delete from this directory the
+    /// files that snapshot holds unchanged; anything else stays, with a
+    /// warning (repeatable; not with --no-archive).
     #[arg(long, value_name = "DIR")]
     clean: Vec<PathBuf>,
     /// Also write the command's output to this file (inside the workspace it
