@@ -1,12 +1,17 @@
 //! `snap run`: the training runner.
 //!
+//! 0. The caller has installed SIGINT and SIGTERM handlers (`interrupt`)
+//!    before opening the repository: from then on a signal never kills the
+//!    runner, it is recorded (and later forwarded to the child).
 //! 1. Archive: commit the workspace as the session's first snapshot (what the
 //!    zip archive did), then delete from the `--clean` directories exactly
-//!    what that snapshot holds (`clean`).
+//!    what that snapshot holds (`clean`). A signal before this point: the
+//!    child is not started, the final snapshot records that.
 //! 2. Start the child in its own process group with `SNAP_SESSION` and
-//!    `SNAP_REPO` set. Its stdout and stderr pass through byte for byte as
-//!    they arrive (and into `--capture`); `SNAP {...}` lines are epoch
-//!    signals. A watcher thread polls `--watch` files and `--metrics` lines.
+//!    `SNAP_REPO` set, stdin from /dev/null if ours is a terminal. Its stdout
+//!    and stderr pass through byte for byte as they arrive (and into
+//!    `--capture`); `SNAP {...}` lines are epoch signals. A watcher thread
+//!    polls `--watch` files and `--metrics` lines.
 //! 3. This thread turns epoch signals into commits, in arrival order, while
 //!    the child keeps training; `SESSION/best` and `best` follow the best
 //!    metric. SIGINT and SIGTERM are forwarded to the child.
@@ -17,13 +22,14 @@
 //! any process keeps all its snapshots.
 
 pub mod clean;
+pub mod interrupt;
 pub mod signals;
 pub mod watch;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -39,8 +45,10 @@ use crate::ops::commit::{now_ns, CommitOptions};
 use crate::ops::retention::{self, Policy};
 use crate::progress::NoProgress;
 use crate::repo::Repo;
+use crate::store::lock::SessionLock;
 use crate::store::refs;
 use crate::workspace::Workspace;
+pub use interrupt::Interrupts;
 use signals::{improves, Direction, EpochEvent, LINE_PREFIX};
 
 #[derive(Clone, Debug)]
@@ -82,18 +90,21 @@ pub struct RunReport {
 
 enum Msg {
     Epoch(EpochEvent),
-    Exited(ExitStatus),
+    /// The command has exited (not yet reaped).
+    Exited,
 }
 
 /// At most this many "kept" warnings per --clean directory.
 const MAX_KEPT_LINES: usize = 50;
 
-/// Runs a training command as a session. `note` receives progress lines
-/// for the user (the CLI prints them to stderr).
+/// Runs a training command as a session. `interrupts` must be installed
+/// before the repository is opened (see `interrupt`). `note` receives
+/// progress lines for the user (the CLI prints them to stderr).
 pub fn run(
     repo: &mut Repo,
     ws: &Workspace,
     opts: RunOptions,
+    interrupts: &Interrupts,
     note: &dyn Fn(&str),
 ) -> Result<RunReport> {
     refs::validate_tag(&format!("{}/best", opts.session)).map_err(|_| {
@@ -124,7 +135,7 @@ pub fn run(
         .iter()
         .map(|d| clean_target(ws, d))
         .collect::<Result<_>>()?;
-    let _running = repo.lock_session(&opts.session)?;
+    let running = repo.lock_session(&opts.session)?;
     let mut r = Runner {
         repo,
         ws,
@@ -136,6 +147,15 @@ pub fn run(
         last_epoch: None,
         best: None,
     };
+    if let Some(sig) = interrupts.received() {
+        note(&format!(
+            "interrupted by signal {sig} before the run started: nothing was committed"
+        ));
+        r.report.exit_code = 128 + sig;
+        r.report.outcome = "interrupted before the run started".into();
+        r.report.interrupted = true;
+        return Ok(r.report);
+    }
 
     if opts.archive {
         let mut labels = BTreeMap::new();
@@ -156,8 +176,15 @@ pub fn run(
             note,
         )?;
         if !clean.is_empty() {
-            r.clean(&clean, id, &warnings, note)?;
+            r.clean(&clean, id, &warnings, interrupts, note)?;
         }
+    }
+    if let Some(sig) = interrupts.received() {
+        note(&format!(
+            "interrupted by signal {sig} before the command started: not starting it"
+        ));
+        let outcome = "interrupted before the command started".to_string();
+        return Ok(r.finish(running, 128 + sig, outcome, true, note));
     }
 
     let capture = opts
@@ -175,7 +202,7 @@ pub fn run(
         .env("SNAP_SESSION", &opts.session)
         .env("SNAP_REPO", r.repo.path())
         .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::inherit())
+        .stdin(child_stdin())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -190,6 +217,7 @@ pub fn run(
         )
     })?;
     let pid = child.id() as i32;
+    interrupts.forward_to(pid);
     let (tx, rx) = unbounded::<Msg>();
     let stdout_last = Arc::new(AtomicU8::new(b'\n'));
     let pumps = vec![
@@ -210,23 +238,6 @@ pub fn run(
             None,
         ),
     ];
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let mut sigs = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Error::io("install signal handlers", "snap run", e))?;
-    let sig_handle = sigs.handle();
-    let sig_thread = {
-        let interrupted = interrupted.clone();
-        std::thread::spawn(move || {
-            for sig in sigs.forever() {
-                interrupted.store(true, Ordering::SeqCst);
-                // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-                unsafe { libc::kill(pid, sig) };
-            }
-        })
-    };
     let stop = Arc::new(AtomicBool::new(false));
     let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
     let watch_thread = {
@@ -241,25 +252,31 @@ pub fn run(
             }
         })
     };
+    // Only notices the exit: the child is reaped below, after forwarding stops.
     std::thread::spawn(move || {
-        if let Ok(status) = child.wait() {
-            let _ = tx.send(Msg::Exited(status));
-        }
+        interrupt::wait_exited_unreaped(pid);
+        let _ = tx.send(Msg::Exited);
     });
 
-    let mut status = None;
+    let mut exited = false;
     let mut pending = Vec::new();
     for msg in rx.iter() {
         match msg {
-            Msg::Epoch(e) if status.is_none() => r.epoch(e, note),
+            Msg::Epoch(e) if !exited => r.epoch(e, note),
             Msg::Epoch(e) => pending.push(e),
-            Msg::Exited(s) => {
-                status = Some(s);
+            Msg::Exited => {
+                exited = true;
                 break;
             }
         }
     }
-    let status = status.ok_or_else(|| Error::Other("lost track of the training process".into()))?;
+    if !exited {
+        return Err(Error::Other("lost track of the training process".into()));
+    }
+    interrupts.stop_forwarding();
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("wait for", command_line(&opts.command), e))?;
     // Output still in the pipes may hold epoch lines: wait for the pumps (a
     // grandchild may keep a pipe open, so not forever).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -272,48 +289,16 @@ pub fn run(
     let _ = watch_thread.join();
     pending.extend(rx.try_iter().filter_map(|m| match m {
         Msg::Epoch(e) => Some(e),
-        Msg::Exited(_) => None,
+        Msg::Exited => None,
     }));
     for e in pending {
         r.epoch(e, note);
     }
-    sig_handle.close();
-    let _ = sig_thread.join();
 
-    let was_interrupted = interrupted.load(Ordering::SeqCst);
+    let was_interrupted = interrupts.received().is_some();
     let (code, outcome) = describe(status, was_interrupted);
-    r.report.exit_code = code;
-    r.report.outcome = outcome.clone();
-    r.report.interrupted = was_interrupted;
     r.report.stdout_ends_mid_line = stdout_last.load(Ordering::SeqCst) != b'\n';
-    let mut labels = BTreeMap::new();
-    labels.insert("outcome".to_string(), outcome.clone());
-    labels.insert("exit_code".to_string(), code.to_string());
-    labels.insert("interrupted".to_string(), was_interrupted.to_string());
-    labels.insert("command".to_string(), command_line(&opts.command));
-    if let Err(e) = r.commit_labelled(
-        None,
-        BTreeMap::new(),
-        labels,
-        Some(format!("run {outcome}")),
-        note,
-    ) {
-        r.report.errors.push(format!("final snapshot: {e}"));
-        note(&format!("error: final snapshot failed: {e}"));
-    }
-    r.update_best(note);
-    drop(_running);
-    match r.repo.forget(&opts.policy, false, now_ns()) {
-        Ok(f) => {
-            r.report.forgotten = f.decisions.iter().filter(|d| !d.keep).count();
-            match r.repo.prune(false, &NoProgress) {
-                Ok(p) => r.report.bytes_freed = p.bytes_freed(),
-                Err(e) => r.report.errors.push(format!("prune: {e}")),
-            }
-        }
-        Err(e) => r.report.errors.push(format!("retention: {e}")),
-    }
-    Ok(r.report)
+    Ok(r.finish(running, code, outcome, was_interrupted, note))
 }
 
 struct Runner<'a> {
@@ -326,18 +311,71 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// The end of every run that got as far as the archive: the final
+    /// snapshot with the outcome, best tags, then (with the session no longer
+    /// marked running) retention.
+    fn finish(
+        mut self,
+        running: SessionLock,
+        code: i32,
+        outcome: String,
+        interrupted: bool,
+        note: &dyn Fn(&str),
+    ) -> RunReport {
+        self.report.exit_code = code;
+        self.report.outcome = outcome.clone();
+        self.report.interrupted = interrupted;
+        let mut labels = BTreeMap::new();
+        labels.insert("outcome".to_string(), outcome.clone());
+        labels.insert("exit_code".to_string(), code.to_string());
+        labels.insert("interrupted".to_string(), interrupted.to_string());
+        labels.insert("command".to_string(), command_line(&self.opts.command));
+        if let Err(e) = self.commit_labelled(
+            None,
+            BTreeMap::new(),
+            labels,
+            Some(format!("run {outcome}")),
+            note,
+        ) {
+            self.report.errors.push(format!("final snapshot: {e}"));
+            note(&format!("error: final snapshot failed: {e}"));
+        }
+        self.update_best(note);
+        drop(running);
+        match self.repo.forget(&self.opts.policy, false, now_ns()) {
+            Ok(f) => {
+                self.report.forgotten = f.decisions.iter().filter(|d| !d.keep).count();
+                match self.repo.prune(false, &NoProgress) {
+                    Ok(p) => self.report.bytes_freed = p.bytes_freed(),
+                    Err(e) => self.report.errors.push(format!("prune: {e}")),
+                }
+            }
+            Err(e) => self.report.errors.push(format!("retention: {e}")),
+        }
+        self.report
+    }
+
     /// Empties the `--clean` directories of what the archive snapshot
-    /// `archive` holds; everything else stays, with a warning.
+    /// `archive` holds; everything else stays, with a warning. Nothing
+    /// more is deleted once a signal has arrived.
     fn clean(
         &mut self,
         dirs: &[PathBuf],
         archive: SnapshotId,
         warnings: &[String],
+        interrupts: &Interrupts,
         note: &dyn Fn(&str),
     ) -> Result<()> {
+        if interrupts.received().is_some() {
+            return Ok(());
+        }
         let (_, snapshot) = self.repo.resolve(&archive.to_hex())?;
         let archived = clean::Archived::new(&self.repo.files(&snapshot)?);
         for dir in dirs {
+            // After Ctrl-C or SIGTERM, no further directory is touched.
+            if interrupts.received().is_some() {
+                break;
+            }
             let plan = clean::plan(self.ws, dir, &archived, warnings)?;
             let shown = plan.dir.display().to_string();
             let done = clean::apply(plan);
@@ -562,4 +600,16 @@ fn display_dirs(dirs: &[PathBuf]) -> String {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The command's stdin. It runs in its own process group, in the background
+/// of the terminal: reading a terminal from there stops it (SIGTTIN) and the
+/// run would hang. So a terminal is replaced by /dev/null (reads see end of
+/// file); a pipe or a file is passed on.
+fn child_stdin() -> Stdio {
+    if std::io::stdin().is_terminal() {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    }
 }

@@ -1216,3 +1216,124 @@ fn clean_of_a_missing_directory_is_refused_with_a_clear_message() {
     assert!(ws.path("out/old_model.bin").exists(), "out/ was cleaned");
     assert!(ws.log().is_empty(), "a snapshot was taken");
 }
+
+/// True once `snap run` has created a session lock file.
+fn session_lock_exists(ws: &Ws) -> bool {
+    fs::read_dir(ws.repo().join("locks"))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("session-"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_signal_during_the_archive_does_not_kill_the_runner() {
+    for (sig, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
+        let (ws, old) = workspace_with_output_dir(true);
+        let marker = ws.outside("command-ran");
+        let touch = format!("touch {}", marker.display());
+        // Holding the writer lock keeps the runner in its archive commit.
+        let writer = snapstore::store::lock::WriterLock::acquire(
+            &ws.repo().join("locks"),
+            "test",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let run = spawn_run(
+            &ws,
+            &[
+                "--session",
+                name,
+                "--clean",
+                "out",
+                "--",
+                "sh",
+                "-c",
+                &touch,
+            ],
+        );
+        wait_for("the session lock", Duration::from_secs(30), || {
+            session_lock_exists(&ws)
+        });
+        // SAFETY: kill(2) on a child process we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(run.id() as i32, sig) }, 0);
+        // Time for the runner to take note of the signal (no way to observe it).
+        std::thread::sleep(Duration::from_millis(500));
+        drop(writer);
+        let o = run.wait_with_output().unwrap();
+        assert_exit(&o, 128 + sig);
+        assert!(stderr(&o).contains("not starting it"), "{}", stderr(&o));
+        // The command never started and nothing was deleted.
+        assert!(!marker.exists(), "signal {sig}: the command ran");
+        assert_eq!(fs::read(ws.path("out/old_model.bin")).unwrap(), old);
+        let snaps = session(&ws, name);
+        assert_eq!(archives_of(&snaps).len(), 1, "{snaps:#?}");
+        let fin = final_of(&snaps);
+        assert_eq!(label(fin, "interrupted"), Some("true"));
+        assert_eq!(
+            label(fin, "outcome"),
+            Some("interrupted before the command started")
+        );
+        assert_eq!(label(fin, "exit_code"), Some(&*(128 + sig).to_string()));
+    }
+}
+
+#[test]
+fn a_command_reading_a_terminal_stdin_gets_end_of_file_instead_of_hanging() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let pty = Pty::open();
+    let mut cmd = snap_std(&ws.root);
+    cmd.env("PATH", path_with_snap())
+        .args(["run", "--session", "tty", "--", "sh", "-c"])
+        .arg("if read line; then echo \"read: $line\"; else echo 'stdin: end of file'; fi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    pty.attach_stdin(&mut cmd);
+    let mut run = cmd.spawn().expect("spawn snap run on a terminal");
+    let Some(status) = wait_timeout(&mut run, Duration::from_secs(60)) else {
+        let _ = run.kill();
+        let _ = run.wait();
+        panic!("snap run hung: the command was stopped reading the terminal");
+    };
+    let o = Output {
+        status,
+        stdout: read_all(run.stdout.take()),
+        stderr: read_all(run.stderr.take()),
+    };
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "stdin: end of file\n");
+    drop(pty);
+}
+
+fn read_all(r: Option<impl std::io::Read>) -> Vec<u8> {
+    let mut v = Vec::new();
+    if let Some(mut r) = r {
+        r.read_to_end(&mut v).unwrap();
+    }
+    v
+}
+
+#[test]
+fn a_piped_stdin_reaches_the_command() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    let o = ws
+        .cmd()
+        .env("PATH", path_with_snap())
+        .args([
+            "run",
+            "--session",
+            "pipe",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo \"read: $line\"",
+        ])
+        .write_stdin("hello\n")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "read: hello\n");
+}

@@ -605,3 +605,77 @@ pub fn write_zip(path: &Path, items: &[ZipItem]) {
     }
     w.finish().expect("finish zip");
 }
+
+/// Waits up to `timeout` for `child` to exit; None if it is still running.
+pub fn wait_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pseudo-terminal. The master side is only held open (closing it would
+/// hang up the terminal).
+pub struct Pty {
+    _master: fs::File,
+    slave: std::ffi::CString,
+}
+
+impl Pty {
+    pub fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor we own; ptsname_r writes
+        // at most buf.len() bytes.
+        unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = fs::File::from_raw_fd(fd);
+            assert_eq!(libc::grantpt(fd), 0, "grantpt");
+            assert_eq!(libc::unlockpt(fd), 0, "unlockpt");
+            let mut buf = [0 as libc::c_char; 128];
+            assert_eq!(
+                libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()),
+                0,
+                "ptsname_r"
+            );
+            let slave = std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned();
+            Pty {
+                _master: master,
+                slave,
+            }
+        }
+    }
+
+    /// Makes `cmd` the leader of a new session whose controlling terminal is
+    /// this pty, with the pty as its stdin: like a command typed into an
+    /// interactive shell, it is in the terminal's foreground process group.
+    pub fn attach_stdin(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let slave = self.slave.clone();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+                if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 || libc::dup2(fd, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if fd > 2 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    }
+}

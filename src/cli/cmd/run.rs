@@ -60,6 +60,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    // First, before anything that takes time: from here on Ctrl-C or SIGTERM
+    // is recorded (and forwarded to the command) instead of killing snap run
+    // without its final snapshot.
+    let interrupts = runner::Interrupts::install()?;
     let (mut repo, ws) = ctx.open()?;
     let best = args
         .best
@@ -97,7 +101,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         policy,
         poll: Duration::from_millis(500),
     };
-    let report = runner::run(&mut repo, &ws, opts, &|msg| eprintln!("snap: {msg}"))?;
+    let report = runner::run(&mut repo, &ws, opts, &interrupts, &|msg| {
+        eprintln!("snap: {msg}")
+    })?;
     if args.json {
         // One line, after everything the command printed: the last line of stdout.
         if report.stdout_ends_mid_line {
