@@ -1,13 +1,20 @@
 //! Per-chunk codecs: each chunk is one zstd frame, or its raw bytes when
-//! compression does not pay, or, for float tensor data, its bytes grouped by
-//! significance and then one zstd frame. The codec is recorded per blob in the
-//! pack trailer, so codecs can be added without touching old packs. Decoding
-//! checks the length; callers verify the BLAKE3 id.
+//! compression does not pay, or, for float tensor data, the float codec
+//! (`float`: exponent plane rANS-coded, sign and mantissa planes zstd or
+//! raw). The codec is recorded per blob in the pack trailer, so codecs can be
+//! added without touching old packs. Decoding checks the length; callers
+//! verify the BLAKE3 id.
 //!
-//! Why grouping helps: in trained fp32/fp16/bf16 weights the exponent byte
-//! takes few values while the low mantissa bytes are close to random. Mixed
-//! together, zstd finds little to model; grouped, the exponent plane
-//! compresses well and the rest is left alone (the idea of ZipNN).
+//! Why splitting helps: in trained fp32/fp16/bf16 weights the exponent takes
+//! few values while the low mantissa bytes are close to random. Mixed
+//! together, zstd finds little to model; split, the exponent plane
+//! compresses well and the rest is left alone (the idea of ZipNN). The old
+//! grouped codecs (`Group2Zstd`, `Group4Zstd`: bytes grouped by
+//! significance, one zstd frame) are still decoded; new chunks no longer use
+//! them.
+
+pub mod float;
+pub mod rans;
 
 use std::cell::RefCell;
 
@@ -20,12 +27,6 @@ const MIN_SAVING_DIVISOR: usize = 64;
 
 /// Bytes of a tensor chunk compressed plain to estimate plain zstd.
 const SAMPLE: usize = 64 << 10;
-
-/// zstd level for grouped tensor bytes. The mantissa planes are close to
-/// random and the exponent plane wants entropy coding more than matching:
-/// level 1 stores real fp32 weights smaller than level 3 (0.830 vs 0.840 of
-/// raw on all-MiniLM-L6-v2) and is faster.
-const GROUPED_LEVEL: i32 = 1;
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
@@ -70,22 +71,17 @@ pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
     choose(Codec::Zstd, zstd_compress(data, level), data)
 }
 
-/// Encodes one chunk of tensor data with elements of `elem` bytes (4 for
-/// fp32, 2 for fp16/bf16). The whole chunk is grouped and compressed at
-/// `GROUPED_LEVEL`; plain zstd is estimated from a 64 KiB sample (a good
-/// estimator on float data, unlike a grouped sample, whose small planes pay
-/// zstd's per-block overhead), and only if grouping loses to that estimate is
-/// the chunk compressed plain as well.
-pub fn encode_tensor(data: &[u8], level: i32, elem: usize) -> (Codec, Vec<u8>) {
-    let codec = match elem {
-        2 => Codec::Group2Zstd,
-        4 => Codec::Group4Zstd,
-        _ => return encode(data, level),
-    };
+/// Encodes one chunk of float tensor data with the float codec. Plain zstd
+/// is estimated from a 64 KiB sample (a good estimator on float data), and
+/// only if the float codec loses to that estimate is the chunk compressed
+/// plain as well.
+pub fn encode_tensor(data: &[u8], level: i32, layout: float::Layout) -> (Codec, Vec<u8>) {
+    let elem = layout.elem();
     if data.len() < 4 * elem || data.len() % elem != 0 {
         return encode(data, level);
     }
-    let Some(grouped) = zstd_compress(&group(data, elem), GROUPED_LEVEL) else {
+    let codec = Codec::Float;
+    let Some(grouped) = float::encode(data, layout) else {
         return encode(data, level);
     };
     let sample = &data[..SAMPLE.min(data.len())];
@@ -139,6 +135,7 @@ pub fn decode(codec: Codec, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             }
             ungroup(&zstd_decompress(stored, raw_len)?, elem)
         }
+        Codec::Float => float::decode(stored, raw_len)?,
     };
     if out.len() != raw_len {
         return Err(Error::corrupt(
@@ -194,8 +191,8 @@ mod tests {
     fn grouping_beats_zstd_on_fp32_weights() {
         let w = weights(256 << 10);
         let (plain_codec, plain) = encode(&w, 3);
-        let (codec, grouped) = encode_tensor(&w, 3, 4);
-        assert_eq!(codec, Codec::Group4Zstd);
+        let (codec, grouped) = encode_tensor(&w, 3, float::Layout::F32);
+        assert_eq!(codec, Codec::Float);
         assert!(
             grouped.len() < plain.len(),
             "grouped {} vs {plain_codec:?} {}",
@@ -205,7 +202,7 @@ mod tests {
         assert_eq!(decode(codec, &grouped, w.len()).unwrap(), w);
         // bf16: the top two bytes of each fp32.
         let bf16: Vec<u8> = w.chunks_exact(4).flat_map(|e| [e[2], e[3]]).collect();
-        let (codec, enc) = encode_tensor(&bf16, 3, 2);
+        let (codec, enc) = encode_tensor(&bf16, 3, float::Layout::BF16);
         assert_eq!(decode(codec, &enc, bf16.len()).unwrap(), bf16);
     }
 
@@ -214,7 +211,13 @@ mod tests {
         fn group_round_trips(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000), elem in 1usize..9) {
             let data = &data[..data.len() / elem * elem];
             proptest::prop_assert_eq!(ungroup(&group(data, elem), elem), data);
-            let (codec, enc) = encode_tensor(data, 3, elem);
+        }
+
+        #[test]
+        fn tensor_chunks_round_trip(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000), l in 0usize..3) {
+            let layout = [float::Layout::F32, float::Layout::BF16, float::Layout::F16][l];
+            let data = &data[..data.len() / layout.elem() * layout.elem()];
+            let (codec, enc) = encode_tensor(data, 3, layout);
             proptest::prop_assert_eq!(decode(codec, &enc, data.len()).unwrap(), data);
         }
     }

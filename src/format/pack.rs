@@ -20,6 +20,10 @@ pub const HEADER_MAGIC: &[u8; 4] = b"SNPK";
 pub const TRAILER_MAGIC: &[u8; 4] = b"SNPX";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SNPKEND1";
 pub const VERSION: u16 = 1;
+/// Trailer version: 2 added `Codec::Float`. Version-1 trailers (written
+/// before it) are still read; an older snap rejects a version-2 trailer with
+/// "upgrade snap" instead of failing on a codec it does not know.
+pub const TRAILER_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 8;
 pub const FOOTER_LEN: usize = 48;
 
@@ -54,6 +58,9 @@ pub enum Codec {
     Group2Zstd = 2,
     /// The same for 4-byte elements (fp32).
     Group4Zstd = 3,
+    /// Float tensor data split into an rANS-coded exponent plane and zstd
+    /// (or raw) sign and mantissa planes; layout in `codec::float`.
+    Float = 4,
 }
 
 impl Codec {
@@ -63,6 +70,7 @@ impl Codec {
             1 => Some(Codec::Zstd),
             2 => Some(Codec::Group2Zstd),
             3 => Some(Codec::Group4Zstd),
+            4 => Some(Codec::Float),
             _ => None,
         }
     }
@@ -73,6 +81,7 @@ impl Codec {
             Codec::Zstd => "zstd",
             Codec::Group2Zstd => "group2+zstd",
             Codec::Group4Zstd => "group4+zstd",
+            Codec::Float => "float",
         }
     }
 }
@@ -111,7 +120,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<PackKind> {
 
 /// Encodes the trailer and footer that close a pack.
 pub fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
-    let trailer = encode_record(TRAILER_MAGIC, VERSION, &entries);
+    let trailer = encode_record(TRAILER_MAGIC, TRAILER_VERSION, &entries);
     let mut out = Vec::with_capacity(trailer.len() + FOOTER_LEN);
     out.extend_from_slice(&trailer);
     out.extend_from_slice(&(trailer.len() as u64).to_le_bytes());
@@ -150,10 +159,13 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
         return Err(Error::corrupt(WHAT, "checksum mismatch"));
     }
     let (version, body) = split_envelope(WHAT, TRAILER_MAGIC, trailer)?;
-    if version != VERSION {
-        return Err(unsupported_version(WHAT, version, VERSION));
+    if version == 0 || version > TRAILER_VERSION {
+        return Err(unsupported_version(WHAT, version, TRAILER_VERSION));
     }
     let mut entries: Vec<PackEntry> = decode_body(WHAT, body)?;
+    if version < 2 && entries.iter().any(|e| e.codec == Codec::Float) {
+        return Err(Error::corrupt(WHAT, "float codec in a version-1 trailer"));
+    }
     entries.sort_by_key(|e| e.offset);
     let mut pos = HEADER_LEN as u64;
     for e in &entries {
@@ -172,6 +184,35 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example pack of docs/format.md, byte for byte.
+    #[test]
+    fn documented_example_pack() {
+        let entries = vec![PackEntry {
+            id: ChunkId::of(b"hi\n"),
+            codec: Codec::Raw,
+            offset: 8,
+            stored_len: 3,
+            raw_len: 3,
+        }];
+        let mut pack = encode_header(PackKind::Data).to_vec();
+        pack.extend_from_slice(b"hi\n");
+        pack.extend_from_slice(&encode_trailer(&entries));
+        let hex: String = pack.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "534e504b01000000",
+                "68690a",
+                "534e5058020001",
+                "0b8b60248fad7ac6dfac221b7e01a8b91c772421a15b387dd1fb2d6a94aee438",
+                "00080303",
+                "2b00000000000000",
+                "f110090dfea8e69b2145c5d224e786a4ffaa25f0f4ff1c8beb38dd3b08dba8b2",
+                "534e504b454e4431",
+            )
+        );
+    }
 
     #[test]
     fn trailer_round_trip() {

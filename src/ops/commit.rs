@@ -20,7 +20,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunk::{segment, Chunker, StreamError};
-use crate::codec;
+use crate::codec::{self, float::Layout as FloatLayout};
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::RepoConfig;
 use crate::format::pack::{Codec, PackKind};
@@ -158,13 +158,13 @@ impl Shared<'_> {
         self.error.lock().expect("error poisoned").is_some()
     }
 
-    /// Stores the chunk if it is new. `elem` is the element size of the
-    /// tensor it belongs to, if known (float tensors try byte grouping).
-    fn process_chunk(&self, id: ChunkId, data: &[u8], elem: Option<usize>) {
+    /// Stores the chunk if it is new. `float` is the element type of the
+    /// float tensor it belongs to, if known (such chunks try the float codec).
+    fn process_chunk(&self, id: ChunkId, data: &[u8], float: Option<FloatLayout>) {
         match self.claim(&id) {
             Ok(true) => {
-                let (codec, bytes) = match elem {
-                    Some(e) => codec::encode_tensor(data, self.level, e),
+                let (codec, bytes) = match float {
+                    Some(layout) => codec::encode_tensor(data, self.level, layout),
                     None => codec::encode(data, self.level),
                 };
                 self.new_chunks.fetch_add(1, Ordering::Relaxed);
@@ -490,9 +490,9 @@ fn read_file<'s, 'a: 's>(
         (&file)
             .seek(std::io::SeekFrom::Start(0))
             .ctx("seek", &item.abs)?;
-        let elem: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
+        let float: std::cell::Cell<Option<FloatLayout>> = std::cell::Cell::new(None);
         let mut emit = |_, bytes: &[u8]| {
-            let elem = elem.get();
+            let float = float.get();
             if shared.failed() {
                 return Err(());
             }
@@ -508,7 +508,7 @@ fn read_file<'s, 'a: 's>(
             scope.spawn(move |_| {
                 let id = ChunkId::of(&data);
                 slots.lock().expect("slots poisoned")[slot].1 = Some(id);
-                shared.process_chunk(id, &data, elem);
+                shared.process_chunk(id, &data, float);
                 shared.budget.release(len);
                 shared.progress.advance(len as u64);
             });
@@ -520,9 +520,10 @@ fn read_file<'s, 'a: 's>(
             // grew while being read is noticed by the size check below.
             let last = seg.offset + seg.len == before.size;
             let limit = if last { u64::MAX } else { seg.len };
-            elem.set(match seg.dtype {
-                Some(segment::Dtype::F32) => Some(4),
-                Some(segment::Dtype::F16 | segment::Dtype::BF16) => Some(2),
+            float.set(match seg.dtype {
+                Some(segment::Dtype::F32) => Some(FloatLayout::F32),
+                Some(segment::Dtype::F16) => Some(FloatLayout::F16),
+                Some(segment::Dtype::BF16) => Some(FloatLayout::BF16),
                 _ => None,
             });
             let reader = (&file).take(limit);

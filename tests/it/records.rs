@@ -171,18 +171,14 @@ fn config() -> impl Strategy<Value = RepoConfig> {
 
 /// Pack entries laid out one after another from the end of the header.
 fn laid_out_entries() -> impl Strategy<Value = (Vec<PackEntry>, u64)> {
-    vec(
-        (id32(), any::<bool>(), 0u32..5000, any::<u32>(), 0u64..3),
-        0..20,
-    )
-    .prop_map(|raw| {
+    vec((id32(), 0u8..5, 0u32..5000, any::<u32>(), 0u64..3), 0..20).prop_map(|raw| {
         let mut pos = HEADER_LEN as u64;
         let mut out = Vec::new();
-        for (id, zstd, stored_len, raw_len, gap) in raw {
+        for (id, codec, stored_len, raw_len, gap) in raw {
             pos += gap;
             out.push(PackEntry {
                 id: ChunkId(id),
-                codec: if zstd { Codec::Zstd } else { Codec::Raw },
+                codec: Codec::from_u8(codec).expect("codecs 0..5 exist"),
                 offset: pos,
                 stored_len,
                 raw_len,
