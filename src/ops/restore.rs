@@ -221,8 +221,10 @@ pub fn plan(
             first: conflicts[0].clone(),
         });
     }
+    let ids: Vec<ChunkId> = chunk_dests.keys().copied().collect();
+    let locs = index.blobs(&ids, PackKind::Data)?;
     for (id, dests) in chunk_dests {
-        match index.blob(&id, PackKind::Data)? {
+        match locs.get(&id).copied() {
             Some(loc) => {
                 plan.by_pack
                     .entry(loc.pack)
