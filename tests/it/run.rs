@@ -1217,12 +1217,13 @@ fn clean_of_a_missing_directory_is_refused_with_a_clear_message() {
     assert!(ws.log().is_empty(), "a snapshot was taken");
 }
 
-/// True once `snap run` has created a session lock file.
-fn session_lock_exists(ws: &Ws) -> bool {
-    fs::read_dir(ws.repo().join("locks"))
+/// True if process `pid` has `path` open (Linux: /proc/PID/fd).
+fn has_open(pid: u32, path: &Path) -> bool {
+    let want = path.canonicalize().expect("canonical path");
+    fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|rd| {
             rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("session-"))
+                .any(|e| fs::read_link(e.path()).ok() == Some(want.clone()))
         })
         .unwrap_or(false)
 }
@@ -1253,8 +1254,11 @@ fn a_signal_during_the_archive_does_not_kill_the_runner() {
                 &touch,
             ],
         );
-        wait_for("the session lock", Duration::from_secs(30), || {
-            session_lock_exists(&ws)
+        // The archive commit is waiting for the writer lock: past the
+        // session lock, before anything was committed.
+        let writer_path = ws.repo().join("locks/writer");
+        wait_for("the archive commit", Duration::from_secs(30), || {
+            has_open(run.id(), &writer_path)
         });
         // SAFETY: kill(2) on a child process we spawned and have not reaped.
         assert_eq!(unsafe { libc::kill(run.id() as i32, sig) }, 0);
