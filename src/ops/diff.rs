@@ -254,8 +254,13 @@ pub fn checkpoint_tensors(
     size: u64,
     locate: bool,
 ) -> Result<Option<Vec<TensorInfo>>> {
-    if size >= 4 && read_range(index, packs, chunks, 0, 4)? == b"PK\x03\x04" {
-        let file = StoredFile::new(index, packs, chunks);
+    let file = StoredFile::new(index, packs, chunks);
+    let mut magic = [0u8; 4];
+    let zip = size >= 4 && file.read_at(&mut magic, 0).is_ok() && magic == *b"PK\x03\x04";
+    if let Some(e) = file.error.take() {
+        return Err(e);
+    }
+    if zip {
         let found = crate::chunk::archive::tensors(&file, size, locate);
         if let Some(e) = file.error.into_inner() {
             return Err(e);
