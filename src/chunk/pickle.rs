@@ -32,6 +32,9 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_VISITS: usize = 1 << 22;
 /// Most bytes of tensor names produced.
 pub const MAX_NAME_BYTES: usize = 64 << 20;
+/// Longest global name and storage key copied out of the memo (torch's are
+/// a few bytes; a copy per opcode of a long one would be quadratic).
+const MAX_SHORT: usize = 256;
 /// Longest tensor name (dotted path).
 const MAX_NAME: usize = 4096;
 /// Most dimensions of a tensor.
@@ -96,14 +99,14 @@ pub struct TorchTensor {
 pub struct TorchPickle {
     /// Every storage referenced, by key, with its element type (None when
     /// the class is unknown or two references disagree).
-    pub storages: Vec<(String, Option<StorageType>)>,
+    pub storages: HashMap<String, Option<StorageType>>,
     /// Tensors in the order the walk meets them (dict order).
     pub tensors: Vec<TorchTensor>,
 }
 
 impl TorchPickle {
     pub fn storage(&self, key: &str) -> Option<&Option<StorageType>> {
-        self.storages.iter().find(|(k, _)| k == key).map(|(_, t)| t)
+        self.storages.get(key)
     }
 }
 
@@ -117,10 +120,9 @@ pub fn parse_torch(data: &[u8]) -> Option<TorchPickle> {
     let mut out = TorchPickle::default();
     for obj in &vm.arena {
         if let Obj::Storage { key, ty } = obj {
-            match out.storages.iter_mut().find(|(k, _)| k == key) {
-                Some((_, t)) if *t != *ty => *t = None,
-                Some(_) => {}
-                None => out.storages.push((key.clone(), *ty)),
+            let t = out.storages.entry(key.clone()).or_insert(*ty);
+            if *t != *ty {
+                *t = None;
             }
         }
     }
@@ -473,10 +475,11 @@ impl<'a> Vm<'a> {
                 b'\x93' => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let g = Obj::Global(
-                        self.str_of(module)?.to_string(),
-                        self.str_of(name)?.to_string(),
-                    );
+                    let (module, name) = (self.str_of(module)?, self.str_of(name)?);
+                    if module.len() > MAX_SHORT || name.len() > MAX_SHORT {
+                        return None;
+                    }
+                    let g = Obj::Global(module.to_string(), name.to_string());
                     let v = self.alloc(g);
                     self.stack.push(v);
                 }
@@ -568,7 +571,9 @@ impl<'a> Vm<'a> {
             };
             let key = match t[2] {
                 V::Int(i) => i.to_string(),
-                v => self.str_of(v)?.to_string(),
+                v => Some(self.str_of(v)?)
+                    .filter(|k| k.len() <= MAX_SHORT)?
+                    .to_string(),
             };
             Some(Obj::Storage { key, ty })
         })();
@@ -576,31 +581,48 @@ impl<'a> Vm<'a> {
     }
 
     /// REDUCE of the callables torch checkpoints use; others are opaque.
+    /// Nothing is copied: a large memoized tuple can be an argument of
+    /// every REDUCE.
     fn reduce(&mut self, func: V, args: V, depth: u8) -> Option<V> {
+        enum Call {
+            Dict,
+            Tensor,
+            Value(V),
+            FromType(V, V),
+            Opaque,
+        }
         let Some(Obj::Global(module, name)) = self.obj(func) else {
             return Some(self.alloc(Obj::Opaque));
         };
-        let (module, name) = (module.clone(), name.clone());
-        let Some(Obj::Tuple(args)) = self.obj(args) else {
+        let Some(Obj::Tuple(a)) = self.obj(args) else {
             return None;
         };
-        let args = args.clone();
-        let obj = match (module.as_str(), name.as_str()) {
+        let call = match (module.as_str(), name.as_str()) {
             ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict")
-                if args.is_empty() =>
+                if a.is_empty() =>
             {
-                Obj::Dict(Vec::new())
+                Call::Dict
             }
             ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3") => {
-                self.tensor(&args).unwrap_or(Obj::Opaque)
+                Call::Tensor
             }
             ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
-                return Some(args.first().copied().unwrap_or(V::None));
+                Call::Value(a.first().copied().unwrap_or(V::None))
             }
-            ("torch._utils", "_rebuild_from_type_v2") if depth == 0 && args.len() >= 3 => {
-                return self.reduce(args[0], args[2], depth + 1);
+            ("torch._utils", "_rebuild_from_type_v2") if depth == 0 && a.len() >= 3 => {
+                Call::FromType(a[0], a[2])
             }
-            _ => Obj::Opaque,
+            _ => Call::Opaque,
+        };
+        let obj = match call {
+            Call::Dict => Obj::Dict(Vec::new()),
+            Call::Tensor => match self.obj(args) {
+                Some(Obj::Tuple(a)) => self.tensor(a).unwrap_or(Obj::Opaque),
+                _ => Obj::Opaque,
+            },
+            Call::Value(v) => return Some(v),
+            Call::FromType(f, a) => return self.reduce(f, a, depth + 1),
+            Call::Opaque => Obj::Opaque,
         };
         Some(self.alloc(obj))
     }
@@ -915,6 +937,21 @@ mod tests {
         }
         d.push(b'.');
         assert!(parse_torch(&d).is_none());
+    }
+
+    #[test]
+    fn a_large_memoized_argument_is_not_copied_per_reduce() {
+        // A 200k-element tuple, then 200k REDUCEs of a torch callable and
+        // 200k BINPERSIDs on it: linear work, or this test would not finish.
+        let mut d = b"\x80\x02(".to_vec();
+        d.extend(std::iter::repeat_n(b"K\x01".as_slice(), 200_000).flatten());
+        d.extend_from_slice(b"tq\x00ctorch._utils\n_rebuild_parameter\nq\x01");
+        for _ in 0..200_000 {
+            d.extend_from_slice(b"h\x01h\x00R0h\x00Q0");
+        }
+        d.extend_from_slice(b"N.");
+        let p = parse_torch(&d).expect("parses");
+        assert!(p.tensors.is_empty() && p.storages.is_empty());
     }
 
     /// The `data.pkl` of a fixture written by torch.save (tests/fixtures/make_pt.py).
