@@ -7,6 +7,7 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -166,10 +167,81 @@ pub fn list_packs(layout: &Layout) -> Result<Vec<(PackId, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads `len` bytes at `offset` from an open pack.
+/// Reads `len` bytes at `offset` from an open pack: every byte, or an error
+/// (a read past the end of the file is `UnexpectedEof`).
+///
+/// The buffer is not zeroed first: `pread` fills it directly. Restore reads
+/// packs in ranges of up to 8 MiB, and zeroing them took 2-4 % of its CPU
+/// time. It is a fresh buffer each time on purpose: one reused buffer per
+/// thread made restore take about 20 % more CPU time, because glibc then
+/// never frees a large block, its mmap threshold stays at 128 KiB, and the
+/// buffers of every decoded chunk are mapped and faulted in anew.
+///
+/// `pread`, not `mmap`: a read error (a bad sector, a pack truncated under
+/// us) must come back as an error that fails the chunks in the range; a
+/// mapping would kill the process with SIGBUS instead, before it could
+/// remove its temporary files.
 pub fn read_at(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset)
-        .ctx("read pack", path)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let pos = offset
+            .checked_add(done as u64)
+            .and_then(|p| libc::off_t::try_from(p).ok())
+            .ok_or_else(|| {
+                Error::corrupt(format!("pack {}", path.display()), "offset out of range")
+            })?;
+        // SAFETY: the destination is the vector's spare capacity from `done`,
+        // `len - done` bytes, all inside the allocation; pread writes at most
+        // that many bytes there and nothing else.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast(),
+                len - done,
+                pos,
+            )
+        };
+        match n {
+            0 => {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+                    .ctx("read pack", path)
+            }
+            n if n < 0 => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e).ctx("read pack", path);
+                }
+            }
+            // SAFETY: pread returned n > 0: it initialised the n bytes after
+            // `done`, and n <= len - done, so the length stays within capacity.
+            n => unsafe { buf.set_len(done + n as usize) },
+        }
+    }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_at_reads_exactly_the_range_or_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pack");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_at(&file, &path, 0, 0).unwrap(), b"");
+        assert_eq!(
+            read_at(&file, &path, 123, 45_678).unwrap(),
+            &bytes[123..123 + 45_678]
+        );
+        assert_eq!(read_at(&file, &path, 99_990, 10).unwrap(), &bytes[99_990..]);
+        // Past the end, as in a truncated pack: an error, never short data.
+        let err = read_at(&file, &path, 99_990, 11).unwrap_err();
+        assert!(err.to_string().contains("read pack"), "{err}");
+        assert!(read_at(&file, &path, 200_000, 1).is_err());
+        assert!(read_at(&file, &path, u64::MAX, 1).is_err());
+    }
 }
