@@ -26,6 +26,7 @@ use crate::ops::blobs::{self, PackFiles};
 use crate::ops::walk::{self, WalkEntry};
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index};
+use crate::store::packs;
 
 /// Stored bytes read from a pack in one request.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -330,57 +331,27 @@ fn apply_inner(
     let plan = &*plan;
 
     progress.start("restore", plan.total_bytes());
-    let failed_chunks: Mutex<HashMap<ChunkId, String>> = Mutex::new(
-        plan.missing
-            .iter()
-            .map(|id| (*id, "chunk missing from every pack".to_string()))
-            .collect(),
-    );
+    let outcome = Outcome {
+        failed_chunks: Mutex::new(
+            plan.missing
+                .iter()
+                .map(|id| (*id, "chunk missing from every pack".to_string()))
+                .collect(),
+        ),
+        write_err: Mutex::new(None),
+    };
     let batches: Vec<(&PackId, &[ChunkJob])> = plan
         .by_pack
         .iter()
         .flat_map(|(pack, jobs)| split_batches(jobs).into_iter().map(move |b| (pack, b)))
         .collect();
-    let write_err: Mutex<Option<Error>> = Mutex::new(None);
     batches.par_iter().for_each(|(pack, jobs)| {
-        let start = jobs[0].loc.offset;
-        let last = jobs.last().expect("batches are non-empty");
-        let end = last.loc.offset + last.loc.stored_len as u64;
-        let range = packs.get(pack).and_then(|f| {
-            crate::store::packs::read_at(&f, &packs.path(pack), start, (end - start) as usize)
-        });
-        for job in *jobs {
-            let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
-                let off = (job.loc.offset - start) as usize;
-                let stored = &r[off..off + job.loc.stored_len as usize];
-                codec::decode(job.loc.codec, stored, job.loc.raw_len as usize)
-                    .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
-                    .map_err(|e| e.to_string())
-            });
-            match data {
-                Ok(d) => {
-                    for (fi, off) in &job.dests {
-                        let f = &plan.files[*fi];
-                        let res = OpenOptions::new()
-                            .write(true)
-                            .open(&f.tmp)
-                            .and_then(|file| file.write_all_at(&d, *off))
-                            .ctx("write", &f.tmp);
-                        if let Err(e) = res {
-                            write_err.lock().expect("poisoned").get_or_insert(e);
-                        }
-                        progress.advance(d.len() as u64);
-                    }
-                }
-                Err(e) => {
-                    failed_chunks
-                        .lock()
-                        .expect("poisoned")
-                        .insert(job.id, format!("chunk {}: {e}", job.id.short()));
-                }
-            }
-        }
+        restore_batch(plan, packs, pack, jobs, progress, &outcome);
     });
+    let Outcome {
+        failed_chunks,
+        write_err,
+    } = outcome;
     if let Some(e) = write_err.into_inner().expect("poisoned") {
         return Err(e);
     }
@@ -433,6 +404,74 @@ fn apply_inner(
         summary.dirs += 1;
     }
     Ok(summary)
+}
+
+/// What the parallel part of `apply` reports.
+struct Outcome {
+    /// Chunks that could not be read, decoded or verified, with the reason.
+    failed_chunks: Mutex<HashMap<ChunkId, String>>,
+    /// The first error writing a temporary file: it ends the restore.
+    write_err: Mutex<Option<Error>>,
+}
+
+/// Reads one batch (a range of one pack) with one request into `buf`, then
+/// decodes and verifies each chunk and writes it to every place it goes. Only
+/// verified bytes are written.
+fn restore_batch(
+    plan: &RestorePlan,
+    packs: &PackFiles,
+    pack: &PackId,
+    jobs: &[ChunkJob],
+    progress: &dyn Progress,
+    outcome: &Outcome,
+) {
+    let start = jobs[0].loc.offset;
+    let last = jobs.last().expect("batches are non-empty");
+    let end = last.loc.offset + last.loc.stored_len as u64;
+    let range = packs
+        .get(pack)
+        .and_then(|f| packs::read_at(&f, &packs.path(pack), start, (end - start) as usize));
+    // Consecutive chunks of a pack mostly belong to one file: keep the last
+    // temporary file open rather than open it for every chunk (one
+    // descriptor per worker, however many files the batch touches).
+    let mut open: Option<(usize, File)> = None;
+    for job in jobs {
+        let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
+            let off = (job.loc.offset - start) as usize;
+            let stored = &r[off..off + job.loc.stored_len as usize];
+            codec::decode(job.loc.codec, stored, job.loc.raw_len as usize)
+                .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+                .map_err(|e| e.to_string())
+        });
+        let d = match data {
+            Ok(d) => d,
+            Err(e) => {
+                outcome
+                    .failed_chunks
+                    .lock()
+                    .expect("poisoned")
+                    .insert(job.id, format!("chunk {}: {e}", job.id.short()));
+                continue;
+            }
+        };
+        for &(fi, off) in &job.dests {
+            let tmp = &plan.files[fi].tmp;
+            let file = match open.take() {
+                Some((i, file)) if i == fi => Ok(file),
+                _ => OpenOptions::new().write(true).open(tmp),
+            };
+            let res = file
+                .and_then(|file| file.write_all_at(&d, off).map(|_| file))
+                .ctx("write", tmp);
+            match res {
+                Ok(file) => open = Some((fi, file)),
+                Err(e) => {
+                    outcome.write_err.lock().expect("poisoned").get_or_insert(e);
+                }
+            }
+            progress.advance(d.len() as u64);
+        }
+    }
 }
 
 /// Splits one pack's jobs (sorted by offset) into ranges of at most
