@@ -56,6 +56,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 say() { printf '%s\n' "$*" >&2; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# Ratios that are judged against a limit keep 4 decimals: 0.90012 must not
+# round to a passing 0.900.
+calc4() { awk "BEGIN { printf \"%.4f\", $1 }"; }
 mib() { calc "$1 / 1048576"; }
 
 INSTALL=0
@@ -474,7 +477,7 @@ ratio_of() {  # $1 = kind (repo|time|restore) $2 = workload $3 = other tool
     time) a=$(echo "${TIMES[$2:snap]:-}" | median) b=$(echo "${TIMES[$2:$3]:-}" | median) ;;
     restore) a=${RESTORE_T[$2:snap]:-} b=${RESTORE_T[$2:$3]:-} ;;
     esac
-    if [ -n "$a" ] && [ -n "$b" ]; then calc "$a / $b"; fi
+    if [ -n "$a" ] && [ -n "$b" ]; then calc4 "$a / $b"; fi
 }
 target() {  # name ratio limit
     if [ -z "$2" ]; then row "$1" "skipped" "$3" "-"; return; fi
@@ -482,7 +485,7 @@ target() {  # name ratio limit
 }
 row "target" "measured" "limit" "result"
 if uses snap; then
-    target "frozen: snap repo / one zstd -3 checkpoint" "$(calc "${REPO_BYTES[frozen:snap]} / ${ZST_ONE[frozen]}")" "<= 1.15"
+    target "frozen: snap repo / one zstd -3 checkpoint" "$(calc4 "${REPO_BYTES[frozen:snap]} / ${ZST_ONE[frozen]}")" "<= 1.15"
     target "frozen: snap repo / restic repo" "$(ratio_of repo frozen restic)" "< 1"
     target "frozen: snap repo / borg repo" "$(ratio_of repo frozen borg)" "< 1"
     target "full: snap repo / borg repo" "$(ratio_of repo full borg)" "<= 0.9"
