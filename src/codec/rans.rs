@@ -111,13 +111,22 @@ pub fn encode(symbols: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) {
     let freq = quantize(counts);
     let first = freq.iter().position(|&f| f > 0).unwrap_or(0);
     let last = freq.iter().rposition(|&f| f > 0).unwrap_or(0);
-    // Per symbol: frequency, start, and the largest state that stays below
-    // 2^32 after coding it (a u64: a lone symbol's bound is 2^32).
-    let mut table = [(1u32, 0u32, 0u64); 256];
+    // Per symbol: frequency, start, the largest state that stays below 2^32
+    // after coding it (a u64: a lone symbol's bound is 2^32), and
+    // ceil(2^48 / freq), which turns x / freq into a multiply: for x < 2^32
+    // and freq <= 2^14 the error stays under 2^-16 while the fraction of
+    // x / freq is at most 1 - 2^-14, so the quotient is exact.
+    let mut table = [(1u32, 0u32, 0u64, 0u64); 256];
     let mut acc = 0;
     for s in 0..256 {
         if freq[s] > 0 {
-            table[s] = (freq[s], acc, u64::from(freq[s]) << (32 - PROB_BITS));
+            let f = u64::from(freq[s]);
+            table[s] = (
+                freq[s],
+                acc,
+                f << (32 - PROB_BITS),
+                (1u64 << 48).div_ceil(f),
+            );
         }
         acc += freq[s];
     }
@@ -134,14 +143,16 @@ pub fn encode(symbols: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) {
     let mut words = vec![0u16; symbols.len()];
     let mut pos = words.len();
     let mut put = |x: &mut u32, s: u8| {
-        let (f, start, x_max) = table[s as usize];
+        let (f, start, x_max, rcp) = table[s as usize];
         debug_assert!(freq[s as usize] > 0, "counts do not match symbols");
         if u64::from(*x) >= x_max {
             pos -= 1;
             words[pos] = *x as u16;
             *x >>= 16;
         }
-        *x = ((*x / f) << PROB_BITS) + (*x % f) + start;
+        let q = ((u128::from(*x) * u128::from(rcp)) >> 48) as u32;
+        debug_assert_eq!(q, *x / f);
+        *x = (q << PROB_BITS) + (*x - q * f) + start;
     };
     let (mut x0, mut x1, mut x2, mut x3) = (L, L, L, L);
     let whole = symbols.len() / LANES * LANES;
@@ -317,6 +328,28 @@ mod tests {
             // BLAKE3 catches the rest.)
             if let Ok(d) = decode(&bad, plane.len()) {
                 assert_ne!(d, plane, "flip at {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn reciprocal_division_is_exact() {
+        for f in (1u64..=16).chain([255, 256, 1000, 4095, 8191, 16383, 16384]) {
+            let rcp = (1u64 << 48).div_ceil(f);
+            let mut x = 0xffff_ffffu64;
+            // The largest states, and multiples of f and their neighbours.
+            for _ in 0..20_000 {
+                for y in [x, x / f * f, (x / f * f).saturating_sub(1)] {
+                    assert_eq!(
+                        ((u128::from(y) * u128::from(rcp)) >> 48) as u64,
+                        y / f,
+                        "{y} / {f}"
+                    );
+                }
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407)
+                    >> 32;
             }
         }
     }
