@@ -185,6 +185,37 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
 mod tests {
     use super::*;
 
+    /// Trailers written before codec 4 (version 1) still read; a version-1
+    /// trailer that names codec 4 is damaged, and a newer version is refused
+    /// with "upgrade snap".
+    #[test]
+    fn trailer_versions() {
+        let entry = |codec| PackEntry {
+            id: ChunkId::of(b"a"),
+            codec,
+            offset: 8,
+            stored_len: 10,
+            raw_len: 20,
+        };
+        let with_version = |entries: &[PackEntry], version: u16| {
+            let t = encode_record(TRAILER_MAGIC, version, &entries);
+            let sum = *blake3::hash(&t).as_bytes();
+            (t, sum)
+        };
+        let (t, sum) = with_version(&[entry(Codec::Zstd)], 1);
+        assert_eq!(decode_trailer(&t, &sum, 100).unwrap(), [entry(Codec::Zstd)]);
+        let (t, sum) = with_version(&[entry(Codec::Float)], 1);
+        assert!(decode_trailer(&t, &sum, 100).is_err());
+        let (t, sum) = with_version(&[entry(Codec::Float)], 2);
+        assert_eq!(
+            decode_trailer(&t, &sum, 100).unwrap(),
+            [entry(Codec::Float)]
+        );
+        let (t, sum) = with_version(&[entry(Codec::Zstd)], 3);
+        let err = decode_trailer(&t, &sum, 100).unwrap_err().to_string();
+        assert!(err.contains("upgrade snap"), "{err}");
+    }
+
     /// The example pack of docs/format.md, byte for byte.
     #[test]
     fn documented_example_pack() {
