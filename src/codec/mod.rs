@@ -76,39 +76,27 @@ pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
 /// only if the float codec loses to that estimate is the chunk compressed
 /// plain as well.
 pub fn encode_tensor(data: &[u8], level: i32, layout: float::Layout) -> (Codec, Vec<u8>) {
-    let elem = layout.elem();
-    if data.len() < 4 * elem || data.len() % elem != 0 {
+    if data.len() < 4 * layout.elem() {
         return encode(data, level);
     }
-    let codec = Codec::Float;
-    let Some(grouped) = float::encode(data, layout) else {
+    // None for a partial last element: stored plain.
+    let Some(split) = float::encode(data, layout) else {
         return encode(data, level);
     };
     let sample = &data[..SAMPLE.min(data.len())];
     let plain_estimate =
         zstd_compress(sample, level).map_or(usize::MAX, |c| c.len() * (data.len() / sample.len()));
-    if grouped.len() > plain_estimate {
+    if split.len() > plain_estimate {
         let (plain_codec, plain) = encode(data, level);
-        if plain.len() < grouped.len() {
+        if plain.len() < split.len() {
             return (plain_codec, plain);
         }
     }
-    choose(codec, Some(grouped), data)
+    choose(Codec::Float, Some(split), data)
 }
 
-/// Byte `j` of element `i` goes to `out[j * n + i]` (`n` elements).
-pub fn group(data: &[u8], elem: usize) -> Vec<u8> {
-    let n = data.len() / elem;
-    let mut out = vec![0u8; data.len()];
-    for (i, e) in data.chunks_exact(elem).enumerate() {
-        for (j, b) in e.iter().enumerate() {
-            out[j * n + i] = *b;
-        }
-    }
-    out
-}
-
-/// The inverse of `group`.
+/// Undoes the byte grouping of the old `Group2Zstd`/`Group4Zstd` codecs:
+/// byte `j` of element `i` is at `data[j * n + i]` (`n` elements).
 pub fn ungroup(data: &[u8], elem: usize) -> Vec<u8> {
     let n = data.len() / elem;
     let mut out = vec![0u8; data.len()];
@@ -149,6 +137,18 @@ pub fn decode(codec: Codec, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Byte `j` of element `i` goes to `out[j * n + i]` (`n` elements).
+    fn group(data: &[u8], elem: usize) -> Vec<u8> {
+        let n = data.len() / elem;
+        let mut out = vec![0u8; data.len()];
+        for (i, e) in data.chunks_exact(elem).enumerate() {
+            for (j, b) in e.iter().enumerate() {
+                out[j * n + i] = *b;
+            }
+        }
+        out
+    }
 
     /// Seeded fp32 values around N(0, 0.02), like trained weights.
     fn weights(n: usize) -> Vec<u8> {
