@@ -146,34 +146,16 @@ IN_DIR=(bash -c 'cd "$1" && shift && exec "$@"' _)
 
 # --- data ----------------------------------------------------------------------
 
+# The workloads' writer; its fp32 sampler (`weights`) is
+# benches/common/weights.py, shared with benches/e2e.sh.
+export BENCH_COMMON="$here/benches/common"
 GEN="$WORK/gen.py"
 cat >"$GEN" <<'EOF'
 import json, math, os, random, sys
 
-SIGMA = 0.02
-
-def exponent_table():
-    """Maps a uniform byte to (sign << 7) | (exponent >> 1) for x ~ N(0, SIGMA)."""
-    def below(a):
-        return math.erf(a / (SIGMA * math.sqrt(2)))
-    probs = [below(2.0 ** (2 * e - 125)) - (below(2.0 ** (2 * e - 127)) if e else 0.0)
-             for e in range(64)]
-    slots = []
-    for i in range(128):
-        q, e, acc = (i + 0.5) / 128, 0, probs[0]
-        while acc < q and e < 63:
-            e += 1
-            acc += probs[e]
-        slots.append(e)
-    return bytes((u >> 7) << 7 | slots[u & 127] for u in range(256))
-
-TABLE = exponent_table()
-
-def weights(rng, n):
-    """n bytes of fp32 values ~N(0, SIGMA) (n a multiple of 4)."""
-    b = bytearray(rng.randbytes(n))
-    b[3::4] = b[3::4].translate(TABLE)
-    return b
+sys.dont_write_bytecode = True  # no __pycache__ in benches/common
+sys.path.insert(0, os.environ["BENCH_COMMON"])  # ahead of the caller's directory
+from weights import weights
 
 def nudge(rng, buf, start, end, nbytes):
     """A small update: resample the nbytes low bytes of every fp32 value."""

@@ -95,32 +95,18 @@ settle() {
 
 # --- data ----------------------------------------------------------------------
 
-# Seeded fp32 values shaped like trained weights (~N(0, 0.02)): sign and
-# mantissa bytes are noise, the byte holding the exponent follows the
-# distribution of a normal's binades. zstd -3 keeps ~0.93 of it, as it does
-# real checkpoints. Uses only the Python standard library.
+# gen PATH SIZE SEED [PATH SIZE SEED ...]: seeded fp32 values shaped like
+# trained weights (~N(0, 0.02); zstd -3 keeps ~0.93 of them, as of real
+# checkpoints), written 4 MiB at a time. The sampler is
+# benches/common/weights.py, shared with benches/compare.sh.
+export BENCH_COMMON="$here/benches/common"
 gen() {
     python3 - "$@" <<'EOF'
-import math, random, sys
+import os, random, sys
 
-SIGMA = 0.02
-
-def exponent_table():
-    """Maps a uniform byte to (sign << 7) | (exponent >> 1) for x ~ N(0, SIGMA)."""
-    def below(a):  # P(|x| < a)
-        return math.erf(a / (SIGMA * math.sqrt(2)))
-    probs = [below(2.0 ** (2 * e - 125)) - (below(2.0 ** (2 * e - 127)) if e else 0.0)
-             for e in range(64)]
-    slots = []
-    for i in range(128):
-        q, e, acc = (i + 0.5) / 128, 0, probs[0]
-        while acc < q and e < 63:
-            e += 1
-            acc += probs[e]
-        slots.append(e)
-    return bytes((u >> 7) << 7 | slots[u & 127] for u in range(256))
-
-TABLE = exponent_table()
+sys.dont_write_bytecode = True  # no __pycache__ in benches/common
+sys.path.insert(0, os.environ["BENCH_COMMON"])  # ahead of the caller's directory
+from weights import weights
 
 def write(path, size, seed):
     rng = random.Random(seed)
@@ -128,9 +114,7 @@ def write(path, size, seed):
         left = size
         while left > 0:
             n = min(4 << 20, left)
-            b = bytearray(rng.randbytes(n))
-            b[3::4] = b[3::4].translate(TABLE)  # little-endian: byte 3 = sign, exponent
-            f.write(b)
+            f.write(weights(rng, n))
             left -= n
 
 args = sys.argv[1:]
