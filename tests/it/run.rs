@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
@@ -24,12 +24,27 @@ fn script(ws: &Ws, name: &str, body: &str) -> String {
     p.to_str().expect("utf-8 temp path").to_string()
 }
 
-/// `snap run ARGS` with the snap binary on PATH for the child.
-fn snap_run(ws: &Ws, args: &[&str]) -> Output {
-    ws.cmd()
-        .env("PATH", path_with_snap())
-        .arg("run")
-        .args(args)
+/// The arguments of `snap run --session SESSION FLAGS -- COMMAND`.
+fn run_args<'a>(session: &'a str, flags: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--session", session];
+    args.extend(flags);
+    args.push("--");
+    args.extend(command);
+    args
+}
+
+/// `snap run --session SESSION FLAGS -- COMMAND` with the snap binary on
+/// PATH for the child, for a test to add environment or stdin to.
+fn run_cmd(ws: &Ws, session: &str, flags: &[&str], command: &[&str]) -> assert_cmd::Command {
+    let mut cmd = ws.cmd();
+    cmd.env("PATH", path_with_snap())
+        .args(run_args(session, flags, command));
+    cmd
+}
+
+/// The same, run to its end.
+fn snap_run(ws: &Ws, session: &str, flags: &[&str], command: &[&str]) -> Output {
+    run_cmd(ws, session, flags, command)
         .output()
         .expect("run snap run")
 }
@@ -44,12 +59,17 @@ fn assert_exit(o: &Output, code: i32) {
     );
 }
 
-/// `snap run ARGS` as a spawned process (for signals).
-fn spawn_run(ws: &Ws, args: &[&str]) -> Child {
-    snap_std(&ws.root)
-        .env("PATH", path_with_snap())
-        .arg("run")
-        .args(args)
+/// The same as a `std::process::Command` (for spawning and signals).
+fn run_std(ws: &Ws, session: &str, flags: &[&str], command: &[&str]) -> std::process::Command {
+    let mut cmd = snap_std(&ws.root);
+    cmd.env("PATH", path_with_snap())
+        .args(run_args(session, flags, command));
+    cmd
+}
+
+/// `snap run` as a spawned process (for signals), its output piped.
+fn spawn_run(ws: &Ws, session: &str, flags: &[&str], command: &[&str]) -> Child {
+    run_std(ws, session, flags, command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -85,6 +105,19 @@ fn final_of(snaps: &[Value]) -> &Value {
     finals[0]
 }
 
+/// The final snapshot of session `name` (see `final_of`).
+fn final_in(ws: &Ws, name: &str) -> Value {
+    final_of(&session(ws, name)).clone()
+}
+
+/// Asserts the labels in which a final snapshot records how the run ended.
+#[track_caller]
+fn assert_ended(fin: &Value, outcome: &str, exit_code: &str, interrupted: &str) {
+    assert_eq!(label(fin, "outcome"), Some(outcome), "outcome");
+    assert_eq!(label(fin, "exit_code"), Some(exit_code), "exit_code");
+    assert_eq!(label(fin, "interrupted"), Some(interrupted), "interrupted");
+}
+
 fn archives_of(snaps: &[Value]) -> Vec<&Value> {
     snaps
         .iter()
@@ -107,6 +140,12 @@ fn cat(ws: &Ws, spec: &str) -> Vec<u8> {
     let o = ws.run(&["cat", spec]);
     assert!(o.status.success(), "snap cat {spec}: {}", stderr(&o));
     o.stdout
+}
+
+/// The bytes of `rel` in snapshot `snap`.
+fn cat_in(ws: &Ws, snap: &Value, rel: &str) -> Vec<u8> {
+    let id = snap["id"].as_str().expect("snapshot id");
+    cat(ws, &format!("{id}:{rel}"))
 }
 
 /// The snapshot a tag names.
@@ -147,9 +186,8 @@ fn wait_ready(run: &mut Child, ready: &Path) {
     }
 }
 
-/// Sends `sig` to the runner (not to the child) once the child is ready.
-fn signal_when_ready(run: &mut Child, ready: &Path, sig: i32) {
-    wait_ready(run, ready);
+/// Sends `sig` to the runner (not to its child).
+fn send(run: &Child, sig: i32) {
     // SAFETY: kill(2) on a child process we spawned and have not reaped.
     assert_eq!(unsafe { libc::kill(run.id() as i32, sig) }, 0, "kill");
 }
@@ -181,7 +219,7 @@ fn snap_lines_become_epoch_snapshots_between_archive_and_final() {
     ws.write("data/train.bin", &train_bin);
     let py = script(&ws, "epochs.py", EPOCHS_PY);
 
-    let o = snap_run(&ws, &["--session", "s1", "--json", "--", "python3", &py]);
+    let o = snap_run(&ws, "s1", &["--json"], &["python3", &py]);
     assert_exit(&o, 0);
     let out = stdout(&o);
     assert!(out.contains("training done\n"), "{out}");
@@ -257,9 +295,7 @@ fn snap_lines_become_epoch_snapshots_between_archive_and_final() {
 
     // The final snapshot records the outcome and holds everything.
     let fin = final_of(&snaps);
-    assert_eq!(label(fin, "outcome"), Some("exited 0"));
-    assert_eq!(label(fin, "exit_code"), Some("0"));
-    assert_eq!(label(fin, "interrupted"), Some("false"));
+    assert_ended(fin, "exited 0", "0", "false");
     assert!(label(fin, "command").is_some_and(|c| c.contains("python3")));
     let dir = ws.restore_to(fin["id"].as_str().unwrap(), "final");
     assert_eq!(
@@ -292,23 +328,15 @@ done
 echo "session was $SNAP_SESSION"
 "#,
     );
-    let o = ws
-        .cmd()
-        .env("PATH", path_with_snap())
-        .env("CKPT_SRC", &src)
-        .args([
-            "run",
-            "--session",
-            "self",
-            "--no-archive",
-            "--best",
-            "val_loss",
-            "--",
-            "sh",
-            &sh,
-        ])
-        .output()
-        .unwrap();
+    let o = run_cmd(
+        &ws,
+        "self",
+        &["--no-archive", "--best", "val_loss"],
+        &["sh", &sh],
+    )
+    .env("CKPT_SRC", &src)
+    .output()
+    .unwrap();
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), "session was self\n");
 
@@ -354,17 +382,9 @@ fn best_tags_follow_min_and_max_metrics_per_session() {
     let run = |session: &str, best: &str, payloads: &str| {
         let o = snap_run(
             &ws,
-            &[
-                "--session",
-                session,
-                "--best",
-                best,
-                "--json",
-                "--",
-                "python3",
-                &py,
-                payloads,
-            ],
+            session,
+            &["--best", best, "--json"],
+            &["python3", &py, payloads],
         );
         assert_exit(&o, 0);
         let out = stdout(&o);
@@ -460,18 +480,9 @@ fn watched_checkpoints_and_metrics_lines_become_epochs() {
 
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "w",
-            "--watch",
-            "ckpt/*.pt",
-            "--metrics",
-            "metrics.jsonl",
-            "--",
-            "python3",
-            &py,
-            src.to_str().unwrap(),
-        ],
+        "w",
+        &["--watch", "ckpt/*.pt", "--metrics", "metrics.jsonl"],
+        &["python3", &py, src.to_str().unwrap()],
     );
     assert_exit(&o, 0);
 
@@ -524,16 +535,9 @@ fn output_passes_through_byte_for_byte_and_is_captured() {
     let capture = ws.path("logs/run.out");
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "out",
-            "--capture",
-            "logs/run.out",
-            "--",
-            "python3",
-            &py,
-            capture.to_str().unwrap(),
-        ],
+        "out",
+        &["--capture", "logs/run.out"],
+        &["python3", &py, capture.to_str().unwrap()],
     );
     assert_exit(&o, 0);
     let want_out: &[u8] = b"plain line\nprogress  10%\rprogress  55%\rprogress 100%\n\
@@ -559,13 +563,7 @@ fn output_passes_through_byte_for_byte_and_is_captured() {
     let e1 = epoch_of(&snaps, 1);
     assert_eq!(e1["metrics"], serde_json::json!({"loss": 0.5}));
     let fin = final_of(&snaps);
-    assert_eq!(
-        cat(
-            &ws,
-            &format!("{}:logs/run.out", fin["id"].as_str().unwrap())
-        ),
-        captured
-    );
+    assert_eq!(cat_in(&ws, fin, "logs/run.out"), captured);
 }
 
 #[test]
@@ -574,15 +572,9 @@ fn the_json_report_is_a_line_of_its_own() {
     ws.write("a.txt", b"a");
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "nl",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "printf 'epoch 1 done\\nprogress 100%%'",
-        ],
+        "nl",
+        &["--json"],
+        &["sh", "-c", "printf 'epoch 1 done\\nprogress 100%%'"],
     );
     assert_exit(&o, 0);
     let out = stdout(&o);
@@ -599,39 +591,22 @@ fn exit_code_and_death_by_signal_are_passed_on() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
 
-    let o = snap_run(
-        &ws,
-        &["--session", "fails", "--", "sh", "-c", "echo bye; exit 3"],
-    );
+    let o = snap_run(&ws, "fails", &[], &["sh", "-c", "echo bye; exit 3"]);
     assert_exit(&o, 3);
     assert_eq!(stdout(&o), "bye\n");
-    let snaps = session(&ws, "fails");
-    let fin = final_of(&snaps);
-    assert_eq!(label(fin, "outcome"), Some("failed with exit code 3"));
-    assert_eq!(label(fin, "exit_code"), Some("3"));
-    assert_eq!(label(fin, "interrupted"), Some("false"));
+    let fin = final_in(&ws, "fails");
+    assert_ended(&fin, "failed with exit code 3", "3", "false");
 
-    let o = snap_run(
-        &ws,
-        &["--session", "killed", "--", "sh", "-c", "kill -9 $$"],
-    );
+    let o = snap_run(&ws, "killed", &[], &["sh", "-c", "kill -9 $$"]);
     assert_exit(&o, 137);
-    let snaps = session(&ws, "killed");
-    let fin = final_of(&snaps);
-    assert_eq!(label(fin, "outcome"), Some("killed by signal 9"));
-    assert_eq!(label(fin, "exit_code"), Some("137"));
-    assert_eq!(label(fin, "interrupted"), Some("false"));
+    let fin = final_in(&ws, "killed");
+    assert_ended(&fin, "killed by signal 9", "137", "false");
 
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "py-killed",
-            "--",
-            "python3",
-            "-c",
-            "import os; os.kill(os.getpid(), 9)",
-        ],
+        "py-killed",
+        &[],
+        &["python3", "-c", "import os; os.kill(os.getpid(), 9)"],
     );
     assert_exit(&o, 137);
     ws.ok(&["check"]);
@@ -665,41 +640,40 @@ while time.time() < deadline and not os.path.exists(go):
 sys.exit(0 if os.path.exists(go) else 5)
 "#;
 
+/// `snap run --session SESSION -- python3 SIGNAL_PY READY MODE`, returned
+/// once the child is ready and the runner forwards signals.
+fn spawn_signal_child(ws: &Ws, session: &str, mode: &str) -> Child {
+    let py = script(ws, "sig_child.py", SIGNAL_PY);
+    let ready = ws.outside("ready");
+    let ready_arg = ready.to_str().expect("utf-8 temp path");
+    let mut run = spawn_run(ws, session, &[], &["python3", &py, ready_arg, mode]);
+    wait_ready(&mut run, &ready);
+    run
+}
+
+/// Lets a waiting SIGNAL_PY child exit 0.
+fn release_signal_child(ws: &Ws) {
+    fs::write(ws.outside("ready.go"), b"").unwrap();
+}
+
 #[test]
 fn sigint_is_forwarded_and_the_final_snapshot_has_what_the_child_saved() {
     let ws = Ws::new();
     ws.write("config.yaml", b"lr: 1\n");
-    let py = script(&ws, "sig_child.py", SIGNAL_PY);
-    let ready = ws.outside("ready");
-    let mut run = spawn_run(
-        &ws,
-        &[
-            "--session",
-            "int",
-            "--",
-            "python3",
-            &py,
-            ready.to_str().unwrap(),
-            "int",
-        ],
-    );
-    signal_when_ready(&mut run, &ready, libc::SIGINT);
+    let run = spawn_signal_child(&ws, "int", "int");
+    send(&run, libc::SIGINT);
     let o = run.wait_with_output().unwrap();
     assert_exit(&o, 130);
 
-    let snaps = session(&ws, "int");
-    let fin = final_of(&snaps);
-    assert_eq!(label(fin, "interrupted"), Some("true"));
-    assert_eq!(label(fin, "exit_code"), Some("130"));
-    assert_eq!(
-        label(fin, "outcome"),
-        Some("interrupted, failed with exit code 130")
+    let fin = final_in(&ws, "int");
+    assert_ended(
+        &fin,
+        "interrupted, failed with exit code 130",
+        "130",
+        "true",
     );
     assert_eq!(
-        cat(
-            &ws,
-            &format!("{}:saved/interrupted.txt", fin["id"].as_str().unwrap())
-        ),
+        cat_in(&ws, &fin, "saved/interrupted.txt"),
         b"saved on SIGINT\n"
     );
 }
@@ -708,39 +682,20 @@ fn sigint_is_forwarded_and_the_final_snapshot_has_what_the_child_saved() {
 fn sigterm_is_forwarded_to_a_child_that_carries_on() {
     let ws = Ws::new();
     ws.write("config.yaml", b"lr: 1\n");
-    let py = script(&ws, "sig_child.py", SIGNAL_PY);
-    let ready = ws.outside("ready");
-    let mut run = spawn_run(
-        &ws,
-        &[
-            "--session",
-            "term",
-            "--",
-            "python3",
-            &py,
-            ready.to_str().unwrap(),
-            "term-carry-on",
-        ],
-    );
-    signal_when_ready(&mut run, &ready, libc::SIGTERM);
+    let mut run = spawn_signal_child(&ws, "term", "term-carry-on");
+    send(&run, libc::SIGTERM);
     wait_for("the child to get SIGTERM", Duration::from_secs(30), || {
         ws.path("saved/term.txt").exists()
     });
     // The child is still running, so the runner must be too.
     assert!(run.try_wait().unwrap().is_none(), "snap run ended early");
-    fs::write(ws.outside("ready.go"), b"").unwrap();
+    release_signal_child(&ws);
     let o = run.wait_with_output().unwrap();
     assert_exit(&o, 0);
-    let snaps = session(&ws, "term");
-    let fin = final_of(&snaps);
-    assert_eq!(label(fin, "interrupted"), Some("true"));
-    assert_eq!(label(fin, "outcome"), Some("interrupted, exited 0"));
-    assert_eq!(label(fin, "exit_code"), Some("0"));
+    let fin = final_in(&ws, "term");
+    assert_ended(&fin, "interrupted, exited 0", "0", "true");
     assert_eq!(
-        cat(
-            &ws,
-            &format!("{}:saved/term.txt", fin["id"].as_str().unwrap())
-        ),
+        cat_in(&ws, &fin, "saved/term.txt"),
         b"got SIGTERM, carrying on\n"
     );
 }
@@ -749,28 +704,14 @@ fn sigterm_is_forwarded_to_a_child_that_carries_on() {
 fn sigterm_kills_a_child_without_a_handler() {
     let ws = Ws::new();
     ws.write("config.yaml", b"lr: 1\n");
-    let py = script(&ws, "sig_child.py", SIGNAL_PY);
-    let ready = ws.outside("ready");
-    let mut run = spawn_run(
-        &ws,
-        &[
-            "--session",
-            "term-default",
-            "--",
-            "python3",
-            &py,
-            ready.to_str().unwrap(),
-            "default",
-        ],
-    );
-    signal_when_ready(&mut run, &ready, libc::SIGTERM);
+    let run = spawn_signal_child(&ws, "term-default", "default");
+    send(&run, libc::SIGTERM);
     let o = run.wait_with_output().unwrap();
     assert_exit(&o, 143);
-    let snaps = session(&ws, "term-default");
-    let fin = final_of(&snaps);
-    assert_eq!(label(fin, "interrupted"), Some("true"));
+    let fin = final_in(&ws, "term-default");
+    assert_eq!(label(&fin, "interrupted"), Some("true"));
     assert_eq!(
-        label(fin, "outcome"),
+        label(&fin, "outcome"),
         Some("interrupted, killed by signal 15")
     );
 }
@@ -779,39 +720,22 @@ fn sigterm_kills_a_child_without_a_handler() {
 fn a_session_cannot_run_twice_at_once() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
-    let py = script(&ws, "sig_child.py", SIGNAL_PY);
-    let ready = ws.outside("ready");
-    let mut first = spawn_run(
-        &ws,
-        &[
-            "--session",
-            "dup",
-            "--",
-            "python3",
-            &py,
-            ready.to_str().unwrap(),
-            "default",
-        ],
-    );
-    wait_ready(&mut first, &ready);
+    let first = spawn_signal_child(&ws, "dup", "default");
     let before = ws.log().len();
-    let o = snap_run(&ws, &["--session", "dup", "--", "sh", "-c", "touch ran"]);
+    let o = snap_run(&ws, "dup", &[], &["sh", "-c", "touch ran"]);
     assert!(!o.status.success(), "a second run of session dup started");
     assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
     assert!(!ws.path("ran").exists());
     assert_eq!(ws.log().len(), before, "the refused run committed");
     // Another session may run meanwhile; its retention spares the running one.
-    let o = snap_run(&ws, &["--session", "other", "--", "true"]);
+    let o = snap_run(&ws, "other", &[], &["true"]);
     assert_exit(&o, 0);
     assert!(!session(&ws, "dup").is_empty());
 
-    fs::write(ws.outside("ready.go"), b"").unwrap();
+    release_signal_child(&ws);
     let o = first.wait_with_output().unwrap();
     assert_exit(&o, 0);
-    assert_eq!(
-        label(final_of(&session(&ws, "dup")), "outcome"),
-        Some("exited 0")
-    );
+    assert_eq!(label(&final_in(&ws, "dup"), "outcome"), Some("exited 0"));
 }
 
 /// A workspace with `out/` holding files to be cleaned.
@@ -827,21 +751,22 @@ fn workspace_with_output_dir(keep_all: bool) -> (Ws, Vec<u8>) {
     (ws, old)
 }
 
+/// A shell command that leaves a marker beside the workspace, and the
+/// marker's path: whether it exists tells if the command ran.
+fn touch_marker(ws: &Ws) -> (PathBuf, String) {
+    let marker = ws.outside("command-ran");
+    let touch = format!("touch {}", marker.display());
+    (marker, touch)
+}
+
 #[test]
 fn clean_empties_the_directory_after_the_archive_holds_it() {
     let (ws, old) = workspace_with_output_dir(true);
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "c",
-            "--clean",
-            "out",
-            "--",
-            "sh",
-            "-c",
-            "ls -A out > listing.txt",
-        ],
+        "c",
+        &["--clean", "out"],
+        &["sh", "-c", "ls -A out > listing.txt"],
     );
     assert_exit(&o, 0);
     // The command saw it empty, and it stays there, empty.
@@ -853,9 +778,8 @@ fn clean_empties_the_directory_after_the_archive_holds_it() {
     let snaps = session(&ws, "c");
     let archive = archives_of(&snaps);
     assert_eq!(archive.len(), 1);
-    let id = archive[0]["id"].as_str().unwrap();
-    assert_eq!(cat(&ws, &format!("{id}:out/old_model.bin")), old);
-    assert_eq!(cat(&ws, &format!("{id}:out/sub/old.log")), b"old log\n");
+    assert_eq!(cat_in(&ws, archive[0], "out/old_model.bin"), old);
+    assert_eq!(cat_in(&ws, archive[0], "out/sub/old.log"), b"old log\n");
     let fin = final_of(&snaps)["id"].as_str().unwrap().to_string();
     assert!(!ws.show_files(&fin).contains_key("out/old_model.bin"));
 }
@@ -863,7 +787,7 @@ fn clean_empties_the_directory_after_the_archive_holds_it() {
 #[test]
 fn clean_does_not_lose_data_under_the_default_retention() {
     let (ws, old) = workspace_with_output_dir(false);
-    let o = snap_run(&ws, &["--session", "c", "--clean", "out", "--", "true"]);
+    let o = snap_run(&ws, "c", &["--clean", "out"], &["true"]);
     assert_exit(&o, 0);
     assert_eq!(count_entries(&ws.path("out")), 0);
     // docs/training.md: "--clean ... happens only after the archive snapshot
@@ -895,8 +819,7 @@ fn clean_outside_the_workspace_or_of_the_repository_is_refused() {
     let (ws, _) = workspace_with_output_dir(true);
     let elsewhere = ws.outside("elsewhere");
     write_file(&elsewhere.join("precious.txt"), b"precious");
-    let marker = ws.outside("command-ran");
-    let touch = format!("touch {}", marker.display());
+    let (marker, touch) = touch_marker(&ws);
     std::os::unix::fs::symlink("../elsewhere", ws.path("linked")).unwrap();
     for dir in [
         elsewhere.to_str().unwrap(),
@@ -905,10 +828,7 @@ fn clean_outside_the_workspace_or_of_the_repository_is_refused() {
         ".snap",
         "linked",
     ] {
-        let o = snap_run(
-            &ws,
-            &["--session", "bad", "--clean", dir, "--", "sh", "-c", &touch],
-        );
+        let o = snap_run(&ws, "bad", &["--clean", dir], &["sh", "-c", &touch]);
         assert_eq!(o.status.code(), Some(1), "--clean {dir}: {}", stderr(&o));
         assert!(stderr(&o).contains("--clean"), "{}", stderr(&o));
         assert!(!marker.exists(), "--clean {dir}: the command ran");
@@ -930,10 +850,7 @@ fn clean_through_a_symlink_does_not_empty_a_directory_outside() {
     let elsewhere = ws.outside("elsewhere");
     write_file(&elsewhere.join("precious.txt"), b"precious");
     std::os::unix::fs::symlink("../elsewhere", ws.path("linked")).unwrap();
-    let o = snap_run(
-        &ws,
-        &["--session", "link", "--clean", "linked", "--", "true"],
-    );
+    let o = snap_run(&ws, "link", &["--clean", "linked"], &["true"]);
     // Nothing but the link itself would be in any snapshot: the files
     // would be gone for good.
     assert_eq!(
@@ -950,16 +867,9 @@ fn a_refused_clean_empties_nothing() {
     let (ws, _) = workspace_with_output_dir(true);
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "bad",
-            "--clean",
-            "out",
-            "--clean",
-            "../elsewhere",
-            "--",
-            "true",
-        ],
+        "bad",
+        &["--clean", "out", "--clean", "../elsewhere"],
+        &["true"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
@@ -974,14 +884,14 @@ fn no_archive_means_no_archive_snapshot() {
     let ws = Ws::new();
     ws.write("snap.toml", KEEP_ALL);
     ws.write("a.txt", b"a");
-    let o = snap_run(&ws, &["--session", "na", "--no-archive", "--", "true"]);
+    let o = snap_run(&ws, "na", &["--no-archive"], &["true"]);
     assert_exit(&o, 0);
     let snaps = session(&ws, "na");
     assert_eq!(snaps.len(), 1, "{snaps:#?}");
     assert!(archives_of(&snaps).is_empty());
     assert_eq!(label(final_of(&snaps), "outcome"), Some("exited 0"));
     // The same run without the flag has one.
-    let o = snap_run(&ws, &["--session", "with", "--", "true"]);
+    let o = snap_run(&ws, "with", &[], &["true"]);
     assert_exit(&o, 0);
     assert_eq!(archives_of(&session(&ws, "with")).len(), 1);
 }
@@ -990,23 +900,19 @@ fn no_archive_means_no_archive_snapshot() {
 fn an_unknown_command_is_a_clear_error() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
-    let o = snap_run(
-        &ws,
-        &[
-            "--session",
-            "nope",
-            "--",
-            "no-such-command-snap-it",
-            "--flag",
-        ],
-    );
+    let o = snap_run(&ws, "nope", &[], &["no-such-command-snap-it", "--flag"]);
     assert!(!o.status.success());
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("no-such-command-snap-it"), "{err}");
     assert!(err.contains("cannot start"), "{err}");
     // No command at all is a usage error.
-    let o = snap_run(&ws, &["--session", "nope"]);
+    let o = ws
+        .cmd()
+        .env("PATH", path_with_snap())
+        .args(["run", "--session", "nope"])
+        .output()
+        .expect("run snap run");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     ws.ok(&["check"]);
 }
@@ -1020,7 +926,7 @@ fn probing_running_sessions_does_not_refuse_a_starting_run() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
     let locks = ws.repo().join("locks");
-    let o = snap_run(&ws, &["--session", "p", "--", "sh", "-c", "kill -9 $PPID"]);
+    let o = snap_run(&ws, "p", &[], &["sh", "-c", "kill -9 $PPID"]);
     assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{}", stderr(&o));
     let stale: Vec<_> = fs::read_dir(&locks)
         .unwrap()
@@ -1045,7 +951,7 @@ fn probing_running_sessions_does_not_refuse_a_starting_run() {
     let mut refused = Vec::new();
     for _ in 0..40 {
         fs::write(&stale_path, &stale_bytes).unwrap();
-        let o = snap_run(&ws, &["--session", "p", "--no-archive", "--", "true"]);
+        let o = snap_run(&ws, "p", &["--no-archive"], &["true"]);
         if !o.status.success() {
             refused.push(stderr(&o));
         }
@@ -1090,16 +996,9 @@ fn clean_deletes_only_what_the_archive_holds_and_says_what_it_kept() {
 
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "c",
-            "--clean",
-            "out",
-            "--",
-            "sh",
-            "-c",
-            "find out | sort > listing.txt",
-        ],
+        "c",
+        &["--clean", "out"],
+        &["sh", "-c", "find out | sort > listing.txt"],
     );
     assert_exit(&o, 0);
     let err = stderr(&o);
@@ -1129,11 +1028,14 @@ fn clean_deletes_only_what_the_archive_holds_and_says_what_it_kept() {
 
     // What was deleted is in the archive snapshot.
     let snaps = session(&ws, "c");
-    let id = archives_of(&snaps)[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(cat(&ws, &format!("{id}:out/model.pt")), model);
-    assert_eq!(cat(&ws, &format!("{id}:out/sub/old.log")), b"old log\n");
-    assert_eq!(cat(&ws, &format!("{id}:out/nested/ok.txt")), b"archived\n");
-    assert_eq!(ws.show_files(&id)["out/link"]["target"], "model.pt");
+    let archive = archives_of(&snaps)[0];
+    assert_eq!(cat_in(&ws, archive, "out/model.pt"), model);
+    assert_eq!(cat_in(&ws, archive, "out/sub/old.log"), b"old log\n");
+    assert_eq!(cat_in(&ws, archive, "out/nested/ok.txt"), b"archived\n");
+    assert_eq!(
+        ws.show_files(&id_of(archive))["out/link"]["target"],
+        "model.pt"
+    );
 }
 
 #[test]
@@ -1143,7 +1045,7 @@ fn clean_keeps_files_outside_track() {
     ws.write("config/a.yaml", b"a: 1\n");
     ws.write("out/models/m.pt", b"model");
     ws.write("out/scratch.npy", b"scratch");
-    let o = snap_run(&ws, &["--session", "t", "--clean", "out", "--", "true"]);
+    let o = snap_run(&ws, "t", &["--clean", "out"], &["true"]);
     assert_exit(&o, 0);
     let err = stderr(&o);
     let line =
@@ -1151,28 +1053,21 @@ fn clean_keeps_files_outside_track() {
     assert!(err.contains(line), "{err}");
     assert_eq!(paths_under(&ws, "out"), ["out/scratch.npy"]);
     let snaps = session(&ws, "t");
-    let id = archives_of(&snaps)[0]["id"].as_str().unwrap();
-    assert_eq!(cat(&ws, &format!("{id}:out/models/m.pt")), b"model");
+    assert_eq!(
+        cat_in(&ws, archives_of(&snaps)[0], "out/models/m.pt"),
+        b"model"
+    );
 }
 
 #[test]
 fn clean_with_no_archive_is_refused_before_anything_happens() {
     let (ws, old) = workspace_with_output_dir(true);
-    let marker = ws.outside("command-ran");
-    let touch = format!("touch {}", marker.display());
+    let (marker, touch) = touch_marker(&ws);
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "na",
-            "--no-archive",
-            "--clean",
-            "out",
-            "--",
-            "sh",
-            "-c",
-            &touch,
-        ],
+        "na",
+        &["--no-archive", "--clean", "out"],
+        &["sh", "-c", &touch],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
@@ -1189,22 +1084,12 @@ fn clean_with_no_archive_is_refused_before_anything_happens() {
 #[test]
 fn clean_of_a_missing_directory_is_refused_with_a_clear_message() {
     let (ws, _) = workspace_with_output_dir(true);
-    let marker = ws.outside("command-ran");
-    let touch = format!("touch {}", marker.display());
+    let (marker, touch) = touch_marker(&ws);
     let o = snap_run(
         &ws,
-        &[
-            "--session",
-            "m",
-            "--clean",
-            "out",
-            "--clean",
-            "no-such-dir",
-            "--",
-            "sh",
-            "-c",
-            &touch,
-        ],
+        "m",
+        &["--clean", "out", "--clean", "no-such-dir"],
+        &["sh", "-c", &touch],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
@@ -1232,8 +1117,7 @@ fn has_open(pid: u32, path: &Path) -> bool {
 fn a_signal_during_the_archive_does_not_kill_the_runner() {
     for (sig, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
         let (ws, old) = workspace_with_output_dir(true);
-        let marker = ws.outside("command-ran");
-        let touch = format!("touch {}", marker.display());
+        let (marker, touch) = touch_marker(&ws);
         // Holding the writer lock keeps the runner in its archive commit.
         let writer = snapstore::store::lock::WriterLock::acquire(
             &ws.repo().join("locks"),
@@ -1241,27 +1125,14 @@ fn a_signal_during_the_archive_does_not_kill_the_runner() {
             Duration::from_secs(5),
         )
         .unwrap();
-        let run = spawn_run(
-            &ws,
-            &[
-                "--session",
-                name,
-                "--clean",
-                "out",
-                "--",
-                "sh",
-                "-c",
-                &touch,
-            ],
-        );
+        let run = spawn_run(&ws, name, &["--clean", "out"], &["sh", "-c", &touch]);
         // The archive commit is waiting for the writer lock: past the
         // session lock, before anything was committed.
         let writer_path = ws.repo().join("locks/writer");
         wait_for("the archive commit", Duration::from_secs(30), || {
             has_open(run.id(), &writer_path)
         });
-        // SAFETY: kill(2) on a child process we spawned and have not reaped.
-        assert_eq!(unsafe { libc::kill(run.id() as i32, sig) }, 0);
+        send(&run, sig);
         // Time for the runner to take note of the signal (no way to observe it).
         std::thread::sleep(Duration::from_millis(500));
         drop(writer);
@@ -1273,13 +1144,13 @@ fn a_signal_during_the_archive_does_not_kill_the_runner() {
         assert_eq!(fs::read(ws.path("out/old_model.bin")).unwrap(), old);
         let snaps = session(&ws, name);
         assert_eq!(archives_of(&snaps).len(), 1, "{snaps:#?}");
-        let fin = final_of(&snaps);
-        assert_eq!(label(fin, "interrupted"), Some("true"));
-        assert_eq!(
-            label(fin, "outcome"),
-            Some("interrupted before the command started")
+        let code = (128 + sig).to_string();
+        assert_ended(
+            final_of(&snaps),
+            "interrupted before the command started",
+            &code,
+            "true",
         );
-        assert_eq!(label(fin, "exit_code"), Some(&*(128 + sig).to_string()));
     }
 }
 
@@ -1288,12 +1159,9 @@ fn a_command_reading_a_terminal_stdin_gets_end_of_file_instead_of_hanging() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
     let pty = Pty::open();
-    let mut cmd = snap_std(&ws.root);
-    cmd.env("PATH", path_with_snap())
-        .args(["run", "--session", "tty", "--", "sh", "-c"])
-        .arg("if read line; then echo \"read: $line\"; else echo 'stdin: end of file'; fi")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let read = "if read line; then echo \"read: $line\"; else echo 'stdin: end of file'; fi";
+    let mut cmd = run_std(&ws, "tty", &[], &["sh", "-c", read]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     pty.attach_stdin(&mut cmd);
     let mut run = cmd.spawn().expect("spawn snap run on a terminal");
     let Some(status) = wait_timeout(&mut run, Duration::from_secs(60)) else {
@@ -1323,21 +1191,15 @@ fn read_all(r: Option<impl std::io::Read>) -> Vec<u8> {
 fn a_piped_stdin_reaches_the_command() {
     let ws = Ws::new();
     ws.write("a.txt", b"a");
-    let o = ws
-        .cmd()
-        .env("PATH", path_with_snap())
-        .args([
-            "run",
-            "--session",
-            "pipe",
-            "--",
-            "sh",
-            "-c",
-            "read line; echo \"read: $line\"",
-        ])
-        .write_stdin("hello\n")
-        .output()
-        .unwrap();
+    let o = run_cmd(
+        &ws,
+        "pipe",
+        &[],
+        &["sh", "-c", "read line; echo \"read: $line\""],
+    )
+    .write_stdin("hello\n")
+    .output()
+    .unwrap();
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), "read: hello\n");
 }
