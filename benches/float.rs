@@ -141,7 +141,7 @@ fn float(c: &mut Criterion) {
         .iter()
         .map(|p| {
             let mut out = Vec::new();
-            rans::encode(p, &rans::histogram(p), &mut out);
+            rans::encode(p, &rans::Model::of(&rans::histogram(p)), &mut out);
             out
         })
         .collect();
@@ -180,7 +180,11 @@ fn float(c: &mut Criterion) {
                 .iter()
                 .map(|p| {
                     let mut out = Vec::new();
-                    rans::encode(black_box(p), &rans::histogram(p), &mut out);
+                    rans::encode(
+                        black_box(p),
+                        &rans::Model::of(&rans::histogram(p)),
+                        &mut out,
+                    );
                     out.len()
                 })
                 .sum::<usize>()

@@ -70,6 +70,7 @@ fn locate(c: &mut Criterion) {
                         offset: 8 + (i as u64) * 1_000_000,
                         stored_len: 1_000_000,
                         raw_len: 1_048_576,
+                        base: None,
                     })
                     .collect();
                 tx.insert_pack(&FinishedPack {

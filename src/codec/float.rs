@@ -153,10 +153,11 @@ pub fn encode(data: &[u8], layout: Layout) -> Option<Vec<u8>> {
     }
     let (exp, rest) = split(data, layout);
     let counts = rans::histogram(&exp);
-    let estimate = rans::estimate(&counts);
+    let model = rans::Model::of(&counts);
+    let estimate = rans::estimate(&counts, &model);
     let mut exp_mode = RANS;
     let mut exp_stream = Vec::with_capacity(estimate + 64);
-    rans::encode(&exp, &counts, &mut exp_stream);
+    rans::encode(&exp, &model, &mut exp_stream);
     if estimate * 8 < exp.len() * TRY_ZSTD_BELOW_BITS {
         if let Some(z) = super::zstd_compress(&exp, REST_LEVEL) {
             if z.len() < exp_stream.len() {

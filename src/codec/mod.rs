@@ -1,7 +1,8 @@
 //! Per-chunk codecs: each chunk is one zstd frame, or its raw bytes when
 //! compression does not pay, or, for float tensor data, the float codec
 //! (`float`: exponent plane rANS-coded, sign and mantissa planes zstd or
-//! raw). The codec is recorded per blob in the pack trailer, so codecs can be
+//! raw), or the float codec applied to its XOR with the same tensor chunk
+//! of the previous checkpoint (`encode_delta`). The codec is recorded per blob in the pack trailer, so codecs can be
 //! added without touching old packs. Decoding checks the length; callers
 //! verify the BLAKE3 id.
 //!
@@ -95,6 +96,67 @@ pub fn encode_tensor(data: &[u8], level: i32, layout: float::Layout) -> (Codec, 
     choose(Codec::Float, Some(split), data)
 }
 
+/// Bytes compared from each end of a chunk before a delta is tried.
+const DELTA_PROBE: usize = 32 << 10;
+
+/// `a ^ b`, byte by byte (equal lengths).
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+/// Encodes a float tensor chunk as its XOR with `base`, the same tensor's
+/// bytes at the same place in an earlier checkpoint, coded by the float
+/// codec (`Codec::FloatDelta`). Returns `None` when that does not pay: the
+/// lengths differ, or a probe (the first and the last 32 KiB) codes smaller
+/// alone than as a delta, or the delta does not save 1/64 over raw. Between
+/// consecutive checkpoints most weights keep their sign, exponent and high
+/// mantissa bits, so those planes of the XOR are zeros.
+pub fn encode_delta(data: &[u8], base: &[u8], layout: float::Layout) -> Option<Vec<u8>> {
+    if data.len() != base.len() || data.len() % layout.elem() != 0 || data.is_empty() {
+        return None;
+    }
+    let probe = DELTA_PROBE.min(data.len() / 2) / layout.elem() * layout.elem();
+    if probe > 0 {
+        let ends = [0..probe, data.len() - probe..data.len()];
+        let cost = |f: &dyn Fn(std::ops::Range<usize>) -> Vec<u8>| -> usize {
+            ends.iter()
+                .map(|r| float::encode(&f(r.clone()), layout).map_or(usize::MAX / 4, |e| e.len()))
+                .sum()
+        };
+        let alone = cost(&|r| data[r].to_vec());
+        let delta = cost(&|r| xor(&data[r.clone()], &base[r]));
+        if delta >= alone {
+            return None;
+        }
+    }
+    let delta = float::encode(&xor(data, base), layout)?;
+    (delta.len() + data.len() / MIN_SAVING_DIVISOR < data.len()).then_some(delta)
+}
+
+/// Decodes a `Codec::FloatDelta` blob against its base's bytes.
+pub fn decode_delta(stored: &[u8], raw_len: usize, base: &[u8]) -> Result<Vec<u8>> {
+    if base.len() != raw_len {
+        return Err(Error::corrupt(
+            "chunk data",
+            format!(
+                "float delta of {raw_len} bytes against a base of {} bytes",
+                base.len()
+            ),
+        ));
+    }
+    let mut out = float::decode(stored, raw_len)?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(
+            "chunk data",
+            format!("decoded {} bytes, expected {raw_len}", out.len()),
+        ));
+    }
+    for (o, b) in out.iter_mut().zip(base) {
+        *o ^= b;
+    }
+    Ok(out)
+}
+
 /// Undoes the byte grouping of the old `Group2Zstd`/`Group4Zstd` codecs:
 /// byte `j` of element `i` is at `data[j * n + i]` (`n` elements).
 pub fn ungroup(data: &[u8], elem: usize) -> Vec<u8> {
@@ -108,7 +170,8 @@ pub fn ungroup(data: &[u8], elem: usize) -> Vec<u8> {
     out
 }
 
-/// Decodes one stored blob to exactly `raw_len` bytes.
+/// Decodes one stored blob to exactly `raw_len` bytes (a `FloatDelta` blob
+/// goes through `decode_delta`).
 pub fn decode(codec: Codec, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     let out = match codec {
         Codec::Raw => stored.to_vec(),
@@ -124,6 +187,12 @@ pub fn decode(codec: Codec, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             ungroup(&zstd_decompress(stored, raw_len)?, elem)
         }
         Codec::Float => float::decode(stored, raw_len)?,
+        Codec::FloatDelta => {
+            return Err(Error::corrupt(
+                "chunk data",
+                "a float delta can only be decoded with its base",
+            ))
+        }
     };
     if out.len() != raw_len {
         return Err(Error::corrupt(

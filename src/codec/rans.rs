@@ -58,6 +58,21 @@ pub fn histogram(symbols: &[u8]) -> [u32; 256] {
     out
 }
 
+/// A plane's symbol probabilities, quantised once for both `estimate` and
+/// `encode`.
+pub struct Model {
+    freq: [u32; 256],
+}
+
+impl Model {
+    /// The model of a plane with these counts (`histogram`).
+    pub fn of(counts: &[u32; 256]) -> Model {
+        Model {
+            freq: quantize(counts),
+        }
+    }
+}
+
 /// Probabilities quantised to sum to `M`, every present symbol at least 1.
 fn quantize(counts: &[u32; 256]) -> [u32; 256] {
     let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
@@ -93,22 +108,22 @@ fn quantize(counts: &[u32; 256]) -> [u32; 256] {
     freq
 }
 
-/// Estimated size in bytes of `encode` for a plane with these counts.
-pub fn estimate(counts: &[u32; 256]) -> usize {
-    let freq = quantize(counts);
+/// Estimated size in bytes of `encode` for a plane with these counts and
+/// their model.
+pub fn estimate(counts: &[u32; 256], model: &Model) -> usize {
     let bits: f64 = counts
         .iter()
-        .zip(&freq)
+        .zip(&model.freq)
         .filter(|(&c, _)| c > 0)
         .map(|(&c, &f)| f64::from(c) * (f64::from(PROB_BITS) - f64::from(f).log2()))
         .sum();
     (bits / 8.0) as usize + 2 + 2 * 256 + 4 * LANES
 }
 
-/// Appends the rANS stream of `symbols` to `out`. `counts` must be
-/// `histogram(symbols)`.
-pub fn encode(symbols: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) {
-    let freq = quantize(counts);
+/// Appends the rANS stream of `symbols` to `out`. `model` must be
+/// `Model::of(&histogram(symbols))`.
+pub fn encode(symbols: &[u8], model: &Model, out: &mut Vec<u8>) {
+    let freq = &model.freq;
     let first = freq.iter().position(|&f| f > 0).unwrap_or(0);
     let last = freq.iter().rposition(|&f| f > 0).unwrap_or(0);
     // Per symbol: frequency, start, the largest state that stays below 2^32
@@ -267,9 +282,8 @@ mod tests {
     use super::*;
 
     fn round_trip(symbols: &[u8]) -> usize {
-        let counts = histogram(symbols);
         let mut out = Vec::new();
-        encode(symbols, &counts, &mut out);
+        encode(symbols, &Model::of(&histogram(symbols)), &mut out);
         assert_eq!(decode(&out, symbols.len()).unwrap(), symbols);
         out.len()
     }
@@ -299,7 +313,7 @@ mod tests {
             (size as f64) < entropy * 1.01 + 64.0,
             "{size} bytes vs entropy {entropy}"
         );
-        let est = estimate(&counts) as f64;
+        let est = estimate(&counts, &Model::of(&counts)) as f64;
         assert!((est - size as f64).abs() < 0.01 * size as f64 + 600.0);
     }
 
@@ -316,9 +330,8 @@ mod tests {
     #[test]
     fn damage_is_reported() {
         let plane: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 13) as u8).collect();
-        let counts = histogram(&plane);
         let mut out = Vec::new();
-        encode(&plane, &counts, &mut out);
+        encode(&plane, &Model::of(&histogram(&plane)), &mut out);
         assert!(decode(&out[..out.len() - 2], plane.len()).is_err());
         assert!(decode(&out, plane.len() + 1).is_err());
         for i in 0..out.len() {

@@ -20,10 +20,11 @@ pub const HEADER_MAGIC: &[u8; 4] = b"SNPK";
 pub const TRAILER_MAGIC: &[u8; 4] = b"SNPX";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SNPKEND1";
 pub const VERSION: u16 = 1;
-/// Trailer version: 2 added `Codec::Float`. Version-1 trailers (written
-/// before it) are still read; an older snap rejects a version-2 trailer with
-/// "upgrade snap" instead of failing on a codec it does not know.
-pub const TRAILER_VERSION: u16 = 2;
+/// Trailer version: 2 added `Codec::Float`, 3 added `Codec::FloatDelta` and
+/// the entry's `base`. Older trailers (no `base` field) are still read; an
+/// older snap rejects a newer trailer with "upgrade snap" instead of failing
+/// on a codec it does not know.
+pub const TRAILER_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 8;
 pub const FOOTER_LEN: usize = 48;
 
@@ -61,6 +62,11 @@ pub enum Codec {
     /// Float tensor data split into an rANS-coded exponent plane and zstd
     /// (or raw) sign and mantissa planes; layout in `codec::float`.
     Float = 4,
+    /// Float tensor data stored as its XOR with an earlier chunk of the same
+    /// tensor (the entry's `base`, itself never a delta), the XOR coded by
+    /// the float codec. Consecutive checkpoints share most sign, exponent
+    /// and high mantissa bits, so the XOR is mostly zero bytes.
+    FloatDelta = 5,
 }
 
 impl Codec {
@@ -71,6 +77,7 @@ impl Codec {
             2 => Some(Codec::Group2Zstd),
             3 => Some(Codec::Group4Zstd),
             4 => Some(Codec::Float),
+            5 => Some(Codec::FloatDelta),
             _ => None,
         }
     }
@@ -82,6 +89,7 @@ impl Codec {
             Codec::Group2Zstd => "group2+zstd",
             Codec::Group4Zstd => "group4+zstd",
             Codec::Float => "float",
+            Codec::FloatDelta => "float-delta",
         }
     }
 }
@@ -95,6 +103,21 @@ pub struct PackEntry {
     pub offset: u64,
     pub stored_len: u32,
     pub raw_len: u32,
+    /// The chunk a `FloatDelta` blob is decoded against; `None` for every
+    /// other codec. Kept in the trailer so that the index (and pruning,
+    /// which must keep every base a kept chunk needs) can be rebuilt from
+    /// packs alone.
+    pub base: Option<ChunkId>,
+}
+
+/// A trailer entry of versions 1 and 2, before `base`.
+#[derive(Deserialize)]
+struct PackEntryV2 {
+    id: ChunkId,
+    codec: Codec,
+    offset: u64,
+    stored_len: u32,
+    raw_len: u32,
 }
 
 pub fn encode_header(kind: PackKind) -> [u8; HEADER_LEN] {
@@ -162,9 +185,48 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
     if version == 0 || version > TRAILER_VERSION {
         return Err(unsupported_version(WHAT, version, TRAILER_VERSION));
     }
-    let mut entries: Vec<PackEntry> = decode_body(WHAT, body)?;
-    if version < 2 && entries.iter().any(|e| e.codec == Codec::Float) {
-        return Err(Error::corrupt(WHAT, "float codec in a version-1 trailer"));
+    let mut entries: Vec<PackEntry> = if version < 3 {
+        let old: Vec<PackEntryV2> = decode_body(WHAT, body)?;
+        old.into_iter()
+            .map(|e| PackEntry {
+                id: e.id,
+                codec: e.codec,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+                base: None,
+            })
+            .collect()
+    } else {
+        decode_body(WHAT, body)?
+    };
+    for e in &entries {
+        let introduced = match e.codec {
+            Codec::Float => 2,
+            Codec::FloatDelta => 3,
+            _ => 1,
+        };
+        if version < introduced {
+            return Err(Error::corrupt(
+                WHAT,
+                format!("codec {} in a version-{version} trailer", e.codec.name()),
+            ));
+        }
+        if (e.codec == Codec::FloatDelta) != e.base.is_some() {
+            return Err(Error::corrupt(
+                WHAT,
+                format!(
+                    "entry {}: a base goes with the float-delta codec and only with it",
+                    e.id.short()
+                ),
+            ));
+        }
+        if e.base == Some(e.id) {
+            return Err(Error::corrupt(
+                WHAT,
+                format!("entry {} is a delta against itself", e.id.short()),
+            ));
+        }
     }
     entries.sort_by_key(|e| e.offset);
     let mut pos = HEADER_LEN as u64;
@@ -196,9 +258,19 @@ mod tests {
             offset: 8,
             stored_len: 10,
             raw_len: 20,
+            base: None,
         };
+        // Versions 1 and 2 have no `base` field.
         let with_version = |entries: &[PackEntry], version: u16| {
-            let t = encode_record(TRAILER_MAGIC, version, &entries);
+            let t = if version < 3 {
+                let old: Vec<_> = entries
+                    .iter()
+                    .map(|e| (e.id, e.codec, e.offset, e.stored_len, e.raw_len))
+                    .collect();
+                encode_record(TRAILER_MAGIC, version, &old)
+            } else {
+                encode_record(TRAILER_MAGIC, version, &entries)
+            };
             let sum = *blake3::hash(&t).as_bytes();
             (t, sum)
         };
@@ -211,7 +283,36 @@ mod tests {
             decode_trailer(&t, &sum, 100).unwrap(),
             [entry(Codec::Float)]
         );
-        let (t, sum) = with_version(&[entry(Codec::Zstd)], 3);
+        let delta = PackEntry {
+            codec: Codec::FloatDelta,
+            base: Some(ChunkId::of(b"b")),
+            ..entry(Codec::FloatDelta)
+        };
+        let (t, sum) = with_version(std::slice::from_ref(&delta), 3);
+        assert_eq!(
+            decode_trailer(&t, &sum, 100).unwrap(),
+            std::slice::from_ref(&delta)
+        );
+        // A delta without a base, a base on another codec, a delta against
+        // itself: damaged.
+        for bad in [
+            PackEntry {
+                base: None,
+                ..delta.clone()
+            },
+            PackEntry {
+                codec: Codec::Float,
+                ..delta.clone()
+            },
+            PackEntry {
+                base: Some(delta.id),
+                ..delta.clone()
+            },
+        ] {
+            let (t, sum) = with_version(&[bad], 3);
+            assert!(decode_trailer(&t, &sum, 100).is_err());
+        }
+        let (t, sum) = with_version(&[entry(Codec::Zstd)], 4);
         let err = decode_trailer(&t, &sum, 100).unwrap_err().to_string();
         assert!(err.contains("upgrade snap"), "{err}");
     }
@@ -225,6 +326,7 @@ mod tests {
             offset: 8,
             stored_len: 3,
             raw_len: 3,
+            base: None,
         }];
         let mut pack = encode_header(PackKind::Data).to_vec();
         pack.extend_from_slice(b"hi\n");
@@ -235,11 +337,11 @@ mod tests {
             concat!(
                 "534e504b01000000",
                 "68690a",
-                "534e5058020001",
+                "534e5058030001",
                 "0b8b60248fad7ac6dfac221b7e01a8b91c772421a15b387dd1fb2d6a94aee438",
-                "00080303",
-                "2b00000000000000",
-                "f110090dfea8e69b2145c5d224e786a4ffaa25f0f4ff1c8beb38dd3b08dba8b2",
+                "0008030300",
+                "2c00000000000000",
+                "56b3a15af1540828e5a6188840c43baf5037fb8882cd0dd19943ff0ec978a6ae",
                 "534e504b454e4431",
             )
         );
@@ -253,6 +355,7 @@ mod tests {
             offset: 8,
             stored_len: 10,
             raw_len: 20,
+            base: None,
         }];
         let bytes = encode_trailer(&entries);
         let (tlen, sum) =

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
-use crate::format::pack::PackKind;
+use crate::format::pack::{Codec, PackKind};
 use crate::format::tree::Tree;
 use crate::id::{ChunkId, PackId, TreeId};
 use crate::store::index::{BlobLoc, Index};
@@ -44,16 +44,56 @@ impl PackFiles {
         Ok(f)
     }
 
-    /// Reads and decodes one blob, without verifying its id.
-    pub fn read_decoded(&self, loc: &BlobLoc) -> Result<Vec<u8>> {
+    /// Reads one blob's stored bytes.
+    pub fn read_stored(&self, loc: &BlobLoc) -> Result<Vec<u8>> {
         let file = self.get(&loc.pack)?;
-        let stored = packs::read_at(
+        packs::read_at(
             &file,
             &self.path(&loc.pack),
             loc.offset,
             loc.stored_len as usize,
-        )?;
-        codec::decode(loc.codec, &stored, loc.raw_len as usize)
+        )
+    }
+
+    /// Reads and decodes one blob that is not a float delta, without
+    /// verifying its id.
+    pub fn read_decoded(&self, loc: &BlobLoc) -> Result<Vec<u8>> {
+        codec::decode(loc.codec, &self.read_stored(loc)?, loc.raw_len as usize)
+    }
+}
+
+/// Reads and verifies the base of a float delta. A base is never a delta
+/// itself, so decoding a chunk reads at most two blobs.
+pub fn read_base(index: &Index, packs: &PackFiles, base: &ChunkId) -> Result<Vec<u8>> {
+    let what = || format!("chunk {} (the base of a float delta)", base.short());
+    let loc = index
+        .blob(base, PackKind::Data)?
+        .ok_or_else(|| Error::corrupt(what(), "missing from every pack"))?;
+    if loc.base.is_some() {
+        return Err(Error::corrupt(what(), "is itself a float delta"));
+    }
+    let data = packs
+        .read_decoded(&loc)
+        .map_err(|e| Error::corrupt(what(), e.to_string()))?;
+    verify_chunk(base, &data).map_err(|e| Error::corrupt(what(), e.to_string()))?;
+    Ok(data)
+}
+
+/// Decodes a blob's stored bytes, reading its base first if it is a float
+/// delta. The caller verifies the result against the blob's id.
+pub fn decode_stored(
+    index: &Index,
+    packs: &PackFiles,
+    codec: Codec,
+    stored: &[u8],
+    raw_len: u32,
+    base: Option<&ChunkId>,
+) -> Result<Vec<u8>> {
+    match base {
+        Some(b) if codec == Codec::FloatDelta => {
+            codec::decode_delta(stored, raw_len as usize, &read_base(index, packs, b)?)
+        }
+        _ => codec::decode(codec, stored, raw_len as usize),
     }
 }
 
@@ -75,7 +115,17 @@ pub fn read_chunk(index: &Index, packs: &PackFiles, id: &ChunkId) -> Result<Vec<
         Error::corrupt(format!("chunk {}", id.short()), "missing from every pack")
     })?;
     let data = packs
-        .read_decoded(&loc)
+        .read_stored(&loc)
+        .and_then(|stored| {
+            decode_stored(
+                index,
+                packs,
+                loc.codec,
+                &stored,
+                loc.raw_len,
+                loc.base.as_ref(),
+            )
+        })
         .map_err(|e| Error::corrupt(format!("chunk {}", id.short()), e.to_string()))?;
     verify_chunk(id, &data)?;
     Ok(data)

@@ -111,7 +111,12 @@ pub fn check(
                                     format!("its pack {} is damaged or missing", loc.pack.short()),
                                 );
                             }
-                            Some(_) => {}
+                            Some(loc) => {
+                                if let Some(why) = base_problem(index, &trailer_ok, loc.base)? {
+                                    report.errors.push(format!("chunk {}: {why}", c.short()));
+                                    bad_chunks.insert(*c, why);
+                                }
+                            }
                         }
                     }
                 }
@@ -135,7 +140,7 @@ pub fn check(
         let total: u64 = index.packs()?.iter().map(|p| p.2).sum();
         progress.start("check", total);
         for (id, path) in &on_disk {
-            let result = verify_pack(&pack_files, id, path, progress);
+            let result = verify_pack(index, &pack_files, id, path, progress);
             match result {
                 Ok(v) => {
                     report.chunks_checked += v.blobs;
@@ -183,6 +188,28 @@ pub fn check(
     Ok(report)
 }
 
+/// Why a float delta's base cannot serve, if it cannot: it must be indexed,
+/// in a readable pack, and not a delta itself.
+fn base_problem(
+    index: &Index,
+    trailer_ok: &HashSet<PackId>,
+    base: Option<ChunkId>,
+) -> Result<Option<String>> {
+    let Some(base) = base else { return Ok(None) };
+    let b = base.short();
+    Ok(match index.blob(&base, PackKind::Data)? {
+        None => Some(format!(
+            "its float-delta base {b} is missing from every pack"
+        )),
+        Some(l) if !trailer_ok.contains(&l.pack) => Some(format!(
+            "its float-delta base {b} is in pack {}, which is damaged or missing",
+            l.pack.short()
+        )),
+        Some(l) if l.base.is_some() => Some(format!("its float-delta base {b} is itself a delta")),
+        Some(_) => None,
+    })
+}
+
 struct PackVerdict {
     blobs: u64,
     bytes: u64,
@@ -192,6 +219,7 @@ struct PackVerdict {
 
 /// Reads a whole pack: checks its id, then decodes and verifies every blob.
 fn verify_pack(
+    index: &Index,
     pack_files: &PackFiles,
     id: &PackId,
     path: &std::path::Path,
@@ -210,23 +238,37 @@ fn verify_pack(
     let mut batch: Vec<(crate::format::pack::PackEntry, Vec<u8>)> = Vec::new();
     let flush = |batch: &mut Vec<(crate::format::pack::PackEntry, Vec<u8>)>,
                  verdict: &mut PackVerdict| {
+        // Float deltas decode against their bases, read (once each) first.
+        let mut bases: HashMap<ChunkId, std::result::Result<Vec<u8>, String>> = HashMap::new();
+        for b in batch.iter().filter_map(|(e, _)| e.base) {
+            bases.entry(b).or_insert_with(|| {
+                blobs::read_base(index, pack_files, &b).map_err(|e| e.to_string())
+            });
+        }
         let bad: Vec<(ChunkId, String)> = batch
             .par_iter()
             .filter_map(|(e, stored)| {
-                let res =
-                    codec::decode(e.codec, stored, e.raw_len as usize).and_then(|d| match kind {
-                        PackKind::Data => blobs::verify_chunk(&e.id, &d),
-                        PackKind::Tree => {
-                            if crate::id::TreeId::of(&d).0 == e.id.0 {
-                                Ok(())
-                            } else {
-                                Err(crate::error::Error::corrupt(
-                                    "tree",
-                                    "content does not match its id",
-                                ))
-                            }
+                let decoded = match e.base.map(|b| &bases[&b]) {
+                    Some(Ok(base)) => codec::decode_delta(stored, e.raw_len as usize, base),
+                    Some(Err(why)) => Err(crate::error::Error::corrupt(
+                        "its float-delta base",
+                        why.clone(),
+                    )),
+                    None => codec::decode(e.codec, stored, e.raw_len as usize),
+                };
+                let res = decoded.and_then(|d| match kind {
+                    PackKind::Data => blobs::verify_chunk(&e.id, &d),
+                    PackKind::Tree => {
+                        if crate::id::TreeId::of(&d).0 == e.id.0 {
+                            Ok(())
+                        } else {
+                            Err(crate::error::Error::corrupt(
+                                "tree",
+                                "content does not match its id",
+                            ))
                         }
-                    });
+                    }
+                });
                 res.err().map(|err| (e.id, err.to_string()))
             })
             .collect();

@@ -8,6 +8,7 @@
 //! single large checkpoint is hashed and compressed on every core. Memory is
 //! bounded by `IN_FLIGHT_BYTES` of chunks plus the writer's channel.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek};
@@ -27,9 +28,10 @@ use crate::format::pack::{Codec, PackKind};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
 use crate::id::{ChunkId, SnapshotId, TreeId};
+use crate::ops::blobs::{load_tree, PackFiles};
 use crate::ops::scan::{self, Item, ItemKind, Meta};
 use crate::progress::Progress;
-use crate::store::index::{Index, StatEntry};
+use crate::store::index::{BlobLoc, Index, StatEntry};
 use crate::store::packs::{FinishedPack, PackWriter};
 use crate::store::publish::{self, Publication};
 use crate::store::Layout;
@@ -77,6 +79,7 @@ struct Encoded {
     codec: Codec,
     bytes: Vec<u8>,
     raw_len: u32,
+    base: Option<ChunkId>,
 }
 
 /// Counting semaphore over bytes in flight.
@@ -108,6 +111,8 @@ struct Shared<'a> {
     tx: Sender<Encoded>,
     level: i32,
     budget: Budget,
+    /// Reads float-delta bases.
+    packs: PackFiles,
     error: Mutex<Option<Error>>,
     new_chunks: AtomicU64,
     new_raw: AtomicU64,
@@ -159,14 +164,35 @@ impl Shared<'_> {
     }
 
     /// Stores the chunk if it is new. `float` is the element type of the
-    /// float tensor it belongs to, if known (such chunks try the float codec).
-    fn process_chunk(&self, id: ChunkId, data: &[u8], float: Option<FloatLayout>) {
+    /// float tensor it belongs to, if known (such chunks try the float
+    /// codec), and `base` the same place of the file's previous version,
+    /// if that is float data too (then a float delta is tried first).
+    fn process_chunk(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+        float: Option<FloatLayout>,
+        base: Option<&(ChunkId, BlobLoc)>,
+    ) {
         match self.claim(&id) {
             Ok(true) => {
-                let (codec, bytes) = match float {
-                    Some(layout) => codec::encode_tensor(data, self.level, layout),
-                    None => codec::encode(data, self.level),
+                let delta = match (float, base) {
+                    (Some(layout), Some((base_id, loc))) => self
+                        .packs
+                        .read_decoded(loc)
+                        .ok()
+                        .filter(|b| ChunkId::of(b) == *base_id)
+                        .and_then(|b| codec::encode_delta(data, &b, layout))
+                        .map(|d| (Codec::FloatDelta, d, Some(*base_id))),
+                    _ => None,
                 };
+                let (codec, bytes, base) = delta.unwrap_or_else(|| {
+                    let (codec, bytes) = match float {
+                        Some(layout) => codec::encode_tensor(data, self.level, layout),
+                        None => codec::encode(data, self.level),
+                    };
+                    (codec, bytes, None)
+                });
                 self.new_chunks.fetch_add(1, Ordering::Relaxed);
                 self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.new_stored
@@ -176,6 +202,7 @@ impl Shared<'_> {
                     codec,
                     bytes,
                     raw_len: data.len() as u32,
+                    base,
                 };
                 if self.tx.send(enc).is_err() {
                     self.fail(Error::Other("the pack writer stopped".into()));
@@ -184,6 +211,104 @@ impl Shared<'_> {
             Ok(false) => {}
             Err(e) => self.fail(e),
         }
+    }
+
+    /// Float-delta bases for a file about to be read: for each chunk of its
+    /// previous version (`Previous::version_of`) that holds float data, the
+    /// blob to code against, keyed by the chunk's length and its offset from
+    /// the file's first float chunk (so a header that grew or shrank does
+    /// not misalign the tensors). A chunk that is itself a delta gives its
+    /// own base: deltas are one level deep.
+    fn bases_for(&self, chunks: &[ChunkRef]) -> Result<Bases> {
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+        let index = self.index.lock().expect("index poisoned");
+        let locs = index.blobs(&ids, PackKind::Data)?;
+        let mut keyframes: HashMap<ChunkId, Option<BlobLoc>> = HashMap::new();
+        let mut out = HashMap::new();
+        let mut off = 0u64;
+        let mut anchor = None;
+        for c in chunks {
+            let start = off;
+            off += c.len as u64;
+            let Some(loc) = locs.get(&c.id) else { continue };
+            if !matches!(loc.codec, Codec::Float | Codec::FloatDelta) {
+                continue;
+            }
+            let key = (start - *anchor.get_or_insert(start), c.len);
+            let base = match (loc.codec, loc.base) {
+                (Codec::Float, _) => Some((c.id, *loc)),
+                (Codec::FloatDelta, Some(b)) => {
+                    let keyframe = match keyframes.entry(b) {
+                        MapEntry::Occupied(e) => *e.get(),
+                        MapEntry::Vacant(e) => *e.insert(index.blob(&b, PackKind::Data)?),
+                    };
+                    keyframe.filter(|l| l.base.is_none()).map(|l| (b, l))
+                }
+                _ => None,
+            };
+            out.extend(base.map(|b| (key, b)));
+        }
+        Ok(Arc::new(out))
+    }
+}
+
+/// Float-delta bases of one file, by (offset from the first float chunk,
+/// length) of the new chunk.
+type Bases = Arc<HashMap<(u64, u32), (ChunkId, BlobLoc)>>;
+
+/// The parent snapshot's trees, loaded as needed, to find the previous
+/// version of a checkpoint being committed.
+struct Previous {
+    root: Option<TreeId>,
+    dirs: HashMap<PathBuf, Option<Tree>>,
+}
+
+impl Previous {
+    fn dir(&mut self, index: &Index, packs: &PackFiles, rel: &Path) -> Option<&Tree> {
+        if !self.dirs.contains_key(rel) {
+            let tree = match rel.parent() {
+                None => self.root.and_then(|r| load_tree(index, packs, &r).ok()),
+                Some(up) => {
+                    let name = rel.file_name()?.as_bytes();
+                    let up = self.dir(index, packs, up)?;
+                    let sub = up.entries.iter().find_map(|e| match e.kind {
+                        EntryKind::Dir { tree } if e.name == name => Some(tree),
+                        _ => None,
+                    });
+                    sub.and_then(|t| load_tree(index, packs, &t).ok())
+                }
+            };
+            self.dirs.insert(rel.to_path_buf(), tree);
+        }
+        self.dirs[rel].as_ref()
+    }
+
+    /// The chunks of `rel`'s previous version: the file at the same path in
+    /// the parent snapshot or, for a new file (`epoch_08.pt` after
+    /// `epoch_07.pt`), the newest file of the same directory with the same
+    /// extension.
+    fn version_of(
+        &mut self,
+        index: &Index,
+        packs: &PackFiles,
+        rel: &Path,
+    ) -> Option<Vec<ChunkRef>> {
+        let name = rel.file_name()?.as_bytes();
+        let ext = rel.extension()?;
+        let tree = self.dir(index, packs, rel.parent().unwrap_or(Path::new("")))?;
+        let files = tree.entries.iter().filter_map(|e| match &e.kind {
+            EntryKind::File { chunks, .. } => Some((e, chunks)),
+            _ => None,
+        });
+        let same = files.clone().find(|(e, _)| e.name == name);
+        let newest = || {
+            files
+                .filter(|(e, _)| {
+                    Path::new(std::ffi::OsStr::from_bytes(&e.name)).extension() == Some(ext)
+                })
+                .max_by_key(|(e, _)| (e.mtime_ns, e.name.clone()))
+        };
+        same.or_else(newest).map(|(_, chunks)| chunks.clone())
     }
 }
 
@@ -210,7 +335,12 @@ pub fn commit(
         .clone()
         .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
     let (mut items, mut warnings) = scan::scan(ws, &opts.paths)?;
-    let parent = latest_of_workspace(index, &workspace_key)?;
+    let latest = latest_of_workspace(index, &workspace_key)?;
+    let parent = latest.map(|(id, _)| id);
+    let mut previous = Previous {
+        root: latest.map(|(_, root)| root),
+        dirs: HashMap::new(),
+    };
 
     let (tx, rx) = bounded::<Encoded>(8);
     let writer = {
@@ -230,6 +360,7 @@ pub fn commit(
             used: Mutex::new(0),
             freed: Condvar::new(),
         },
+        packs: PackFiles::new(layout),
         error: Mutex::new(None),
         new_chunks: AtomicU64::new(0),
         new_raw: AtomicU64::new(0),
@@ -276,7 +407,7 @@ pub fn commit(
             if shared.failed() {
                 break;
             }
-            match read_file(scope, &shared, &chunker, item)? {
+            match read_file(scope, &shared, &chunker, &mut previous, item)? {
                 Some((slots, meta, read_start_ns)) => {
                     item.meta = meta;
                     *d = FileData::Read {
@@ -450,13 +581,14 @@ fn same_file(c: &StatEntry, m: &Meta) -> bool {
         && c.dev == m.dev
 }
 
-fn latest_of_workspace(index: &Index, workspace: &str) -> Result<Option<SnapshotId>> {
+/// The workspace's newest snapshot and its root tree.
+fn latest_of_workspace(index: &Index, workspace: &str) -> Result<Option<(SnapshotId, TreeId)>> {
     Ok(index
         .snapshots()?
         .into_iter()
         .rev()
         .find(|(_, s)| s.workspace == workspace)
-        .map(|(id, _)| id))
+        .map(|(id, s)| (id, s.root)))
 }
 
 /// Reads one file into chunk tasks. Returns `None` if the file vanished or
@@ -466,6 +598,7 @@ fn read_file<'s, 'a: 's>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a>,
     chunker: &Chunker,
+    previous: &mut Previous,
     item: &Item,
 ) -> Result<Option<(Slots, Meta, i64)>> {
     for attempt in 0..READ_ATTEMPTS {
@@ -490,9 +623,30 @@ fn read_file<'s, 'a: 's>(
         (&file)
             .seek(std::io::SeekFrom::Start(0))
             .ctx("seek", &item.abs)?;
+        let anchor = segments
+            .iter()
+            .find(|s| float_layout(s.dtype).is_some())
+            .map(|s| s.offset);
+        let bases: Bases = if anchor.is_some() {
+            let chunks = {
+                let index = shared.index.lock().expect("index poisoned");
+                previous.version_of(&index, &shared.packs, &item.rel)
+            };
+            chunks
+                .map(|c| shared.bases_for(&c))
+                .transpose()?
+                .unwrap_or_default()
+        } else {
+            Bases::default()
+        };
         let float: std::cell::Cell<Option<FloatLayout>> = std::cell::Cell::new(None);
-        let mut emit = |_, bytes: &[u8]| {
+        let seg_start = std::cell::Cell::new(0u64);
+        let mut emit = |off: u64, bytes: &[u8]| {
             let float = float.get();
+            let base = float
+                .zip(anchor)
+                .and_then(|(_, a)| bases.get(&(seg_start.get() + off - a, bytes.len() as u32)))
+                .copied();
             if shared.failed() {
                 return Err(());
             }
@@ -508,7 +662,7 @@ fn read_file<'s, 'a: 's>(
             scope.spawn(move |_| {
                 let id = ChunkId::of(&data);
                 slots.lock().expect("slots poisoned")[slot].1 = Some(id);
-                shared.process_chunk(id, &data, float);
+                shared.process_chunk(id, &data, float, base.as_ref());
                 shared.budget.release(len);
                 shared.progress.advance(len as u64);
             });
@@ -520,12 +674,8 @@ fn read_file<'s, 'a: 's>(
             // grew while being read is noticed by the size check below.
             let last = seg.offset + seg.len == before.size;
             let limit = if last { u64::MAX } else { seg.len };
-            float.set(match seg.dtype {
-                Some(segment::Dtype::F32) => Some(FloatLayout::F32),
-                Some(segment::Dtype::F16) => Some(FloatLayout::F16),
-                Some(segment::Dtype::BF16) => Some(FloatLayout::BF16),
-                _ => None,
-            });
+            float.set(float_layout(seg.dtype));
+            seg_start.set(seg.offset);
             let reader = (&file).take(limit);
             let streamed = if seg.dtype.is_some() {
                 chunker.stream_fixed(reader, &mut emit)
@@ -549,6 +699,16 @@ fn read_file<'s, 'a: 's>(
         }
     }
     Ok(None)
+}
+
+/// The float codec layout of a segment's element type.
+fn float_layout(dtype: Option<segment::Dtype>) -> Option<FloatLayout> {
+    match dtype {
+        Some(segment::Dtype::F32) => Some(FloatLayout::F32),
+        Some(segment::Dtype::F16) => Some(FloatLayout::F16),
+        Some(segment::Dtype::BF16) => Some(FloatLayout::BF16),
+        _ => None,
+    }
 }
 
 /// Opens without following a symlink swapped in after the scan.
@@ -578,7 +738,7 @@ fn write_packs(
             Some(w) => w,
             None => current.insert(PackWriter::create(layout, kind)?),
         };
-        w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len)?;
+        w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len, enc.base)?;
         if w.size() >= target {
             done.push(current.take().expect("just used").finish(layout)?);
             crate::store::failpoint::hit("commit:after-first-pack");
@@ -635,7 +795,7 @@ fn build_trees(
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(layout, PackKind::Tree)?),
             };
-            w.add(key, codec, &enc, bytes.len() as u32)?;
+            w.add(key, codec, &enc, bytes.len() as u32, None)?;
             stored.insert(id);
         }
         if dir.as_os_str().is_empty() {

@@ -13,12 +13,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, PackKind};
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, TreeId};
-use crate::ops::blobs::{load_tree, verify_chunk, PackFiles};
+use crate::ops::blobs::{self, load_tree, verify_chunk, PackFiles};
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack, PackWriter};
@@ -72,6 +71,15 @@ fn reachable(
             }
         }
     }
+    // A float delta needs its base: keep the bases of every kept chunk
+    // (bases are never deltas, so one step is enough).
+    let ids: Vec<ChunkId> = chunks.iter().copied().collect();
+    let bases: Vec<ChunkId> = index
+        .blobs(&ids, PackKind::Data)?
+        .into_values()
+        .filter_map(|loc| loc.base)
+        .collect();
+    chunks.extend(bases);
     Ok((chunks, trees))
 }
 
@@ -153,7 +161,14 @@ pub fn apply(
             let path = pack_files.path(id);
             for e in &plan.keep_blobs[id] {
                 let stored = packs::read_at(&file, &path, e.offset, e.stored_len as usize)?;
-                let plain = codec::decode(e.codec, &stored, e.raw_len as usize)?;
+                let plain = blobs::decode_stored(
+                    index,
+                    &pack_files,
+                    e.codec,
+                    &stored,
+                    e.raw_len,
+                    e.base.as_ref(),
+                )?;
                 match kind {
                     PackKind::Data => verify_chunk(&e.id, &plain)?,
                     PackKind::Tree if TreeId::of(&plain).0 != e.id.0 => {
@@ -168,7 +183,7 @@ pub fn apply(
                     Some(w) => w,
                     None => writer.insert(PackWriter::create(layout, kind)?),
                 };
-                w.add(e.id, e.codec, &stored, e.raw_len)?;
+                w.add(e.id, e.codec, &stored, e.raw_len, e.base)?;
                 progress.advance(stored.len() as u64);
                 if w.size() >= pack_target_size {
                     new_packs.push(writer.take().expect("just used").finish(layout)?);

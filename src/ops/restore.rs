@@ -69,6 +69,13 @@ struct ChunkJob {
     dests: Vec<(usize, u64)>,
 }
 
+/// A float delta base and the deltas decoded against it. The base's own
+/// `dests` are empty unless the snapshot holds it too.
+struct DeltaGroup {
+    base: ChunkJob,
+    deltas: Vec<ChunkJob>,
+}
+
 pub struct RestorePlan {
     target: PathBuf,
     dirs: Vec<(PathBuf, u32, i64)>,
@@ -76,8 +83,11 @@ pub struct RestorePlan {
     symlinks: Vec<(PathBuf, Vec<u8>, i64)>,
     /// Chunk jobs grouped by pack, each group sorted by offset.
     by_pack: BTreeMap<PackId, Vec<ChunkJob>>,
-    /// Chunks the index cannot locate: files needing them fail.
-    missing: HashSet<ChunkId>,
+    /// Float deltas, grouped by their base so each base is decoded once.
+    deltas: Vec<DeltaGroup>,
+    /// Chunks that cannot be located (or whose base cannot), with the
+    /// reason: files needing them fail.
+    missing: HashMap<ChunkId, String>,
     overwrite: bool,
 }
 
@@ -162,7 +172,8 @@ pub fn plan(
         files: Vec::new(),
         symlinks: Vec::new(),
         by_pack: BTreeMap::new(),
-        missing: HashSet::new(),
+        deltas: Vec::new(),
+        missing: HashMap::new(),
         overwrite: opts.overwrite,
     };
     let mut conflicts = Vec::new();
@@ -223,20 +234,67 @@ pub fn plan(
         });
     }
     let ids: Vec<ChunkId> = chunk_dests.keys().copied().collect();
-    let locs = index.blobs(&ids, PackKind::Data)?;
-    for (id, dests) in chunk_dests {
-        match locs.get(&id).copied() {
-            Some(loc) => {
-                plan.by_pack
-                    .entry(loc.pack)
-                    .or_default()
-                    .push(ChunkJob { id, loc, dests })
-            }
-            None => {
-                plan.missing.insert(id);
-            }
+    let mut locs = index.blobs(&ids, PackKind::Data)?;
+    // Float deltas are decoded with their bases, which the snapshot may not
+    // hold itself: locate those too.
+    let bases: Vec<ChunkId> = locs
+        .values()
+        .filter_map(|l| l.base)
+        .filter(|b| !locs.contains_key(b))
+        .collect();
+    locs.extend(index.blobs(&bases, PackKind::Data)?);
+    let mut groups: BTreeMap<ChunkId, Vec<ChunkJob>> = BTreeMap::new();
+    for (id, dests) in chunk_dests.iter() {
+        let Some(loc) = locs.get(id).copied() else {
+            plan.missing
+                .insert(*id, "chunk missing from every pack".to_string());
+            continue;
+        };
+        let job = ChunkJob {
+            id: *id,
+            loc,
+            dests: dests.clone(),
+        };
+        match loc.base {
+            Some(base) => match locs.get(&base) {
+                Some(b) if b.base.is_none() => groups.entry(base).or_default().push(job),
+                found => {
+                    let why = if found.is_some() {
+                        "is itself a float delta"
+                    } else {
+                        "is missing from every pack"
+                    };
+                    plan.missing.insert(
+                        *id,
+                        format!(
+                            "chunk {}: its base chunk {} {why}",
+                            id.short(),
+                            base.short()
+                        ),
+                    );
+                }
+            },
+            None => plan.by_pack.entry(loc.pack).or_default().push(job),
         }
     }
+    // A base the snapshot needs itself is written by its group, not read twice.
+    for (base, deltas) in groups {
+        let dests = chunk_dests.remove(&base).unwrap_or_default();
+        if !dests.is_empty() {
+            if let Some(jobs) = plan.by_pack.get_mut(&locs[&base].pack) {
+                jobs.retain(|j| j.id != base);
+            }
+        }
+        plan.deltas.push(DeltaGroup {
+            base: ChunkJob {
+                id: base,
+                loc: locs[&base],
+                dests,
+            },
+            deltas,
+        });
+    }
+    plan.by_pack.retain(|_, jobs| !jobs.is_empty());
     for jobs in plan.by_pack.values_mut() {
         jobs.sort_by_key(|j| j.loc.offset);
     }
@@ -332,12 +390,7 @@ fn apply_inner(
 
     progress.start("restore", plan.total_bytes());
     let outcome = Outcome {
-        failed_chunks: Mutex::new(
-            plan.missing
-                .iter()
-                .map(|id| (*id, "chunk missing from every pack".to_string()))
-                .collect(),
-        ),
+        failed_chunks: Mutex::new(plan.missing.clone()),
         write_err: Mutex::new(None),
     };
     let batches: Vec<(&PackId, &[ChunkJob])> = plan
@@ -345,8 +398,16 @@ fn apply_inner(
         .iter()
         .flat_map(|(pack, jobs)| split_batches(jobs).into_iter().map(move |b| (pack, b)))
         .collect();
-    batches.par_iter().for_each(|(pack, jobs)| {
-        restore_batch(plan, packs, pack, jobs, progress, &outcome);
+    // Deltas first: their groups are the largest units of work.
+    let work: Vec<Work<'_>> = plan
+        .deltas
+        .iter()
+        .map(Work::Deltas)
+        .chain(batches.into_iter().map(|(p, b)| Work::Batch(p, b)))
+        .collect();
+    work.par_iter().for_each(|w| match w {
+        Work::Batch(pack, jobs) => restore_batch(plan, packs, pack, jobs, progress, &outcome),
+        Work::Deltas(group) => restore_deltas(plan, packs, group, progress, &outcome),
     });
     let Outcome {
         failed_chunks,
@@ -443,34 +504,91 @@ fn restore_batch(
                 .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
                 .map_err(|e| e.to_string())
         });
-        let d = match data {
-            Ok(d) => d,
-            Err(e) => {
-                outcome
-                    .failed_chunks
-                    .lock()
-                    .expect("poisoned")
-                    .insert(job.id, format!("chunk {}: {e}", job.id.short()));
-                continue;
+        deliver(plan, job, data, &mut open, progress, outcome);
+    }
+}
+
+/// One unit of the parallel part of `apply`.
+enum Work<'a> {
+    Batch(&'a PackId, &'a [ChunkJob]),
+    Deltas(&'a DeltaGroup),
+}
+
+/// Decodes a base once, writes it where the snapshot needs it, then decodes
+/// each delta against it. If the base is damaged, so is every delta.
+fn restore_deltas(
+    plan: &RestorePlan,
+    packs: &PackFiles,
+    group: &DeltaGroup,
+    progress: &dyn Progress,
+    outcome: &Outcome,
+) {
+    let base = &group.base;
+    let decoded = packs
+        .read_decoded(&base.loc)
+        .and_then(|d| blobs::verify_chunk(&base.id, &d).map(|_| d))
+        .map_err(|e| e.to_string());
+    let mut open: Option<(usize, File)> = None;
+    let base_data = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            let why = format!("chunk {}: {e}", base.id.short());
+            deliver(plan, base, Err(e), &mut open, progress, outcome);
+            let mut failed = outcome.failed_chunks.lock().expect("poisoned");
+            for d in &group.deltas {
+                failed.insert(d.id, format!("its float-delta base {why}"));
             }
-        };
-        for &(fi, off) in &job.dests {
-            let tmp = &plan.files[fi].tmp;
-            let file = match open.take() {
-                Some((i, file)) if i == fi => Ok(file),
-                _ => OpenOptions::new().write(true).open(tmp),
-            };
-            let res = file
-                .and_then(|file| file.write_all_at(&d, off).map(|_| file))
-                .ctx("write", tmp);
-            match res {
-                Ok(file) => open = Some((fi, file)),
-                Err(e) => {
-                    outcome.write_err.lock().expect("poisoned").get_or_insert(e);
-                }
-            }
-            progress.advance(d.len() as u64);
+            return;
         }
+    };
+    for job in &group.deltas {
+        let data = packs
+            .read_stored(&job.loc)
+            .and_then(|stored| codec::decode_delta(&stored, job.loc.raw_len as usize, &base_data))
+            .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+            .map_err(|e| e.to_string());
+        deliver(plan, job, data, &mut open, progress, outcome);
+    }
+    deliver(plan, base, Ok(base_data), &mut open, progress, outcome);
+}
+
+/// Writes a decoded and verified chunk to every place it goes, or records
+/// why it could not be read. `open` is the temporary file written last.
+fn deliver(
+    plan: &RestorePlan,
+    job: &ChunkJob,
+    data: std::result::Result<Vec<u8>, String>,
+    open: &mut Option<(usize, File)>,
+    progress: &dyn Progress,
+    outcome: &Outcome,
+) {
+    let d = match data {
+        Ok(d) => d,
+        Err(e) => {
+            outcome
+                .failed_chunks
+                .lock()
+                .expect("poisoned")
+                .insert(job.id, format!("chunk {}: {e}", job.id.short()));
+            return;
+        }
+    };
+    for &(fi, off) in &job.dests {
+        let tmp = &plan.files[fi].tmp;
+        let file = match open.take() {
+            Some((i, file)) if i == fi => Ok(file),
+            _ => OpenOptions::new().write(true).open(tmp),
+        };
+        let res = file
+            .and_then(|file| file.write_all_at(&d, off).map(|_| file))
+            .ctx("write", tmp);
+        match res {
+            Ok(file) => *open = Some((fi, file)),
+            Err(e) => {
+                outcome.write_err.lock().expect("poisoned").get_or_insert(e);
+            }
+        }
+        progress.advance(d.len() as u64);
     }
 }
 

@@ -24,14 +24,14 @@ use crate::store::packs::FinishedPack;
 const BLOBS_PER_QUERY: usize = 500;
 
 /// Bump to rebuild every existing index on first open.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE packs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE blobs(id BLOB NOT NULL, kind INTEGER NOT NULL, pack BLOB NOT NULL, codec INTEGER NOT NULL,
                    offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
-                   PRIMARY KEY(id, kind, pack));
+                   base BLOB, PRIMARY KEY(id, kind, pack));
 CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots(id BLOB PRIMARY KEY, time_ns INTEGER NOT NULL, session TEXT, epoch INTEGER,
                        workspace TEXT NOT NULL, record BLOB NOT NULL);
@@ -52,6 +52,8 @@ pub struct BlobLoc {
     pub offset: u64,
     pub stored_len: u32,
     pub raw_len: u32,
+    /// The base chunk of a float delta.
+    pub base: Option<ChunkId>,
 }
 
 /// A file's identity at its last commit, and the chunks it had then.
@@ -165,20 +167,21 @@ impl Index {
     pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
+            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len, base FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
             .map_err(|e| self.sql_err(e))?;
         let row = stmt
             .query_row(params![&id.0[..], kind_code(kind)], location_row)
             .optional()
             .map_err(|e| self.sql_err(e))?;
         row.map(|row| {
-            let (pack, codec, offset, stored_len, raw_len) = decode_location(row)?;
+            let (pack, codec, offset, stored_len, raw_len, base) = decode_location(row)?;
             Ok(BlobLoc {
                 pack: PackId(pack),
                 codec,
                 offset,
                 stored_len,
                 raw_len,
+                base,
             })
         })
         .transpose()
@@ -194,7 +197,7 @@ impl Index {
         let kind = kind_code(kind);
         for part in ids.chunks(BLOBS_PER_QUERY) {
             let sql = format!(
-                "SELECT pack, codec, offset, stored_len, raw_len, id FROM blobs \
+                "SELECT pack, codec, offset, stored_len, raw_len, base, id FROM blobs \
                  WHERE kind=?1 AND id IN ({}) ORDER BY id, pack",
                 vec!["?"; part.len()].join(",")
             );
@@ -207,17 +210,18 @@ impl Index {
             args.extend(part.iter().map(|id| &id.0 as &dyn rusqlite::ToSql));
             let mut rows = stmt.query(&args[..]).map_err(|e| self.sql_err(e))?;
             while let Some(row) = rows.next().map_err(|e| self.sql_err(e))? {
-                let id: Vec<u8> = row.get(5).map_err(|e| self.sql_err(e))?;
+                let id: Vec<u8> = row.get(6).map_err(|e| self.sql_err(e))?;
                 let id = <[u8; 32]>::try_from(id.as_slice())
                     .map_err(|_| Error::corrupt("index", "bad id in blobs table"))?;
                 let loc = location_row(row).map_err(|e| self.sql_err(e))?;
-                let (pack, codec, offset, stored_len, raw_len) = decode_location(loc)?;
+                let (pack, codec, offset, stored_len, raw_len, base) = decode_location(loc)?;
                 out.entry(ChunkId(id)).or_insert(BlobLoc {
                     pack: PackId(pack),
                     codec,
                     offset,
                     stored_len,
                     raw_len,
+                    base,
                 });
             }
         }
@@ -277,14 +281,14 @@ impl Index {
     pub fn blobs_in_pack(&self, id: &PackId) -> Result<Vec<PackEntry>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, codec, offset, stored_len, raw_len FROM blobs WHERE pack=?1 ORDER BY offset")
+            .prepare_cached("SELECT id, codec, offset, stored_len, raw_len, base FROM blobs WHERE pack=?1 ORDER BY offset")
             .map_err(|e| self.sql_err(e))?;
         let rows = stmt
             .query_map([&id.0[..]], location_row)
             .map_err(|e| self.sql_err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (blob, codec, offset, stored_len, raw_len) =
+            let (blob, codec, offset, stored_len, raw_len, base) =
                 decode_location(row.map_err(|e| self.sql_err(e))?)?;
             out.push(PackEntry {
                 id: ChunkId(blob),
@@ -292,6 +296,7 @@ impl Index {
                 offset,
                 stored_len,
                 raw_len,
+                base,
             });
         }
         Ok(out)
@@ -401,23 +406,36 @@ impl Index {
     }
 }
 
-/// A `blobs` row selected as `(key, codec, offset, stored_len, raw_len)`,
-/// where the key is the pack id or the blob id depending on the query.
-type LocationRow = (Vec<u8>, u8, u64, u32, u32);
+/// A `blobs` row selected as `(key, codec, offset, stored_len, raw_len,
+/// base)`, where the key is the pack id or the blob id depending on the query.
+type LocationRow = (Vec<u8>, u8, u64, u32, u32, Option<Vec<u8>>);
 
 fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-/// Checks a location row's key and codec.
+/// A checked location row: key, codec, offset, stored and raw length, base.
+type Location = ([u8; 32], Codec, u64, u32, u32, Option<ChunkId>);
+
+/// Checks a location row's key, codec and base.
 fn decode_location(
-    (key, codec, offset, stored_len, raw_len): LocationRow,
-) -> Result<([u8; 32], Codec, u64, u32, u32)> {
-    let key = <[u8; 32]>::try_from(key.as_slice())
-        .map_err(|_| Error::corrupt("index", "bad id in blobs table"))?;
+    (key, codec, offset, stored_len, raw_len, base): LocationRow,
+) -> Result<Location> {
+    let bad_id = || Error::corrupt("index", "bad id in blobs table");
+    let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| bad_id())?;
     let codec = Codec::from_u8(codec)
         .ok_or_else(|| Error::corrupt("index", format!("unknown codec {codec}")))?;
-    Ok((key, codec, offset, stored_len, raw_len))
+    let base = base
+        .map(|b| ChunkId::from_slice(&b).ok_or_else(bad_id))
+        .transpose()?;
+    Ok((key, codec, offset, stored_len, raw_len, base))
 }
 
 /// True if `e` means the index file is unusable rather than unreachable.
@@ -483,7 +501,7 @@ impl Tx<'_> {
             .map_err(|e| self.err(e))?;
         let mut stmt = self
             .tx
-            .prepare_cached("INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .prepare_cached("INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
             .map_err(|e| self.err(e))?;
         for e in &pack.entries {
             stmt.execute(params![
@@ -493,7 +511,8 @@ impl Tx<'_> {
                 e.codec as u8,
                 e.offset,
                 e.stored_len,
-                e.raw_len
+                e.raw_len,
+                e.base.as_ref().map(|b| &b.0[..])
             ])
             .map_err(|e| self.err(e))?;
         }
@@ -608,10 +627,16 @@ mod tests {
             .enumerate()
             .map(|(i, id)| PackEntry {
                 id: *id,
-                codec: Codec::Zstd,
+                // Every other blob a delta, so the base column round-trips.
+                codec: if i % 2 == 1 {
+                    Codec::FloatDelta
+                } else {
+                    Codec::Zstd
+                },
                 offset: 8 + 100 * i as u64,
                 stored_len: 100,
                 raw_len: 200 + seed as u32,
+                base: (i % 2 == 1).then(|| ChunkId::of(&[seed, i as u8])),
             })
             .collect();
         FinishedPack {
@@ -648,6 +673,12 @@ mod tests {
             );
         }
         assert_eq!(found[&ids[650]].pack, PackId([1; 32]));
+        assert_eq!(found[&ids[1]].base, Some(ChunkId::of(&[2, 1])));
+        assert_eq!(found[&ids[0]].base, None);
+        assert_eq!(
+            index.blobs_in_pack(&PackId([2; 32])).unwrap(),
+            pack(2, PackKind::Data, &ids[..700]).entries
+        );
         let trees = index.blobs(&ids[..3], PackKind::Tree).unwrap();
         assert_eq!(trees.keys().collect::<Vec<_>>(), vec![&ids[0]]);
         assert!(index.blobs(&[], PackKind::Data).unwrap().is_empty());

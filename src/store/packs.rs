@@ -65,14 +65,23 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends one encoded blob.
-    pub fn add(&mut self, id: ChunkId, codec: Codec, stored: &[u8], raw_len: u32) -> Result<()> {
+    /// Appends one encoded blob (`base`: the chunk a float delta is coded
+    /// against).
+    pub fn add(
+        &mut self,
+        id: ChunkId,
+        codec: Codec,
+        stored: &[u8],
+        raw_len: u32,
+        base: Option<ChunkId>,
+    ) -> Result<()> {
         let entry = PackEntry {
             id,
             codec,
             offset: self.offset,
             stored_len: stored.len() as u32,
             raw_len,
+            base,
         };
         self.write(stored)?;
         self.entries.push(entry);

@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::util::*;
 
 /// Seeded fp32 values around N(0, 0.02), like trained weights.
-fn weights(rng: &mut Rng, n: usize) -> Vec<u8> {
+pub fn weights(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * 4);
     for _ in 0..n {
         let u: f64 = (0..4)
@@ -18,7 +18,7 @@ fn weights(rng: &mut Rng, n: usize) -> Vec<u8> {
 }
 
 /// A safetensors file: `(name, dtype, bytes)` tensors in order, plus metadata.
-fn safetensors(tensors: &[(String, &str, Vec<u8>)], meta: &str) -> Vec<u8> {
+pub fn safetensors(tensors: &[(String, &str, Vec<u8>)], meta: &str) -> Vec<u8> {
     let mut header = format!(r#"{{"__metadata__":{{"note":"{meta}"}}"#);
     let mut off = 0;
     for (name, dtype, data) in tensors {

@@ -50,6 +50,7 @@ fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         Codec::Raw,
         PAYLOAD,
         PAYLOAD.len() as u32,
+        None,
     )
     .unwrap();
     data.finish(&layout).unwrap();
@@ -57,7 +58,7 @@ fn craft(repo: &Path, trees: Vec<Tree>) -> String {
     let mut root = None;
     for t in &trees {
         let (id, bytes) = t.encode();
-        tw.add(ChunkId(id.0), Codec::Raw, &bytes, bytes.len() as u32)
+        tw.add(ChunkId(id.0), Codec::Raw, &bytes, bytes.len() as u32, None)
             .unwrap();
         root = Some(id);
     }

@@ -11,6 +11,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod dedup;
+mod delta;
 mod escape;
 mod import;
 mod pt;

@@ -171,17 +171,24 @@ fn config() -> impl Strategy<Value = RepoConfig> {
 
 /// Pack entries laid out one after another from the end of the header.
 fn laid_out_entries() -> impl Strategy<Value = (Vec<PackEntry>, u64)> {
-    vec((id32(), 0u8..5, 0u32..5000, any::<u32>(), 0u64..3), 0..20).prop_map(|raw| {
+    vec(
+        (id32(), 0u8..6, 0u32..5000, any::<u32>(), 0u64..3, id32()),
+        0..20,
+    )
+    .prop_map(|raw| {
         let mut pos = HEADER_LEN as u64;
         let mut out = Vec::new();
-        for (id, codec, stored_len, raw_len, gap) in raw {
+        for (id, codec, stored_len, raw_len, gap, base) in raw {
             pos += gap;
+            let codec = Codec::from_u8(codec).expect("codecs 0..6 exist");
             out.push(PackEntry {
                 id: ChunkId(id),
-                codec: Codec::from_u8(codec).expect("codecs 0..5 exist"),
+                codec,
                 offset: pos,
                 stored_len,
                 raw_len,
+                // A float delta has a base (not itself), every other codec none.
+                base: (codec == Codec::FloatDelta && base != id).then_some(ChunkId(base)),
             });
             pos += stored_len as u64;
         }
@@ -469,7 +476,7 @@ proptest! {
         let mut w = PackWriter::create(&layout, kind).unwrap();
         for (data, zstd) in &blobs {
             let codec = if *zstd { Codec::Zstd } else { Codec::Raw };
-            w.add(ChunkId::of(data), codec, data, data.len() as u32 * 2).unwrap();
+            w.add(ChunkId::of(data), codec, data, data.len() as u32 * 2, None).unwrap();
         }
         let done = w.finish(&layout).unwrap();
         let path = layout.pack(&done.id);
@@ -502,7 +509,7 @@ proptest! {
         }
         let mut w = PackWriter::create(&layout, PackKind::Data).unwrap();
         for data in &blobs {
-            w.add(ChunkId::of(data), Codec::Raw, data, data.len() as u32).unwrap();
+            w.add(ChunkId::of(data), Codec::Raw, data, data.len() as u32, None).unwrap();
         }
         let done = w.finish(&layout).unwrap();
         let path = layout.pack(&done.id);
