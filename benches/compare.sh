@@ -17,6 +17,7 @@
 #   TOOLS="snap restic borg zip"   which tools to run (missing ones are skipped)
 #   TMPDIR           where the data goes
 #   SNAP             a prebuilt snap binary (default: cargo build --release)
+#   KEEP_WORK=1      keep the work directory (workspaces, repositories) at the end
 #
 # Workloads (seeded, Python standard library only, identical on every machine):
 #   full     a safetensors model (fp32 ~N(0, 0.02), 14 tensors); every epoch
@@ -110,7 +111,9 @@ say "tools: ${RUN[*]}"
 uses() { case " ${RUN[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/snap-compare.XXXXXX")
-cleanup() { rm -rf "$WORK"; }
+cleanup() {
+    if [ "${KEEP_WORK:-0}" = 1 ]; then say "kept: $WORK"; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 say "work directory: $WORK"
 

@@ -26,6 +26,17 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// logical / stored.
     pub total_ratio: f64,
+    /// The distinct chunks by the codec they are stored with.
+    pub codecs: Vec<CodecTotal>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CodecTotal {
+    /// `Codec::name`: raw, zstd, float, float-delta, ...
+    pub codec: String,
+    pub chunks: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -71,5 +82,15 @@ pub fn stats(index: &Index) -> Result<Stats> {
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, data),
         total_ratio: ratio(logical, data + trees),
+        codecs: index
+            .data_totals_by_codec()?
+            .into_iter()
+            .map(|(codec, chunks, raw_bytes, stored_bytes)| CodecTotal {
+                codec: codec.name().to_string(),
+                chunks,
+                raw_bytes,
+                stored_bytes,
+            })
+            .collect(),
     })
 }

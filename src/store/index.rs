@@ -394,6 +394,32 @@ impl Index {
     }
 
     /// Sums over indexed data blobs: `(count, raw bytes, stored bytes)`.
+    /// `data_totals` per codec: `(codec, count, raw bytes, stored bytes)`,
+    /// in codec order.
+    pub fn data_totals_by_codec(&self) -> Result<Vec<(Codec, u64, u64, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT codec, count(*), sum(raw_len), sum(stored_len) FROM \
+                 (SELECT codec, raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id) \
+                 GROUP BY codec ORDER BY codec",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, u8>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (codec, n, raw, stored) = r.map_err(|e| self.sql_err(e))?;
+            let codec = Codec::from_u8(codec)
+                .ok_or_else(|| Error::corrupt("index", format!("unknown codec {codec}")))?;
+            out.push((codec, n, raw, stored));
+        }
+        Ok(out)
+    }
+
     pub fn data_totals(&self) -> Result<(u64, u64, u64)> {
         self.conn
             .query_row(

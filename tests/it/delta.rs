@@ -68,6 +68,29 @@ fn the_next_epoch_is_stored_as_a_delta_and_restores_exactly() {
         delta_bytes * 10 < alone_bytes * 7,
         "as a delta {delta_bytes} B, alone {alone_bytes} B"
     );
+    // Epoch 2's tensor chunks are stored as float deltas (stats by codec).
+    let codecs = |ws: &Ws| -> Vec<(String, u64)> {
+        ws.json(&["stats"])["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["codec"].as_str().unwrap().to_string(),
+                    c["chunks"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let by = codecs(&ws);
+    let n = |name: &str| by.iter().find(|c| c.0 == name).map_or(0, |c| c.1);
+    assert!(n("float-delta") >= 4 && n("float") >= 4, "{by:?}");
+    assert_eq!(
+        n("float-delta"),
+        n("float"),
+        "one delta per epoch-1 chunk: {by:?}"
+    );
+    assert!(codecs(&alone).iter().all(|c| c.0 != "float-delta"));
 
     let check = |ws: &Ws, name: &str| {
         let r1 = ws.restore_to(&s1, &format!("{name}1"));

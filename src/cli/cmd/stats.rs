@@ -45,5 +45,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     println!("dedup          {:.2}x", s.dedup_ratio);
     println!("compression    {:.2}x", s.compression_ratio);
     println!("overall        {:.2}x", s.total_ratio);
+    for c in &s.codecs {
+        println!(
+            "  {:<12} {} -> {} ({:.3}) in {} chunks",
+            c.codec,
+            bytes(c.raw_bytes),
+            bytes(c.stored_bytes),
+            c.stored_bytes as f64 / c.raw_bytes.max(1) as f64,
+            c.chunks
+        );
+    }
     Ok(0)
 }
