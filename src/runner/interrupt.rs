@@ -1,12 +1,18 @@
-//! Ctrl-C and SIGTERM for `snap run`: caught from the start, forwarded to
-//! the command while it runs.
+//! Ctrl-C, SIGTERM and SIGHUP for `snap run`: caught from the start,
+//! forwarded to the command's process group while it runs.
 //!
 //! The CLI installs [`Interrupts`] before it opens the repository, so a
 //! signal that arrives while the runner locks the session or takes the
 //! archive snapshot is recorded instead of killing the runner: the runner
 //! then does not start the command, and still takes its final snapshot.
 //!
-//! While the command runs, each signal is sent on to it. Forwarding stops
+//! While the command runs, each signal is sent on to its process group: the
+//! command leads a group of its own (so a terminal's Ctrl-C reaches only the
+//! runner, which forwards it once), and the processes it starts stay in that
+//! group unless they leave it, so data-loader workers or a shell's children
+//! get the signal as they would from a terminal. SIGHUP (the terminal
+//! closed) is handled like SIGTERM: the runner outlives it and still takes
+//! its final snapshot. Forwarding stops
 //! once the command has exited but before it is reaped (`waitid` with
 //! `WNOWAIT`), so a signal that arrives late can never reach an unrelated
 //! process that was given the reaped command's pid.
@@ -14,7 +20,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::error::{Error, Result};
@@ -30,7 +36,7 @@ struct State {
     pending: Vec<i32>,
 }
 
-/// SIGINT and SIGTERM handlers for one `snap run`; dropping it stops the
+/// SIGINT, SIGTERM and SIGHUP handlers for one `snap run`; dropping it stops the
 /// listening thread (the handlers stay installed and ignore further signals,
 /// so the runner's last steps are not cut short).
 pub struct Interrupts {
@@ -42,7 +48,7 @@ pub struct Interrupts {
 impl Interrupts {
     /// Installs the handlers. Call it before anything that takes time.
     pub fn install() -> Result<Self> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| Error::io("install signal handlers", "snap run", e))?;
         let handle = signals.handle();
         let state = Arc::new(Mutex::new(State::default()));
@@ -69,7 +75,7 @@ impl Interrupts {
         })
     }
 
-    /// The first SIGINT or SIGTERM received so far.
+    /// The first SIGINT, SIGTERM or SIGHUP received so far.
     pub fn received(&self) -> Option<i32> {
         self.state.lock().expect("signal state poisoned").first
     }
@@ -101,9 +107,15 @@ impl Drop for Interrupts {
     }
 }
 
+/// Sends `sig` to the process group the command leads (its pgid is its pid:
+/// it is spawned with `process_group(0)`), or to the command alone if the
+/// group is gone.
 fn send(pid: i32, sig: i32) {
-    // SAFETY: kill(2) with the pid of our own unreaped child and a valid signal.
-    unsafe { libc::kill(pid, sig) };
+    // SAFETY: kill(2) with the (negated) pid of our own unreaped child, which
+    // keeps its pid and so its group id reserved, and a valid signal.
+    if unsafe { libc::kill(-pid, sig) } != 0 {
+        unsafe { libc::kill(pid, sig) };
+    }
 }
 
 /// Blocks until child `pid` has exited, without reaping it (`WNOWAIT`): its

@@ -1,6 +1,6 @@
 //! `snap run`: the training runner.
 //!
-//! 0. The caller has installed SIGINT and SIGTERM handlers (`interrupt`)
+//! 0. The caller has installed SIGINT, SIGTERM and SIGHUP handlers (`interrupt`)
 //!    before opening the repository: from then on a signal never kills the
 //!    runner, it is recorded (and later forwarded to the child).
 //! 1. Archive: commit the workspace as the session's first snapshot (what the

@@ -632,6 +632,12 @@ if mode == "int":
     signal.signal(signal.SIGINT, on_int)
 elif mode == "term-carry-on":
     signal.signal(signal.SIGTERM, on_term)
+elif mode == "worker":
+    # A worker in the child's process group, as a data loader starts them.
+    import subprocess
+    w = subprocess.Popen(["sleep", "120"])
+    with open(ready + ".worker", "w") as f:
+        f.write(str(w.pid))
 open(ready, "w").close()
 go = ready + ".go"
 deadline = time.time() + 60
@@ -714,6 +720,48 @@ fn sigterm_kills_a_child_without_a_handler() {
         label(&fin, "outcome"),
         Some("interrupted, killed by signal 15")
     );
+}
+
+/// True while process `pid` runs (not a zombie).
+fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| st.rsplit(") ").next().map(|rest| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_reaches_the_processes_the_child_started() {
+    let ws = Ws::new();
+    ws.write("config.yaml", b"lr: 1\n");
+    let run = spawn_signal_child(&ws, "workers", "worker");
+    let worker: i32 = fs::read_to_string(ws.outside("ready.worker"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(running(worker), "the worker did not start");
+    send(&run, libc::SIGTERM);
+    let o = run.wait_with_output().unwrap();
+    assert_exit(&o, 143);
+    // The worker got the SIGTERM too, not only the command.
+    wait_for("the worker to end", Duration::from_secs(30), || {
+        !running(worker)
+    });
+    let fin = final_in(&ws, "workers");
+    assert_ended(&fin, "interrupted, killed by signal 15", "143", "true");
+}
+
+#[test]
+fn sighup_is_forwarded_and_the_runner_still_takes_its_final_snapshot() {
+    let ws = Ws::new();
+    ws.write("config.yaml", b"lr: 1\n");
+    let run = spawn_signal_child(&ws, "hup", "default");
+    send(&run, libc::SIGHUP);
+    let o = run.wait_with_output().unwrap();
+    assert_exit(&o, 129);
+    let fin = final_in(&ws, "hup");
+    assert_ended(&fin, "interrupted, killed by signal 1", "129", "true");
+    assert_eq!(cat_in(&ws, &fin, "config.yaml"), b"lr: 1\n");
 }
 
 #[test]
