@@ -49,6 +49,9 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Files not restored because their data is damaged, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Temporaries of an earlier restore that was killed, removed from the
+    /// directories this one wrote to.
+    pub stale_temporaries_removed: u64,
 }
 
 struct PlannedFile {
@@ -373,13 +376,19 @@ fn apply_inner(
     }
     // Temporary files beside their destinations, preallocated. Random names
     // created with O_EXCL: never a symlink someone planted, never another
-    // file of the snapshot, whatever the destination's name.
+    // file of the snapshot, whatever the destination's name. Temporaries a
+    // killed restore left in these directories go first.
+    let prefix = temp_prefix(std::process::id());
+    let mut swept: HashSet<PathBuf> = HashSet::new();
     for f in plan.files.iter_mut() {
         let rel_dir = f.rel.parent().unwrap_or(Path::new(""));
         ensure_dir(&plan.target, rel_dir)?;
         let dir = plan.target.join(rel_dir);
+        if swept.insert(dir.clone()) {
+            summary.stale_temporaries_removed += remove_stale_temps(&dir);
+        }
         let (file, tmp) = tempfile::Builder::new()
-            .prefix(".snap-restore-")
+            .prefix(&prefix)
             .tempfile_in(&dir)
             .and_then(|t| t.keep().map_err(|e| e.error))
             .ctx("create temporary file in", &dir)?;
@@ -465,6 +474,48 @@ fn apply_inner(
         summary.dirs += 1;
     }
     Ok(summary)
+}
+
+/// `.snap-restore-HOST.PID.`: temporaries carry the restoring process's
+/// host (8 hex digits of the BLAKE3 of its name) and pid, so that a later
+/// restore can tell the ones a killed restore left behind.
+fn temp_prefix(pid: u32) -> String {
+    format!(".snap-restore-{}.{pid}.", host_tag())
+}
+
+fn host_tag() -> String {
+    let host = gethostname::gethostname();
+    blake3::hash(host.as_encoded_bytes()).to_hex()[..8].to_string()
+}
+
+/// Removes the temporaries in `dir` that a restore on this host left when
+/// it was killed (its pid no longer runs). Returns how many. Anything else,
+/// including a temporary of a restore still running or of another host, is
+/// left alone.
+fn remove_stale_temps(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let ours = format!(".snap-restore-{}.", host_tag());
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&ours)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only checks whether `pid` exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if gone && is_file && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// What the parallel part of `apply` reports.

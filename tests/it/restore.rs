@@ -411,3 +411,60 @@ fn failed_restore_leaves_no_temporaries_behind() {
         "temporaries left in the target: {litter:?}"
     );
 }
+
+#[test]
+fn temporaries_of_a_killed_restore_are_removed_by_the_next_one() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    ws.write("sub/b.txt", b"b");
+    ws.commit(&[]);
+    let out = ws.outside("out");
+    // What a restore killed on this machine leaves: temporaries named after
+    // its host and its pid, which no longer runs.
+    let host = blake3::hash(gethostname::gethostname().as_encoded_bytes()).to_hex();
+    let host = &host[..8];
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = [
+        out.join(format!(".snap-restore-{host}.{dead}.aB3xYz")),
+        out.join(format!("sub/.snap-restore-{host}.{dead}.Q9w8e7")),
+    ];
+    for p in &stale {
+        write_file(p, &vec![0u8; 1 << 20]);
+    }
+    // Left alone: a restore still running here (this test's pid), another
+    // machine's, and names that only look alike.
+    let kept = [
+        out.join(format!(
+            ".snap-restore-{host}.{}.running",
+            std::process::id()
+        )),
+        out.join(format!(".snap-restore-0000ffff.{dead}.other-host")),
+        out.join(format!(".snap-restore-{host}.x{dead}.not-a-pid")),
+        out.join("sub/.snap-restore-old-style"),
+    ];
+    for p in &kept {
+        write_file(p, b"keep");
+    }
+    let o = ws.json(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(o["stale_temporaries_removed"], 2, "{o}");
+    for p in &stale {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    for p in &kept {
+        assert_eq!(fs::read(p).unwrap(), b"keep", "{}", p.display());
+    }
+    assert_eq!(fs::read(out.join("sub/b.txt")).unwrap(), b"b");
+    // A restore into another directory touches nothing here.
+    write_file(&stale[0], b"stale");
+    let other = ws.outside("other");
+    ws.ok(&[
+        "restore",
+        "latest",
+        "sub",
+        "--target",
+        other.to_str().unwrap(),
+    ]);
+    assert!(stale[0].exists());
+}

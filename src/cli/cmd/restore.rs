@@ -55,5 +55,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         s.symlinks,
         target.display()
     );
+    if s.stale_temporaries_removed > 0 {
+        eprintln!(
+            "snap: removed {} temporary file(s) left by an earlier restore that was killed",
+            s.stale_temporaries_removed
+        );
+    }
     Ok(0)
 }
