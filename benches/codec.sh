@@ -20,11 +20,6 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/common/model.sh
 . "$here/benches/common/model.sh"
 
-snap=${SNAP:-}
-if [[ -z $snap ]]; then
-    cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-    snap=$here/target/release/snap
-fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -22,51 +22,44 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/benches/common/model.sh"
 SIGMAS=${SIGMAS:-"1e-5 1e-4 1e-3 1e-2"}
 
-snap=${SNAP:-}
-if [[ -z $snap ]]; then
-    cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-    snap=$here/target/release/snap
-fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # epoch2 SRC DST SIGMA BF16(0|1): writes the moved model, prints the share
 # of values whose sign or exponent changed.
 epoch() {
-    python3 - "$@" <<'PY'
-import json, struct, sys
+    BENCH_COMMON="$here/benches/common" python3 - "$@" <<'PY'
+import os, sys
 import numpy as np
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.environ["BENCH_COMMON"])
+from safetensors import rewrite
+
 src, dst, sigma, bf16 = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
-b = open(src, "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n]); base = 8 + n
 rng = np.random.default_rng(1)
-out, blobs, off, moved, total = {}, [], 0, 0, 0
+moved = total = 0
+
 def to_bf16(a):
     u = a.view(np.uint32).astype(np.uint64)
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-for k, v in h.items():
-    if k == "__metadata__":
-        out[k] = v; continue
-    s, e = v["data_offsets"]; raw = b[base + s:base + e]; dt = v["dtype"]
-    if dt == "F32":
-        w = np.frombuffer(raw, dtype=np.float32)
-        w2 = (w + rng.normal(0, sigma, w.shape).astype(np.float32)) if sigma > 0 else w.copy()
-        if bf16:
-            old, new = to_bf16(w), to_bf16(w2)
-            moved += int(np.count_nonzero((old >> 7) != (new >> 7))); total += old.size
-            raw = new.tobytes(); dt = "BF16"
-        else:
-            old, new = w.view(np.uint32), w2.view(np.uint32)
-            moved += int(np.count_nonzero((old >> 23) != (new >> 23))); total += old.size
-            raw = w2.tobytes()
-    out[k] = {"dtype": dt, "shape": v["shape"], "data_offsets": [off, off + len(raw)]}
-    blobs.append(raw); off += len(raw)
-hj = json.dumps(out, separators=(",", ":")).encode()
-hj += b" " * ((8 - len(hj) % 8) % 8)
-with open(dst, "wb") as f:
-    f.write(struct.pack("<Q", len(hj))); f.write(hj)
-    for x in blobs: f.write(x)
+
+def step(name, dtype, raw):
+    global moved, total
+    if dtype != "F32":
+        return dtype, raw
+    w = np.frombuffer(raw, dtype=np.float32)
+    w2 = (w + rng.normal(0, sigma, w.shape).astype(np.float32)) if sigma > 0 else w.copy()
+    if bf16:
+        old, new = to_bf16(w), to_bf16(w2)
+        moved += int(np.count_nonzero((old >> 7) != (new >> 7)))
+        total += old.size
+        return "BF16", new.tobytes()
+    old, new = w.view(np.uint32), w2.view(np.uint32)
+    moved += int(np.count_nonzero((old >> 23) != (new >> 23)))
+    total += old.size
+    return dtype, w2.tobytes()
+
+rewrite(src, dst, step)
 print(f"{moved / max(total, 1):.4f}")
 PY
 }

@@ -4,6 +4,8 @@
 # repository), and rounds it to bf16 once. Sets $model and $bf16.
 #   MODEL_CACHE=dir   where the wheel and model go (default
 #                     ${TMPDIR:-/tmp}/snap-model-cache)
+# Also sets $snap: $SNAP, or a release build of this checkout. Needs $here
+# (the checkout).
 cache=${MODEL_CACHE:-${TMPDIR:-/tmp}/snap-model-cache}
 mkdir -p "$cache"
 model=$cache/model.safetensors
@@ -22,28 +24,26 @@ PY
 fi
 if [[ ! -f $bf16 ]]; then
     # Round every F32 tensor to nearest-even bf16 (pure Python, ~20 s).
-    python3 - "$model" "$bf16" <<'PY'
-import array, json, struct, sys
-src, dst = sys.argv[1], sys.argv[2]
-b = open(src, "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n]); base = 8 + n
-out, blobs, off = {}, [], 0
-for k, v in h.items():
-    if k == "__metadata__":
-        out[k] = v; continue
-    s, e = v["data_offsets"]; raw = b[base + s:base + e]; dt = v["dtype"]
-    if dt == "F32":
-        a = array.array("I"); a.frombytes(raw)
-        r = array.array("H", [((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF for u in a])
-        raw = r.tobytes(); dt = "BF16"
-    out[k] = {"dtype": dt, "shape": v["shape"], "data_offsets": [off, off + len(raw)]}
-    blobs.append(raw); off += len(raw)
-hj = json.dumps(out, separators=(",", ":")).encode()
-hj += b" " * ((8 - len(hj) % 8) % 8)
-with open(dst, "wb") as f:
-    f.write(struct.pack("<Q", len(hj))); f.write(hj)
-    for x in blobs: f.write(x)
+    BENCH_COMMON="$here/benches/common" python3 - "$model" "$bf16" <<'PY'
+import array, os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.environ["BENCH_COMMON"])
+from safetensors import rewrite
+
+def to_bf16(name, dtype, raw):
+    if dtype != "F32":
+        return dtype, raw
+    a = array.array("I")
+    a.frombytes(raw)
+    r = array.array("H", [((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF for u in a])
+    return "BF16", r.tobytes()
+
+rewrite(sys.argv[1], sys.argv[2], to_bf16)
 PY
 fi
 
+snap=${SNAP:-}
+if [[ -z $snap ]]; then
+    cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+    snap=$here/target/release/snap
+fi
