@@ -21,19 +21,18 @@ fn step(rng: &mut Rng, w: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// Six fp32 tensors of fresh random weights (~4.6 MiB).
+fn fresh_model(rng: &mut Rng) -> Vec<(String, &'static str, Vec<u8>)> {
+    (0..6)
+        .map(|i| (format!("layer{i}.weight"), "F32", weights(rng, 200_000)))
+        .collect()
+}
+
 /// Epoch 1 and 2 of a six-tensor model (~4.6 MiB). The metadata of epoch 2
 /// is longer, so every tensor sits a few bytes later in the file.
 fn two_epochs() -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng::new(5);
-    let t1: Vec<(String, &str, Vec<u8>)> = (0..6)
-        .map(|i| {
-            (
-                format!("layer{i}.weight"),
-                "F32",
-                weights(&mut rng, 200_000),
-            )
-        })
-        .collect();
+    let t1 = fresh_model(&mut rng);
     let t2: Vec<(String, &str, Vec<u8>)> = t1
         .iter()
         .map(|(n, d, w)| (n.clone(), *d, step(&mut rng, w)))
@@ -156,15 +155,7 @@ fn deltas_are_one_level_deep_and_unrelated_tensors_are_stored_alone() {
     assert!(stored(&s3) * 10 < summary_u64(&s3, "new_raw_bytes") * 6);
     // A checkpoint of fresh random weights gains nothing from a delta and
     // is stored alone, like any new model.
-    let fresh: Vec<(String, &str, Vec<u8>)> = (0..6)
-        .map(|i| {
-            (
-                format!("layer{i}.weight"),
-                "F32",
-                weights(&mut rng, 200_000),
-            )
-        })
-        .collect();
+    let fresh = fresh_model(&mut rng);
     let e4 = safetensors(&fresh, "epoch 4");
     ws.write("m/epoch_04.safetensors", &e4);
     let s4 = ws.commit(&[]);
