@@ -38,6 +38,7 @@ fn restore(c: &mut Criterion) {
                     target: dir.path().join("out"),
                     overwrite: false,
                     protect: None,
+                    cancel: None,
                 };
                 let summary = repo.restore("latest", opts, &NoProgress).expect("restore");
                 assert_eq!(summary.bytes, bytes);

@@ -81,6 +81,9 @@ pub enum Error {
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
     DamagedRestore { count: usize, list: String },
 
+    #[error("interrupted by signal {signal}: {what}")]
+    Interrupted { signal: i32, what: String },
+
     #[error("{0}")]
     Other(String),
 }
@@ -110,9 +113,11 @@ impl Error {
     }
 
     /// Process exit code for this error, documented in `snap --help`:
-    /// 1 general failure, 3 damaged data, 4 repository locked, 5 not found.
+    /// 1 general failure, 3 damaged data, 4 repository locked, 5 not found,
+    /// 128+N stopped by signal N.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Interrupted { signal, .. } => 128 + signal,
             Error::Corrupt { .. } | Error::DamagedRestore { .. } => 3,
             Error::Locked { .. } => 4,
             Error::NoRepository { .. }

@@ -20,7 +20,7 @@
 //! assert_eq!(done.snapshot.summary.files, 1);
 //!
 //! let target = dir.path().join("restored");
-//! let opts = RestoreOptions { paths: vec![], target: target.clone(), overwrite: false, protect: None };
+//! let opts = RestoreOptions { paths: vec![], target: target.clone(), overwrite: false, protect: None, cancel: None };
 //! repo.restore("latest", opts, &NoProgress)?;
 //! assert_eq!(std::fs::read(target.join("logs/train.log"))?, b"epoch 1 loss 0.9\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())

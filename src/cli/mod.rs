@@ -22,6 +22,7 @@ Exit codes:
   3  damaged data found (check, restore, cat)
   4  the repository is locked by another writer
   5  no repository, unknown revision or path
+  128+N  stopped by signal N (130: Ctrl-C)
 
 Environment:
   SNAP_REPO       repository to use (like --repo)

@@ -13,7 +13,8 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -39,6 +40,9 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Never write below this directory (the repository, when it lives in the target).
     pub protect: Option<PathBuf>,
+    /// Set to a signal number to stop: the restore then removes its
+    /// temporaries, replaces nothing, and fails with `Error::Interrupted`.
+    pub cancel: Option<Arc<AtomicUsize>>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -92,6 +96,7 @@ pub struct RestorePlan {
     /// reason: files needing them fail.
     missing: HashMap<ChunkId, String>,
     overwrite: bool,
+    cancel: Option<Arc<AtomicUsize>>,
 }
 
 /// A file or symlink cannot replace a real directory, even with --overwrite.
@@ -178,6 +183,7 @@ pub fn plan(
         deltas: Vec::new(),
         missing: HashMap::new(),
         overwrite: opts.overwrite,
+        cancel: opts.cancel.clone(),
     };
     let mut conflicts = Vec::new();
     let mut chunk_dests: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
@@ -308,6 +314,29 @@ impl RestorePlan {
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
+
+    /// The signal that asked this restore to stop, if one did.
+    fn cancelled(&self) -> Option<i32> {
+        cancelled(&self.cancel)
+    }
+
+    fn stop_if_cancelled(&self) -> Result<()> {
+        self.cancelled()
+            .map_or(Ok(()), |signal| Err(interrupted(signal)))
+    }
+}
+
+fn cancelled(cancel: &Option<Arc<AtomicUsize>>) -> Option<i32> {
+    let sig = cancel.as_ref()?.load(Ordering::Relaxed);
+    (sig != 0).then_some(sig as i32)
+}
+
+fn interrupted(signal: i32) -> Error {
+    Error::Interrupted {
+        signal,
+        what: "the restore stopped; its temporary files were removed and no file was replaced"
+            .into(),
+    }
 }
 
 /// Creates `rel` below `target` one component at a time, refusing to pass
@@ -387,6 +416,9 @@ fn apply_inner(
         if swept.insert(dir.clone()) {
             summary.stale_temporaries_removed += remove_stale_temps(&dir);
         }
+        if let Some(signal) = cancelled(&plan.cancel) {
+            return Err(interrupted(signal));
+        }
         let (file, tmp) = tempfile::Builder::new()
             .prefix(&prefix)
             .tempfile_in(&dir)
@@ -396,6 +428,7 @@ fn apply_inner(
         file.set_len(f.size).ctx("allocate", &f.tmp)?;
     }
     let plan = &*plan;
+    crate::store::failpoint::hit("restore:after-temporaries");
 
     progress.start("restore", plan.total_bytes());
     let outcome = Outcome {
@@ -414,9 +447,14 @@ fn apply_inner(
         .map(Work::Deltas)
         .chain(batches.into_iter().map(|(p, b)| Work::Batch(p, b)))
         .collect();
-    work.par_iter().for_each(|w| match w {
-        Work::Batch(pack, jobs) => restore_batch(plan, packs, pack, jobs, progress, &outcome),
-        Work::Deltas(group) => restore_deltas(plan, packs, group, progress, &outcome),
+    work.par_iter().for_each(|w| {
+        if plan.cancelled().is_some() {
+            return;
+        }
+        match w {
+            Work::Batch(pack, jobs) => restore_batch(plan, packs, pack, jobs, progress, &outcome),
+            Work::Deltas(group) => restore_deltas(plan, packs, group, progress, &outcome),
+        }
     });
     let Outcome {
         failed_chunks,
@@ -425,6 +463,8 @@ fn apply_inner(
     if let Some(e) = write_err.into_inner().expect("poisoned") {
         return Err(e);
     }
+    // A signal during the writes: nothing has been renamed into place yet.
+    plan.stop_if_cancelled()?;
     progress.finish();
 
     let failed_chunks = failed_chunks.into_inner().expect("poisoned");
@@ -548,6 +588,9 @@ fn restore_batch(
     // descriptor per worker, however many files the batch touches).
     let mut open: Option<(usize, File)> = None;
     for job in jobs {
+        if plan.cancelled().is_some() {
+            return;
+        }
         let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
             let off = (job.loc.offset - start) as usize;
             let stored = &r[off..off + job.loc.stored_len as usize];
@@ -593,6 +636,9 @@ fn restore_deltas(
         }
     };
     for job in &group.deltas {
+        if plan.cancelled().is_some() {
+            return;
+        }
         let data = packs
             .read_stored(&job.loc)
             .and_then(|stored| codec::decode_delta(&stored, job.loc.raw_len as usize, &base_data))

@@ -4,6 +4,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -467,4 +468,84 @@ fn temporaries_of_a_killed_restore_are_removed_by_the_next_one() {
         other.to_str().unwrap(),
     ]);
     assert!(stale[0].exists());
+}
+
+/// Files named like a restore's temporaries in `dir` (not recursive).
+fn temporaries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".snap-restore-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_restore_killed_after_creating_its_temporaries_is_cleaned_up_by_the_next() {
+    let ws = Ws::new();
+    ws.write("model.bin", &random_bytes(1, 3 << 20));
+    ws.commit(&[]);
+    let out = ws.outside("out");
+    let o = ws
+        .cmd()
+        .env("SNAP_FAILPOINT", "restore:after-temporaries")
+        .args(["restore", "latest", "--target", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(
+        temporaries(&out).len(),
+        1,
+        "the killed restore left no temporary"
+    );
+    assert!(!out.join("model.bin").exists());
+    let o = ws.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("removed 1 temporary file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    assert_eq!(
+        fs::read(out.join("model.bin")).unwrap(),
+        fs::read(ws.path("model.bin")).unwrap()
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_restore_and_removes_its_temporaries() {
+    let ws = Ws::new();
+    ws.write("model.bin", &random_bytes(2, 3 << 20));
+    ws.write("sub/notes.txt", b"notes");
+    ws.commit(&[]);
+    let out = ws.outside("out");
+    // Pause after the temporaries exist, so the signal lands mid-restore.
+    let child = snap_std(&ws.root)
+        .env("SNAP_FAILPOINT_SLEEP", "restore:after-temporaries")
+        .args(["restore", "latest", "--target", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the temporaries", Duration::from_secs(30), || {
+        temporaries(&out).len() == 1 && temporaries(&out.join("sub")).len() == 1
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted by signal 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    assert_eq!(temporaries(&out.join("sub")), Vec::<String>::new());
+    assert!(!out.join("model.bin").exists() && !out.join("sub/notes.txt").exists());
+    // Nothing is in the way of the next restore.
+    ws.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(fs::read(out.join("sub/notes.txt")).unwrap(), b"notes");
 }

@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
 use anyhow::Result;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 use snapstore::RestoreOptions;
 
 use crate::cli::progress::Bar;
@@ -31,6 +36,20 @@ pub struct Args {
     json: bool,
 }
 
+/// The first Ctrl-C or SIGTERM sets the returned value to its number, and
+/// the restore stops cleanly (temporaries removed, nothing replaced); a
+/// second one ends the process at once.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    let signal = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(sig, 128 + sig, stopping.clone())?;
+        flag::register(sig, stopping.clone())?;
+        flag::register_usize(sig, signal.clone(), sig as usize)?;
+    }
+    Ok(signal)
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (repo, ws) = ctx.open()?;
     let target = args
@@ -42,6 +61,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         target: target.clone(),
         overwrite: args.overwrite,
         protect: None,
+        cancel: Some(stop_on_signals()?),
     };
     let s = repo.restore(&args.rev, opts, &Bar::new())?;
     if args.json {
