@@ -196,6 +196,7 @@ fn prune_keeps_the_bases_that_kept_deltas_need() {
     ws.commit(&["--session", "c"]);
 
     ws.ok(&["forget", "--keep-sessions", "1"]);
+    let reclaimable = ws.json(&["check"])["unreferenced_bytes"].as_u64().unwrap();
     let before = pack_bytes(&ws.repo());
     let p = ws.json(&["prune"]);
     let after = pack_bytes(&ws.repo());
@@ -209,9 +210,18 @@ fn prune_keeps_the_bases_that_kept_deltas_need() {
     assert_eq!(fs::read(r.join("models/epoch_02.safetensors")).unwrap(), e2);
     assert_paths(&r, &["models", "models/epoch_02.safetensors"]);
     ws.ok(&["check", "--read-data"]);
-    // A second prune finds nothing more to remove.
+    // A second prune finds nothing more to remove, and check agrees: the
+    // bases are in use, not reclaimable.
     ws.ok(&["prune"]);
     assert_eq!(pack_bytes(&ws.repo()), after);
+    assert_eq!(ws.json(&["check"])["unreferenced_bytes"], 0);
+    // Before the prune, check counted as reclaimable only what was freed
+    // (the two scratch files), not epoch 1's chunks.
+    assert!(
+        reclaimable < 7 << 20 && reclaimable + (64 << 10) >= before - after,
+        "check said {reclaimable} B reclaimable, prune freed {} B",
+        before - after
+    );
 }
 
 #[test]
