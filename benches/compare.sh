@@ -18,6 +18,7 @@
 #   TMPDIR           where the data goes
 #   SNAP             a prebuilt snap binary (default: cargo build --release)
 #   KEEP_WORK=1      keep the work directory (workspaces, repositories) at the end
+#   RESTORES=3       restores of the last snapshot per tool (median kept)
 #
 # Workloads (seeded, Python standard library only, identical on every machine):
 #   full     a safetensors model (fp32 ~N(0, 0.02), 14 tensors); every epoch
@@ -37,8 +38,8 @@
 # taken after the best.pt copy).
 #
 # Prints, per tool and workload: repository bytes (du -sb), median time per
-# epoch snapshot, restore time of the last snapshot, peak RSS over all the
-# snapshot runs; the size of ONE checkpoint under `zstd -3`; snap's
+# epoch snapshot, restore time of the last snapshot (median of RESTORES,
+# each listed), peak RSS over all the snapshot runs; the size of ONE checkpoint under `zstd -3`; snap's
 # new_raw_bytes for every best.pt commit; and a table of targets with
 # PASS/FAIL. Every restore is checked against the workspace (diff -r).
 # Always exits 0 unless a step crashed: it is a measurement tool, not a test.
@@ -51,6 +52,7 @@ FT_MB=${FT_MB:-64}
 HEAD_KB=${HEAD_KB:-$((FT_MB * 1024 / 100))}
 FT_EPOCHS=${FT_EPOCHS:-8}
 TOOLS=${TOOLS:-"snap restic borg zip"}
+RESTORES=${RESTORES:-3}
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -275,7 +277,7 @@ EOF
 # --- snapshots -------------------------------------------------------------------------
 
 # Per workload and tool (key "WL:tool"): epoch snapshot times, peak RSS, repo.
-declare -A TIMES PEAK REPO_BYTES RESTORE_T RESTORE_RSS NSNAP
+declare -A TIMES PEAK REPO_BYTES RESTORE_T RESTORE_RSS RESTORE_ALL NSNAP
 BEST_NEW=""      # snap new_raw_bytes of every best.pt commit
 BEST_EPOCHS=""
 
@@ -335,28 +337,38 @@ order() {  # $1 = epoch, rest = tools
 }
 
 restore_all() {  # $1 = workload
-    local wl=$1 d="$WORK/$1" tool dir src
+    local wl=$1 d="$WORK/$1" tool dir src round
+    declare -A rtimes=()
+    # RESTORES rounds, the tools in a rotated order each round; the median
+    # is kept (one restore swings by up to 2x on this VM).
+    for ((round = 0; round < RESTORES; round++)); do
+        for tool in $(order "$round" "${RUN[@]}"); do
+            dir="$d/restore/$tool"
+            mkdir -p "$dir"
+            src="$dir"
+            case $tool in
+            snap)
+                WARM=("$SNAP_REPO"); timed "${IN_DIR[@]}" "$d/ws" "$SNAP" restore latest --target "$dir" >/dev/null ;;
+            restic)
+                WARM=("$d/restic.repo"); timed restic -r "$d/restic.repo" restore latest --target "$dir" -q >/dev/null
+                src="$dir$d/ws" ;;
+            borg)
+                WARM=("$d/borg.repo"); timed "${IN_DIR[@]}" "$dir" borg extract "$d/borg.repo::${LAST[borg]}" ;;
+            zip)
+                local last
+                last=$(find "$d/zips" -name '*.zip' | sort | tail -n 1)
+                WARM=("$last"); timed "${IN_DIR[@]}" "$dir" unzip -q "$last" ;;
+            esac
+            rtimes[$tool]="${rtimes[$tool]:-} $T"
+            RESTORE_RSS[$wl:$tool]=$(max "${RESTORE_RSS[$wl:$tool]:-}" "$RSS")
+            say "    restore $tool  $T s  RSS $((RSS / 1024)) MiB"
+            diff -r "$d/ws" "$src" >/dev/null || { say "error: $tool restore of $wl differs from the workspace"; exit 1; }
+            rm -rf "$dir"
+        done
+    done
     for tool in "${RUN[@]}"; do
-        dir="$d/restore/$tool"
-        mkdir -p "$dir"
-        src="$dir"
-        case $tool in
-        snap)
-            WARM=("$SNAP_REPO"); timed "${IN_DIR[@]}" "$d/ws" "$SNAP" restore latest --target "$dir" >/dev/null ;;
-        restic)
-            WARM=("$d/restic.repo"); timed restic -r "$d/restic.repo" restore latest --target "$dir" -q >/dev/null
-            src="$dir$d/ws" ;;
-        borg)
-            WARM=("$d/borg.repo"); timed "${IN_DIR[@]}" "$dir" borg extract "$d/borg.repo::${LAST[borg]}" ;;
-        zip)
-            local last
-            last=$(find "$d/zips" -name '*.zip' | sort | tail -n 1)
-            WARM=("$last"); timed "${IN_DIR[@]}" "$dir" unzip -q "$last" ;;
-        esac
-        RESTORE_T[$wl:$tool]=$T RESTORE_RSS[$wl:$tool]=$RSS
-        say "    restore $tool  $T s  RSS $((RSS / 1024)) MiB"
-        diff -r "$d/ws" "$src" >/dev/null || { say "error: $tool restore of $wl differs from the workspace"; exit 1; }
-        rm -rf "$dir"
+        RESTORE_T[$wl:$tool]=$(median <<<"${rtimes[$tool]}")
+        RESTORE_ALL[$wl:$tool]="${rtimes[$tool]# }"
     done
     for tool in "${RUN[@]}"; do
         case $tool in
@@ -446,7 +458,9 @@ for wl in full frozen; do
     done
 done
 echo "  (median over epoch snapshots; the full run's extra best.pt snapshots count in repo size and RSS;"
-echo "   zip: one archive per epoch, repo = all archives; restore = the last snapshot, checked with diff -r)"
+echo "   zip: one archive per epoch, repo = all archives; restore = the last snapshot, checked with diff -r,"
+echo "   median of $RESTORES restores in rotated order)"
+for k in "${!RESTORE_ALL[@]}"; do echo "  restores $k: ${RESTORE_ALL[$k]}"; done | sort
 if uses snap && [ -n "$BEST_NEW" ]; then
     echo "snap new_raw_bytes of the best.pt commits (epochs$BEST_EPOCHS):$BEST_NEW"
 fi
