@@ -14,6 +14,13 @@
 #
 #   benches/delta.sh                   SIGMA in 1e-5 1e-4 1e-3 1e-2
 #   SIGMAS="1e-4" benches/delta.sh
+#   SERIES=8 STEP=1e-4 benches/delta.sh
+#                                      then also a run of SERIES fp32 epochs,
+#                                      each the previous plus N(0, STEP), every
+#                                      epoch a new file committed beside the
+#                                      others: stored / raw per epoch (deltas
+#                                      are one level deep, so later epochs code
+#                                      against epoch 1 and pay for the drift)
 # Needs python3 with numpy (pip install numpy), zstd, PyPI once for the model.
 
 set -euo pipefail
@@ -25,8 +32,8 @@ SIGMAS=${SIGMAS:-"1e-5 1e-4 1e-3 1e-2"}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# epoch2 SRC DST SIGMA BF16(0|1): writes the moved model, prints the share
-# of values whose sign or exponent changed.
+# epoch SRC DST SIGMA BF16(0|1) [SEED]: writes the moved model, prints the
+# share of values whose sign or exponent changed.
 epoch() {
     BENCH_COMMON="$here/benches/common" python3 - "$@" <<'PY'
 import os, sys
@@ -36,7 +43,7 @@ sys.path.insert(0, os.environ["BENCH_COMMON"])
 from safetensors import rewrite
 
 src, dst, sigma, bf16 = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
-rng = np.random.default_rng(1)
+rng = np.random.default_rng(int(sys.argv[5]) if len(sys.argv) > 5 else 1)
 moved = total = 0
 
 def to_bf16(a):
@@ -109,3 +116,26 @@ for dtype in fp32 bf16; do
             "$(awk "BEGIN{print $d_time/$a_time}")" "$(awk "BEGIN{print $d_rest/$a_rest}")"
     done
 done
+
+SERIES=${SERIES:-0}
+STEP=${STEP:-1e-4}
+if ((SERIES > 1)); then
+    echo
+    echo "series: fp32, each epoch = the previous + N(0, $STEP), a new file per epoch"
+    printf '%-6s %10s %8s\n' epoch drift stored
+    rm -rf "$work/s" && mkdir -p "$work/s/models"
+    cp "$model" "$work/s/models/epoch_01.safetensors"
+    (cd "$work/s" && "$snap" init >/dev/null)
+    read -r s_stored s_raw _ < <(commit_new "$work/s")
+    printf '%-6s %10s %8.4f\n' 1 0 "$(awk "BEGIN{print $s_stored/$s_raw}")"
+    for ((e = 2; e <= SERIES; e++)); do
+        prev=$(printf '%s/s/models/epoch_%02d.safetensors' "$work" $((e - 1)))
+        next=$(printf '%s/s/models/epoch_%02d.safetensors' "$work" "$e")
+        epoch "$prev" "$next" "$STEP" 0 "$e" >/dev/null
+        read -r s_stored s_raw _ < <(commit_new "$work/s")
+        printf '%-6s %10s %8.4f\n' "$e" "$(awk "BEGIN{printf \"%.2e\", $STEP * sqrt($e - 1)}")" \
+            "$(awk "BEGIN{print $s_stored/$s_raw}")"
+    done
+    restore_time "$work/s" >/dev/null
+    cmp "$work/out/models/$(basename "$next")" "$next"
+fi
