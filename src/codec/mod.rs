@@ -2,8 +2,9 @@
 //! compression does not pay, or, for float tensor data, the float codec
 //! (`float`: exponent plane rANS-coded, sign and mantissa planes zstd or
 //! raw), or the float codec applied to its XOR with the same tensor chunk
-//! of the previous checkpoint (`encode_delta`). The codec is recorded per blob in the pack trailer, so codecs can be
-//! added without touching old packs. Decoding checks the length; callers
+//! of the previous checkpoint (`encode_delta`). The codec is recorded per
+//! blob in the pack trailer, so codecs can be added without touching old
+//! packs. Decoding checks the length; callers
 //! verify the BLAKE3 id.
 //!
 //! Why splitting helps: in trained fp32/fp16/bf16 weights the exponent takes
@@ -144,13 +145,7 @@ pub fn decode_delta(stored: &[u8], raw_len: usize, base: &[u8]) -> Result<Vec<u8
             ),
         ));
     }
-    let mut out = float::decode(stored, raw_len)?;
-    if out.len() != raw_len {
-        return Err(Error::corrupt(
-            "chunk data",
-            format!("decoded {} bytes, expected {raw_len}", out.len()),
-        ));
-    }
+    let mut out = decode(Codec::Float, stored, raw_len)?;
     for (o, b) in out.iter_mut().zip(base) {
         *o ^= b;
     }
