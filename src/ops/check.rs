@@ -181,13 +181,7 @@ pub fn check(
     // Bases of float deltas are in use too: prune keeps them.
     let (_, _, stored) = index.data_totals()?;
     let ids: Vec<ChunkId> = used_chunks.iter().copied().collect();
-    let mut locs = index.blobs(&ids, PackKind::Data)?;
-    let bases: Vec<ChunkId> = locs
-        .values()
-        .filter_map(|l| l.base)
-        .filter(|b| !locs.contains_key(b))
-        .collect();
-    locs.extend(index.blobs(&bases, PackKind::Data)?);
+    let locs = index.blobs_with_bases(&ids)?;
     let used_stored: u64 = locs.values().map(|l| l.stored_len as u64).sum();
     report.unreferenced_bytes = stored.saturating_sub(used_stored);
     Ok(report)

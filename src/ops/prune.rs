@@ -74,12 +74,7 @@ fn reachable(
     // A float delta needs its base: keep the bases of every kept chunk
     // (bases are never deltas, so one step is enough).
     let ids: Vec<ChunkId> = chunks.iter().copied().collect();
-    let bases: Vec<ChunkId> = index
-        .blobs(&ids, PackKind::Data)?
-        .into_values()
-        .filter_map(|loc| loc.base)
-        .collect();
-    chunks.extend(bases);
+    chunks.extend(index.blobs_with_bases(&ids)?.into_keys());
     Ok((chunks, trees))
 }
 

@@ -20,7 +20,6 @@ use rayon::prelude::*;
 
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
-use crate::format::pack::PackKind;
 use crate::format::tree::{ChunkRef, EntryKind};
 use crate::id::{ChunkId, PackId, TreeId};
 use crate::ops::blobs::{self, PackFiles};
@@ -243,15 +242,9 @@ pub fn plan(
         });
     }
     let ids: Vec<ChunkId> = chunk_dests.keys().copied().collect();
-    let mut locs = index.blobs(&ids, PackKind::Data)?;
     // Float deltas are decoded with their bases, which the snapshot may not
-    // hold itself: locate those too.
-    let bases: Vec<ChunkId> = locs
-        .values()
-        .filter_map(|l| l.base)
-        .filter(|b| !locs.contains_key(b))
-        .collect();
-    locs.extend(index.blobs(&bases, PackKind::Data)?);
+    // hold itself: those are located too.
+    let locs = index.blobs_with_bases(&ids)?;
     let mut groups: BTreeMap<ChunkId, Vec<ChunkJob>> = BTreeMap::new();
     for (id, dests) in chunk_dests.iter() {
         let Some(loc) = locs.get(id).copied() else {
@@ -407,14 +400,15 @@ fn apply_inner(
     // created with O_EXCL: never a symlink someone planted, never another
     // file of the snapshot, whatever the destination's name. Temporaries a
     // killed restore left in these directories go first.
-    let prefix = temp_prefix(std::process::id());
+    let host = host_tag();
+    let prefix = format!(".snap-restore-{host}.{}.", std::process::id());
     let mut swept: HashSet<PathBuf> = HashSet::new();
     for f in plan.files.iter_mut() {
         let rel_dir = f.rel.parent().unwrap_or(Path::new(""));
         ensure_dir(&plan.target, rel_dir)?;
         let dir = plan.target.join(rel_dir);
         if swept.insert(dir.clone()) {
-            summary.stale_temporaries_removed += remove_stale_temps(&dir);
+            summary.stale_temporaries_removed += remove_stale_temps(&dir, &host);
         }
         if let Some(signal) = cancelled(&plan.cancel) {
             return Err(interrupted(signal));
@@ -516,27 +510,23 @@ fn apply_inner(
     Ok(summary)
 }
 
-/// `.snap-restore-HOST.PID.`: temporaries carry the restoring process's
-/// host (8 hex digits of the BLAKE3 of its name) and pid, so that a later
-/// restore can tell the ones a killed restore left behind.
-fn temp_prefix(pid: u32) -> String {
-    format!(".snap-restore-{}.{pid}.", host_tag())
-}
-
+/// Temporaries are named `.snap-restore-HOST.PID.XXXXXX`: the restoring
+/// process's host (this tag: 8 hex digits of the BLAKE3 of its name) and
+/// pid, so that a later restore can tell the ones a killed restore left.
 fn host_tag() -> String {
     let host = gethostname::gethostname();
     blake3::hash(host.as_encoded_bytes()).to_hex()[..8].to_string()
 }
 
-/// Removes the temporaries in `dir` that a restore on this host left when
-/// it was killed (its pid no longer runs). Returns how many. Anything else,
-/// including a temporary of a restore still running or of another host, is
-/// left alone.
-fn remove_stale_temps(dir: &Path) -> u64 {
+/// Removes the temporaries in `dir` that a restore on this host (`host`,
+/// from `host_tag`) left when it was killed (its pid no longer runs).
+/// Returns how many. Anything else, including a temporary of a restore
+/// still running or of another host, is left alone.
+fn remove_stale_temps(dir: &Path, host: &str) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
-    let ours = format!(".snap-restore-{}.", host_tag());
+    let ours = format!(".snap-restore-{host}.");
     let mut removed = 0;
     for e in entries.flatten() {
         let name = e.file_name();

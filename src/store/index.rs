@@ -173,18 +173,7 @@ impl Index {
             .query_row(params![&id.0[..], kind_code(kind)], location_row)
             .optional()
             .map_err(|e| self.sql_err(e))?;
-        row.map(|row| {
-            let (pack, codec, offset, stored_len, raw_len, base) = decode_location(row)?;
-            Ok(BlobLoc {
-                pack: PackId(pack),
-                codec,
-                offset,
-                stored_len,
-                raw_len,
-                base,
-            })
-        })
-        .transpose()
+        row.map(blob_loc).transpose()
     }
 
     /// Locations of many blobs of one kind: `blob` for each id, in queries of
@@ -213,19 +202,24 @@ impl Index {
                 let id: Vec<u8> = row.get(6).map_err(|e| self.sql_err(e))?;
                 let id = <[u8; 32]>::try_from(id.as_slice())
                     .map_err(|_| Error::corrupt("index", "bad id in blobs table"))?;
-                let loc = location_row(row).map_err(|e| self.sql_err(e))?;
-                let (pack, codec, offset, stored_len, raw_len, base) = decode_location(loc)?;
-                out.entry(ChunkId(id)).or_insert(BlobLoc {
-                    pack: PackId(pack),
-                    codec,
-                    offset,
-                    stored_len,
-                    raw_len,
-                    base,
-                });
+                let loc = blob_loc(location_row(row).map_err(|e| self.sql_err(e))?)?;
+                out.entry(ChunkId(id)).or_insert(loc);
             }
         }
         Ok(out)
+    }
+
+    /// `blobs` of data chunks, plus the locations of the float-delta bases
+    /// they need (a kept, restored or checked delta needs its base too).
+    pub fn blobs_with_bases(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, BlobLoc>> {
+        let mut locs = self.blobs(ids, PackKind::Data)?;
+        let bases: Vec<ChunkId> = locs
+            .values()
+            .filter_map(|l| l.base)
+            .filter(|b| !locs.contains_key(b))
+            .collect();
+        locs.extend(self.blobs(&bases, PackKind::Data)?);
+        Ok(locs)
     }
 
     pub fn has_blob(&self, id: &ChunkId, kind: PackKind) -> Result<bool> {
@@ -462,6 +456,19 @@ fn decode_location(
         .map(|b| ChunkId::from_slice(&b).ok_or_else(bad_id))
         .transpose()?;
     Ok((key, codec, offset, stored_len, raw_len, base))
+}
+
+/// A `blobs` row selected by blob id, as a location (its key is the pack).
+fn blob_loc(row: LocationRow) -> Result<BlobLoc> {
+    let (pack, codec, offset, stored_len, raw_len, base) = decode_location(row)?;
+    Ok(BlobLoc {
+        pack: PackId(pack),
+        codec,
+        offset,
+        stored_len,
+        raw_len,
+        base,
+    })
 }
 
 /// True if `e` means the index file is unusable rather than unreachable.
