@@ -38,6 +38,16 @@ pub enum Error {
     #[error("unknown revision '{rev}'\n  {hint}")]
     UnknownRev { rev: String, hint: String },
 
+    #[error("revision '{rev}' (snapshot {id}) was forgotten by retention on {when} (rule {rule}: {reason})\n  its files are gone once `snap prune` has run; {hint}; `snap log --forgotten` lists what retention forgot")]
+    Forgotten {
+        rev: String,
+        id: String,
+        when: String,
+        rule: String,
+        reason: String,
+        hint: String,
+    },
+
     #[error(
         "revision prefix '{rev}' is ambiguous: it matches {candidates}\n  give more characters"
     )]
@@ -123,6 +133,7 @@ impl Error {
             Error::NoRepository { .. }
             | Error::NotARepository { .. }
             | Error::UnknownRev { .. }
+            | Error::Forgotten { .. }
             | Error::PathNotInSnapshot { .. } => 5,
             _ => 1,
         }

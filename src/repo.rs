@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{ChunkerParams, RepoConfig};
+use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::id::SnapshotId;
@@ -26,7 +27,7 @@ use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::lock::{running_sessions, SessionLock, WriterLock};
 use crate::store::publish;
-use crate::store::{durable, refs, Layout};
+use crate::store::{durable, journal, refs, Layout};
 use crate::workspace::Workspace;
 
 /// Default time a writer waits for the lock before giving up.
@@ -237,8 +238,45 @@ impl Repo {
             .collect())
     }
 
+    /// Resolves a REV. One that names only snapshots retention forgot says
+    /// so: when, by which rule, and what is still there.
     pub fn resolve(&self, rev: &str) -> Result<(SnapshotId, Snapshot)> {
-        resolve::resolve(rev, &self.index.snapshots()?, &self.index.tags()?)
+        let err = match resolve::resolve(rev, &self.index.snapshots()?, &self.index.tags()?) {
+            Err(e @ Error::UnknownRev { .. }) => e,
+            other => return other,
+        };
+        let Ok((entries, _)) = self.forgotten() else {
+            return Err(err);
+        };
+        let gone: Vec<(SnapshotId, Snapshot)> =
+            entries.iter().map(|(f, s)| (f.id, s.clone())).collect();
+        let gone_tags: Vec<(String, SnapshotId)> = entries
+            .iter()
+            .flat_map(|(f, _)| f.tags.iter().map(|t| (t.clone(), f.id)))
+            .collect();
+        match resolve::resolve(rev, &gone, &gone_tags) {
+            Ok((id, s)) => {
+                let (f, _) = entries
+                    .iter()
+                    .find(|(f, _)| f.id == id)
+                    .expect("resolved among these entries");
+                Err(Error::Forgotten {
+                    rev: rev.to_string(),
+                    id: id.short(),
+                    when: chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string(),
+                    rule: f.rule.clone(),
+                    reason: f.reason.clone(),
+                    hint: match &s.session {
+                        Some(name) => format!("`snap log --session {name}` lists what is kept of its session"),
+                        None => "`snap log` lists what is kept".into(),
+                    },
+                })
+            }
+            Err(_) => Err(err),
+        }
     }
 
     /// The files of a snapshot.
@@ -412,10 +450,18 @@ impl Repo {
     }
 
     /// Applies a retention policy: computes the decision for every snapshot
-    /// and, unless `dry_run`, deletes the records of the forgotten ones (their
-    /// data stays until `prune`). Tags of forgotten snapshots (possible only
-    /// when `keep_tags` is narrowed) are deleted with them and listed.
-    pub fn forget(&mut self, policy: &Policy, dry_run: bool, now_ns: i64) -> Result<ForgetReport> {
+    /// and, unless `dry_run`, journals the forgotten ones (`journal/`) and
+    /// then deletes their records (their data stays until `prune`). Tags of
+    /// forgotten snapshots (possible only when `keep_tags` is narrowed) are
+    /// deleted with them and listed. `this_run` is the session of the
+    /// `snap run` applying retention: its pre-run, final and best stay.
+    pub fn forget(
+        &mut self,
+        policy: &Policy,
+        this_run: Option<&str>,
+        dry_run: bool,
+        now_ns: i64,
+    ) -> Result<ForgetReport> {
         let _lock = if dry_run {
             None
         } else {
@@ -424,27 +470,52 @@ impl Repo {
         let snapshots = self.index.snapshots()?;
         let tags = self.index.tags()?;
         let running = running_sessions(&self.layout.locks_dir())?;
-        let decisions = retention::plan(&snapshots, &tags, &running, policy, now_ns)?;
-        let forgotten: Vec<SnapshotId> =
-            decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+        let decisions = retention::plan(&snapshots, &tags, &running, this_run, policy, now_ns)?;
+        let forgotten: Vec<&Decision> = decisions.iter().filter(|d| !d.keep).collect();
         let dropped_tags: Vec<String> = tags
             .iter()
-            .filter(|(_, id)| forgotten.contains(id))
+            .filter(|(_, id)| forgotten.iter().any(|d| d.id == *id))
             .map(|(n, _)| n.clone())
             .collect();
         if !dry_run && !forgotten.is_empty() {
+            // The journal first: a snapshot is never gone without a word.
+            let mut entries = Vec::with_capacity(forgotten.len());
+            for d in &forgotten {
+                let path = self.layout.snapshot(&d.id);
+                let record = std::fs::read(&path).map_err(|e| {
+                    Error::Other(format!(
+                        "cannot read {} to journal it before forgetting it: {e}\n  \
+                         nothing was forgotten; run `snap check`",
+                        path.display()
+                    ))
+                })?;
+                let why = &d.reasons[0];
+                entries.push(Forgotten {
+                    id: d.id,
+                    forgotten_ns: now_ns,
+                    rule: why.rule(policy),
+                    reason: why.to_string(),
+                    tags: tags
+                        .iter()
+                        .filter(|(_, t)| *t == d.id)
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                    record,
+                });
+            }
+            journal::write(&self.layout, &entries)?;
             for name in &dropped_tags {
                 refs::delete_tag(&self.layout.tags_dir(), name)?;
             }
             let paths: Vec<PathBuf> = forgotten
                 .iter()
-                .map(|id| self.layout.snapshot(id))
+                .map(|d| self.layout.snapshot(&d.id))
                 .collect();
             durable::remove_durable(paths.iter().map(|p| p.as_path()), || {})?;
             crate::store::failpoint::hit("forget:before-index");
             self.index.transaction(|tx| {
-                for id in &forgotten {
-                    tx.delete_snapshot(id)?;
+                for d in &forgotten {
+                    tx.delete_snapshot(&d.id)?;
                 }
                 for name in &dropped_tags {
                     tx.delete_tag(name)?;
@@ -458,6 +529,21 @@ impl Repo {
             dropped_tags,
             dry_run,
         })
+    }
+
+    /// What retention forgot, oldest first: journal entries whose snapshot
+    /// is gone, each with the snapshot as it was, and the journal files that
+    /// could not be read.
+    pub fn forgotten(&self) -> Result<(Vec<(Forgotten, Snapshot)>, Vec<String>)> {
+        let (entries, damaged) = journal::read_all(&self.layout)?;
+        let live = self.index.snapshot_ids()?;
+        Ok((
+            entries
+                .into_iter()
+                .filter(|(f, _)| !live.contains(&f.id))
+                .collect(),
+            damaged,
+        ))
     }
 
     /// Deletes packs no snapshot needs and repacks mostly-unused ones.

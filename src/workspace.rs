@@ -10,10 +10,11 @@
 //! repo = "/mnt/archive/snap"      # a repository elsewhere, e.g. another disk
 //! track = ["logs", "models", "config", "best.pt"]   # default: everything
 //! ignore = ["*.tmp", "wandb/"]    # gitignore syntax, like .snapignore
-//! [retention]                     # defaults for `snap forget`
-//! keep_sessions = 5
-//! keep_per_session = 1
-//! keep_within = "7d"
+//! [retention]                     # defaults for `snap forget` and `snap run`
+//! keep_sessions = 5               # training sessions whose pre-run, final, best, epochs stay
+//! keep_epochs = 5                 # epoch snapshots kept in each of those
+//! keep_commits = 10               # plain commits (no session) kept, newest first
+//! keep_commits_within = "30d"     # and every plain commit younger than this
 //! ```
 //! `.snap/`, `.git/` and whatever `.snapignore` files exclude are never tracked.
 
@@ -50,7 +51,11 @@ pub struct WorkspaceConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     pub keep_sessions: Option<usize>,
+    pub keep_epochs: Option<usize>,
     pub keep_per_session: Option<usize>,
+    pub keep_commits: Option<usize>,
+    /// A duration such as "30d"; "none" keeps plain commits by count only.
+    pub keep_commits_within: Option<String>,
     pub keep_tags: Option<Vec<String>>,
     /// A duration such as "7d".
     pub keep_within: Option<String>,

@@ -22,6 +22,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `1 snapshot`, `3 snapshots`.
+pub fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 pub fn time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .with_timezone(&chrono::Local)

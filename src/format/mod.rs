@@ -8,6 +8,7 @@
 //! struct. The byte-level layout is specified in `docs/format.md`.
 
 pub mod config;
+pub mod journal;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

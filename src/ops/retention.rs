@@ -1,12 +1,27 @@
 //! The retention policy: a pure function from the snapshot list to a
 //! keep/forget decision with reasons for every snapshot. No I/O, no clock:
-//! time comes in as `now_ns`, running sessions as a set, so the policy is
-//! easy to test and to print with `--dry-run`.
+//! time comes in as `now_ns`, running sessions as a set, the run applying
+//! retention (if any) by name, so the policy is easy to test and to print
+//! with `--dry-run`.
 //!
-//! A session is one training run: the snapshots that share a session id.
-//! A snapshot without a session id is a session of its own. Sessions are
-//! ranked by their newest snapshot (ties broken by id, so the result never
-//! depends on input order).
+//! Snapshots fall into groups:
+//! - **Training sessions**: snapshots sharing a session id (a `snap run`, or
+//!   a manual series of `snap commit --session`). Ranked by their newest
+//!   snapshot; the `keep_sessions` most recent keep their pre-run snapshot
+//!   (label `signal=archive`), their final snapshot (label `outcome`), their
+//!   `SESSION/best`, their last `keep_epochs` other snapshots and their
+//!   newest `keep_per_session`. Older sessions keep only tagged snapshots.
+//! - **Plain commits**: snapshots without a session, and the snapshots of a
+//!   run whose command could not be started (label `started=false`). One
+//!   group, never a session each, so they never push training sessions out:
+//!   the newest `keep_commits` plus all younger than `keep_commits_within`.
+//! - **Imported archives** (`snap import-zip`, label `imported_from`): the
+//!   user brought them in on purpose, so they are kept.
+//!
+//! Always kept: tagged snapshots (tags matching `keep_tags`), every snapshot
+//! of a running session, snapshots younger than `keep_within`, and the pre-run,
+//! final and best snapshots of the run applying retention. Ties in time are
+//! broken by id, so the result never depends on input order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashSet};
@@ -16,33 +31,83 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
+use crate::workspace::RetentionConfig;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
-    /// Keep the last snapshots of this many most recent sessions.
+    /// Most recent training sessions whose pre-run, final, best and last
+    /// epochs are kept.
     pub keep_sessions: usize,
-    /// How many of the newest snapshots to keep in each of those sessions.
+    /// Epoch (and other mid-run) snapshots kept in each of those sessions.
+    pub keep_epochs: usize,
+    /// Newest snapshots of each kept session kept whatever their kind (the
+    /// head of a manual series of `snap commit --session`).
     pub keep_per_session: usize,
+    /// Newest plain commits (no session) kept.
+    pub keep_commits: usize,
+    /// Plain commits younger than this many nanoseconds are kept.
+    pub keep_commits_within_ns: Option<i64>,
     /// Keep snapshots with a tag matching any of these globs.
     pub keep_tags: Vec<String>,
     /// Keep every snapshot younger than this many nanoseconds.
     pub keep_within_ns: Option<i64>,
 }
 
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             keep_sessions: 5,
+            keep_epochs: 5,
             keep_per_session: 1,
+            keep_commits: 10,
+            keep_commits_within_ns: Some(30 * DAY_NS),
             keep_tags: vec!["*".into()],
             keep_within_ns: None,
         }
     }
 }
 
+impl Policy {
+    /// The defaults, overridden by `snap.toml`'s `[retention]` keys.
+    pub fn from_config(cfg: &RetentionConfig) -> Result<Policy> {
+        let d = Policy::default();
+        let within = |key: &str, v: &Option<String>, default: Option<i64>| match v.as_deref() {
+            None => Ok(default),
+            Some("") | Some("0") | Some("none") => Ok(None),
+            Some(s) => parse_duration(s)
+                .map(Some)
+                .map_err(|e| Error::invalid("retention setting", key, e.to_string())),
+        };
+        Ok(Policy {
+            keep_sessions: cfg.keep_sessions.unwrap_or(d.keep_sessions),
+            keep_epochs: cfg.keep_epochs.unwrap_or(d.keep_epochs),
+            keep_per_session: cfg.keep_per_session.unwrap_or(d.keep_per_session),
+            keep_commits: cfg.keep_commits.unwrap_or(d.keep_commits),
+            keep_commits_within_ns: within(
+                "keep_commits_within",
+                &cfg.keep_commits_within,
+                d.keep_commits_within_ns,
+            )?,
+            keep_tags: cfg.keep_tags.clone().unwrap_or(d.keep_tags),
+            keep_within_ns: within("keep_within", &cfg.keep_within, d.keep_within_ns)?,
+        })
+    }
+}
+
 /// Label of a `snap run` archive snapshot taken before `--clean` emptied
 /// directories: the only copy of what was deleted, kept while its session is.
 pub const CLEANED_LABEL: &str = "cleaned";
+/// Label `signal=archive`: the pre-run snapshot of a `snap run`.
+pub const SIGNAL_LABEL: &str = "signal";
+pub const ARCHIVE_SIGNAL: &str = "archive";
+/// Label of a run's final snapshot: how the command ended.
+pub const OUTCOME_LABEL: &str = "outcome";
+/// Label `started=false`: the run's command could not be started.
+pub const STARTED_LABEL: &str = "started";
+/// Label of an imported zip archive.
+pub const IMPORTED_LABEL: &str = "imported_from";
 
 /// Why a snapshot is kept or forgotten.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,19 +115,83 @@ pub const CLEANED_LABEL: &str = "cleaned";
 pub enum Reason {
     Tagged(String),
     RunningSession,
+    /// The run applying retention: its pre-run, final or best snapshot.
+    ThisRun(&'static str),
+    /// The pre-run snapshot of one of the most recent sessions.
+    PreRun {
+        rank: usize,
+    },
+    /// The final snapshot of one of the most recent sessions.
+    Final {
+        rank: usize,
+    },
+    /// Tagged `SESSION/best` in one of the most recent sessions.
+    SessionBest {
+        rank: usize,
+    },
+    /// Among the last `keep_epochs` snapshots of a recent session.
+    RecentEpoch {
+        rank: usize,
+        position: usize,
+    },
+    /// Among the newest `keep_per_session` snapshots of a recent session.
     RecentSession {
         rank: usize,
         position: usize,
     },
     /// The pre-run archive of a kept session that emptied directories.
     CleanedArchive,
+    /// A plain commit among the newest `keep_commits`.
+    RecentCommit {
+        position: usize,
+    },
+    /// A plain commit younger than `keep_commits_within`.
+    CommitWithin,
+    Imported,
     Within,
-    /// Forgotten: older than the kept snapshots of its session.
-    OlderInSession,
+    /// Forgotten: a snapshot of a recent session beyond its last `keep_epochs`.
+    OlderEpoch {
+        rank: usize,
+        position: usize,
+    },
     /// Forgotten: its session is not among the most recent.
     OldSession {
         rank: usize,
     },
+    /// Forgotten: a plain commit beyond the newest `keep_commits` and older
+    /// than `keep_commits_within`.
+    OldCommit {
+        position: usize,
+    },
+}
+
+impl Reason {
+    /// The setting that made this decision, as `snap.toml` spells it.
+    pub fn rule(&self, p: &Policy) -> String {
+        match self {
+            Reason::Tagged(_) => format!("keep_tags = {:?}", p.keep_tags),
+            Reason::RunningSession => "running sessions are kept".into(),
+            Reason::ThisRun(_) => "a run never forgets its own pre-run, best and final".into(),
+            Reason::PreRun { .. }
+            | Reason::Final { .. }
+            | Reason::SessionBest { .. }
+            | Reason::CleanedArchive
+            | Reason::OldSession { .. } => format!("keep_sessions = {}", p.keep_sessions),
+            Reason::RecentEpoch { .. } | Reason::OlderEpoch { .. } => {
+                format!("keep_epochs = {}", p.keep_epochs)
+            }
+            Reason::RecentSession { .. } => format!("keep_per_session = {}", p.keep_per_session),
+            Reason::RecentCommit { .. } | Reason::CommitWithin | Reason::OldCommit { .. } => {
+                format!(
+                    "keep_commits = {}, keep_commits_within = {}",
+                    p.keep_commits,
+                    show_duration(p.keep_commits_within_ns)
+                )
+            }
+            Reason::Imported => "imported archives are kept".into(),
+            Reason::Within => format!("keep_within = {}", show_duration(p.keep_within_ns)),
+        }
+    }
 }
 
 impl std::fmt::Display for Reason {
@@ -70,20 +199,51 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::Tagged(t) => write!(f, "tagged {t}"),
             Reason::RunningSession => write!(f, "session still running"),
-            Reason::RecentSession { rank, position } => {
-                write!(
-                    f,
-                    "session #{rank} most recent, its snapshot #{position} newest"
-                )
+            Reason::ThisRun(what) => write!(f, "this run's {what}"),
+            Reason::PreRun { rank } => write!(f, "pre-run snapshot of session #{rank}"),
+            Reason::Final { rank } => write!(f, "final snapshot of session #{rank}"),
+            Reason::SessionBest { rank } => write!(f, "best of session #{rank}"),
+            Reason::RecentEpoch { rank, position } => {
+                write!(f, "epoch snapshot #{position} newest of session #{rank}")
             }
-            Reason::Within => write!(f, "within --keep-within"),
+            Reason::RecentSession { rank, position } => {
+                write!(f, "snapshot #{position} newest of session #{rank}")
+            }
             Reason::CleanedArchive => {
                 write!(f, "archive of what --clean deleted, in a kept session")
             }
-            Reason::OlderInSession => write!(f, "older snapshot of a kept session"),
-            Reason::OldSession { rank } => {
-                write!(f, "session #{rank} most recent is beyond --keep-sessions")
+            Reason::RecentCommit { position } => {
+                write!(f, "plain commit #{position} newest")
             }
+            Reason::CommitWithin => write!(f, "plain commit within keep_commits_within"),
+            Reason::Imported => write!(f, "imported archive"),
+            Reason::Within => write!(f, "within keep_within"),
+            Reason::OlderEpoch { rank, position } => write!(
+                f,
+                "epoch snapshot #{position} newest of session #{rank}, beyond keep_epochs"
+            ),
+            Reason::OldSession { rank } => {
+                write!(f, "session #{rank} most recent, beyond keep_sessions")
+            }
+            Reason::OldCommit { position } => write!(
+                f,
+                "plain commit #{position} newest, beyond keep_commits and keep_commits_within"
+            ),
+        }
+    }
+}
+
+fn show_duration(ns: Option<i64>) -> String {
+    match ns {
+        None => "none".into(),
+        Some(ns) => {
+            let s = ns / 1_000_000_000;
+            for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+                if s >= len && s % len == 0 {
+                    return format!("{}{unit}", s / len);
+                }
+            }
+            format!("{s}s")
         }
     }
 }
@@ -105,58 +265,129 @@ fn globs(patterns: &[String]) -> Result<GlobSet> {
         .map_err(|e| Error::invalid("tag pattern", patterns.join(","), e.to_string()))
 }
 
-/// The session key of a snapshot: its session id, or its own id.
-fn session_key(id: &SnapshotId, s: &Snapshot) -> String {
-    match &s.session {
-        Some(name) => format!("s:{name}"),
-        None => format!("x:{}", id.to_hex()),
+/// Which group a snapshot belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    Session(String),
+    Plain,
+    Imported,
+}
+
+/// What a snapshot is within its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    PreRun,
+    Final,
+    /// An epoch snapshot, or any other snapshot taken during a session.
+    Step,
+}
+
+fn role(s: &Snapshot) -> Role {
+    if s.labels.get(SIGNAL_LABEL).map(String::as_str) == Some(ARCHIVE_SIGNAL) {
+        Role::PreRun
+    } else if s.labels.contains_key(OUTCOME_LABEL) {
+        Role::Final
+    } else {
+        Role::Step
     }
 }
 
-/// Decides, for every snapshot, whether the policy keeps it. The output is
+/// The group of each snapshot. A session any of whose snapshots records
+/// that its command could not be started is no session: plain commits.
+fn groups(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<Group> {
+    let not_started: HashSet<&str> = snapshots
+        .iter()
+        .filter(|(_, s)| s.labels.get(STARTED_LABEL).map(String::as_str) == Some("false"))
+        .filter_map(|(_, s)| s.session.as_deref())
+        .collect();
+    snapshots
+        .iter()
+        .map(|(_, s)| match &s.session {
+            _ if s.labels.contains_key(IMPORTED_LABEL) => Group::Imported,
+            Some(name) if !not_started.contains(name.as_str()) => Group::Session(name.clone()),
+            _ => Group::Plain,
+        })
+        .collect()
+}
+
+/// Positions (1 = newest) of the snapshots `which` selects, newest first by
+/// (time, id).
+fn newest_first<'a>(
+    snapshots: &'a [(SnapshotId, Snapshot)],
+    which: impl Fn(usize) -> bool,
+) -> BTreeMap<&'a SnapshotId, usize> {
+    let mut v: Vec<(i64, &SnapshotId)> = snapshots
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| which(*i))
+        .map(|(_, (id, s))| (s.time_ns, id))
+        .collect();
+    v.sort_by_key(|&(t, id)| Reverse((t, *id)));
+    v.into_iter()
+        .enumerate()
+        .map(|(i, (_, id))| (id, i + 1))
+        .collect()
+}
+
+/// Decides, for every snapshot, whether the policy keeps it. `this_run` is
+/// the session of the `snap run` applying retention, if any. The output is
 /// sorted by snapshot id.
 pub fn plan(
     snapshots: &[(SnapshotId, Snapshot)],
     tags: &[(String, SnapshotId)],
     running: &HashSet<String>,
+    this_run: Option<&str>,
     policy: &Policy,
     now_ns: i64,
 ) -> Result<Vec<Decision>> {
     let tag_globs = globs(&policy.keep_tags)?;
-    // Sessions, each with its snapshots newest first.
-    let mut sessions: BTreeMap<String, Vec<(i64, SnapshotId)>> = BTreeMap::new();
-    for (id, s) in snapshots {
-        sessions
-            .entry(session_key(id, s))
-            .or_default()
-            .push((s.time_ns, *id));
+    let group = groups(snapshots);
+
+    // Training sessions ranked by their newest snapshot.
+    let mut newest: BTreeMap<&str, (i64, SnapshotId)> = BTreeMap::new();
+    for ((id, s), g) in snapshots.iter().zip(&group) {
+        if let Group::Session(name) = g {
+            let e = newest.entry(name.as_str()).or_insert((s.time_ns, *id));
+            *e = (*e).max((s.time_ns, *id));
+        }
     }
-    for list in sessions.values_mut() {
-        list.sort_by_key(|&(t, id)| Reverse((t, id)));
-    }
-    let mut ranked: Vec<(&String, (i64, SnapshotId))> =
-        sessions.iter().map(|(k, v)| (k, v[0])).collect();
-    ranked.sort_by_key(|&(_, newest)| Reverse(newest));
-    let rank_of: BTreeMap<&String, usize> = ranked
+    let mut ranked: Vec<(&str, (i64, SnapshotId))> = newest.into_iter().collect();
+    ranked.sort_by_key(|&(_, head)| Reverse(head));
+    let rank_of: BTreeMap<&str, usize> = ranked
         .iter()
         .enumerate()
-        .map(|(i, (k, _))| (*k, i + 1))
+        .map(|(i, (name, _))| (*name, i + 1))
         .collect();
+
+    // Positions within each session (all snapshots, and steps only) and
+    // among plain commits.
+    let in_session = |name: &str, steps_only: bool| {
+        newest_first(snapshots, |i| {
+            group[i] == Group::Session(name.to_string())
+                && (!steps_only || role(&snapshots[i].1) == Role::Step)
+        })
+    };
+    let mut position: BTreeMap<&str, BTreeMap<&SnapshotId, usize>> = BTreeMap::new();
+    let mut step_position: BTreeMap<&str, BTreeMap<&SnapshotId, usize>> = BTreeMap::new();
+    for (name, _) in &ranked {
+        position.insert(name, in_session(name, false));
+        step_position.insert(name, in_session(name, true));
+    }
+    let plain_position = newest_first(snapshots, |i| group[i] == Group::Plain);
 
     let mut out: Vec<Decision> = snapshots
         .iter()
-        .map(|(id, s)| {
-            let key = session_key(id, s);
-            let rank = rank_of[&key];
-            let position = sessions[&key]
-                .iter()
-                .position(|(_, i)| i == id)
-                .expect("listed above")
-                + 1;
+        .zip(&group)
+        .map(|((id, s), g)| {
             let mut keep = Vec::new();
-            for (name, _) in tags.iter().filter(|(_, t)| t == id) {
-                if tag_globs.is_match(name) {
-                    keep.push(Reason::Tagged(name.clone()));
+            let tagged: Vec<&String> = tags
+                .iter()
+                .filter(|(_, t)| t == id)
+                .map(|(n, _)| n)
+                .collect();
+            for name in &tagged {
+                if tag_globs.is_match(name.as_str()) {
+                    keep.push(Reason::Tagged((*name).clone()));
                 }
             }
             if s.session
@@ -165,35 +396,87 @@ pub fn plan(
             {
                 keep.push(Reason::RunningSession);
             }
-            if rank <= policy.keep_sessions && position <= policy.keep_per_session {
-                keep.push(Reason::RecentSession { rank, position });
-            }
-            if rank <= policy.keep_sessions && s.labels.contains_key(CLEANED_LABEL) {
-                keep.push(Reason::CleanedArchive);
-            }
             if policy
                 .keep_within_ns
                 .is_some_and(|w| now_ns.saturating_sub(s.time_ns) <= w)
             {
                 keep.push(Reason::Within);
             }
-            if keep.is_empty() {
-                let why = if rank <= policy.keep_sessions {
-                    Reason::OlderInSession
-                } else {
-                    Reason::OldSession { rank }
-                };
-                Decision {
-                    id: *id,
-                    keep: false,
-                    reasons: vec![why],
+            let forget = match g {
+                Group::Imported => {
+                    keep.push(Reason::Imported);
+                    None
                 }
-            } else {
-                Decision {
+                Group::Plain => {
+                    let position = plain_position[id];
+                    if position <= policy.keep_commits {
+                        keep.push(Reason::RecentCommit { position });
+                    }
+                    if policy
+                        .keep_commits_within_ns
+                        .is_some_and(|w| now_ns.saturating_sub(s.time_ns) <= w)
+                    {
+                        keep.push(Reason::CommitWithin);
+                    }
+                    Some(Reason::OldCommit { position })
+                }
+                Group::Session(name) => {
+                    let rank = rank_of[name.as_str()];
+                    let recent = rank <= policy.keep_sessions;
+                    let is_best = tagged.iter().any(|t| **t == format!("{name}/best"));
+                    let role = role(s);
+                    if this_run == Some(name.as_str()) {
+                        match role {
+                            Role::PreRun => keep.push(Reason::ThisRun("pre-run snapshot")),
+                            Role::Final => keep.push(Reason::ThisRun("final snapshot")),
+                            Role::Step => {}
+                        }
+                        if is_best {
+                            keep.push(Reason::ThisRun("best"));
+                        }
+                    }
+                    if recent {
+                        match role {
+                            Role::PreRun => keep.push(Reason::PreRun { rank }),
+                            Role::Final => keep.push(Reason::Final { rank }),
+                            Role::Step => {}
+                        }
+                        if is_best {
+                            keep.push(Reason::SessionBest { rank });
+                        }
+                        if s.labels.contains_key(CLEANED_LABEL) {
+                            keep.push(Reason::CleanedArchive);
+                        }
+                        let p = position[name.as_str()][id];
+                        if p <= policy.keep_per_session {
+                            keep.push(Reason::RecentSession { rank, position: p });
+                        }
+                    }
+                    let step = step_position[name.as_str()].get(id).copied();
+                    match step {
+                        Some(position)
+                            if position <= policy.keep_epochs
+                                && (recent || this_run == Some(name.as_str())) =>
+                        {
+                            keep.push(Reason::RecentEpoch { rank, position });
+                            None
+                        }
+                        Some(position) if recent => Some(Reason::OlderEpoch { rank, position }),
+                        _ => Some(Reason::OldSession { rank }),
+                    }
+                }
+            };
+            match (keep.is_empty(), forget) {
+                (false, _) | (true, None) => Decision {
                     id: *id,
                     keep: true,
                     reasons: keep,
-                }
+                },
+                (true, Some(why)) => Decision {
+                    id: *id,
+                    keep: false,
+                    reasons: vec![why],
+                },
             }
         })
         .collect();
@@ -226,122 +509,4 @@ pub fn parse_duration(s: &str) -> Result<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::format::snapshot::Summary;
-    use crate::id::TreeId;
-
-    fn snap(session: Option<&str>, time_ns: i64) -> Snapshot {
-        Snapshot {
-            time_ns,
-            host: "h".into(),
-            workspace: "/w".into(),
-            paths: vec![],
-            session: session.map(str::to_string),
-            epoch: None,
-            metrics: BTreeMap::new(),
-            message: None,
-            labels: BTreeMap::new(),
-            parent: None,
-            root: TreeId([0; 32]),
-            summary: Summary::default(),
-        }
-    }
-
-    fn id(n: u8) -> SnapshotId {
-        SnapshotId([n; 32])
-    }
-
-    #[test]
-    fn default_keeps_last_of_five_sessions_and_tags() {
-        // Seven sessions of three snapshots each, times increasing.
-        let mut snaps = Vec::new();
-        for s in 0..7u8 {
-            for e in 0..3u8 {
-                let n = s * 3 + e + 1;
-                snaps.push((id(n), snap(Some(&format!("run{s}")), n as i64)));
-            }
-        }
-        let tags = vec![("best".to_string(), id(2))];
-        let d = plan(&snaps, &tags, &HashSet::new(), &Policy::default(), 100).unwrap();
-        let kept: Vec<u8> = d.iter().filter(|d| d.keep).map(|d| d.id.0[0]).collect();
-        // last of run2..run6 (ids 9, 12, 15, 18, 21) and the tagged id 2
-        assert_eq!(kept, vec![2, 9, 12, 15, 18, 21]);
-        let running: HashSet<String> = ["run0".to_string()].into();
-        let d = plan(&snaps, &tags, &running, &Policy::default(), 100).unwrap();
-        assert!(d.iter().filter(|d| d.id.0[0] <= 3).all(|d| d.keep));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2h").unwrap(), 7_200_000_000_000);
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("3y").is_err());
-    }
-
-    fn arb_snaps() -> impl Strategy<Value = Vec<(SnapshotId, Snapshot)>> {
-        prop::collection::vec(
-            (any::<[u8; 32]>(), prop::option::of(0u8..6), 0i64..50),
-            0..30,
-        )
-        .prop_map(|v| {
-            let mut seen = HashSet::new();
-            v.into_iter()
-                .filter(|(i, _, _)| seen.insert(*i))
-                .map(|(i, s, t)| {
-                    (
-                        SnapshotId(i),
-                        snap(s.map(|s| format!("s{s}")).as_deref(), t),
-                    )
-                })
-                .collect()
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn policy_properties(
-            snaps in arb_snaps(),
-            tag_picks in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
-            keep_sessions in 0usize..7,
-            keep_per_session in 1usize..3,
-            rotate in any::<prop::sample::Index>(),
-        ) {
-            let tags: Vec<(String, SnapshotId)> = if snaps.is_empty() { vec![] } else {
-                tag_picks.iter().enumerate().map(|(i, p)| (format!("t{i}"), snaps[p.index(snaps.len())].0)).collect()
-            };
-            let policy = Policy { keep_sessions, keep_per_session, ..Policy::default() };
-            let d = plan(&snaps, &tags, &HashSet::new(), &policy, 1000).unwrap();
-            prop_assert_eq!(d.len(), snaps.len());
-            // A tagged snapshot is never forgotten.
-            for (_, t) in &tags {
-                prop_assert!(d.iter().find(|x| x.id == *t).unwrap().keep);
-            }
-            // The newest N sessions always keep their last snapshot.
-            let mut newest: BTreeMap<String, (i64, SnapshotId)> = BTreeMap::new();
-            for (i, s) in &snaps {
-                let k = session_key(i, s);
-                let e = newest.entry(k).or_insert((s.time_ns, *i));
-                if (s.time_ns, *i) > *e { *e = (s.time_ns, *i); }
-            }
-            let mut heads: Vec<(i64, SnapshotId)> = newest.into_values().collect();
-            heads.sort_by_key(|&h| Reverse(h));
-            for (_, head) in heads.iter().take(keep_sessions) {
-                prop_assert!(d.iter().find(|x| x.id == *head).unwrap().keep);
-            }
-            // The result never depends on input order.
-            let mut shuffled = snaps.clone();
-            if !shuffled.is_empty() {
-                let k = rotate.index(shuffled.len());
-                shuffled.rotate_left(k);
-                shuffled.reverse();
-            }
-            prop_assert_eq!(plan(&shuffled, &tags, &HashSet::new(), &policy, 1000).unwrap(), d);
-        }
-    }
-}
+mod tests;

@@ -22,6 +22,7 @@
 //! any process keeps all its snapshots.
 
 pub mod clean;
+pub mod global_best;
 pub mod interrupt;
 pub mod signals;
 pub mod watch;
@@ -65,7 +66,8 @@ pub struct RunOptions {
     /// Absolute path of a file that also receives the child's output.
     pub capture: Option<PathBuf>,
     pub archive: bool,
-    pub policy: Policy,
+    /// Retention at the end; `None` for `--no-retention`.
+    pub policy: Option<Policy>,
     /// How often the watcher polls.
     pub poll: Duration,
 }
@@ -78,7 +80,13 @@ pub struct RunReport {
     pub interrupted: bool,
     pub snapshots: Vec<String>,
     pub best: Option<(String, f64)>,
+    /// Whether the repository-wide `best` tag now names this run's best.
+    pub global_best: bool,
+    /// What retention did: "applied", or why it was skipped.
+    pub retention: String,
     pub forgotten: usize,
+    /// The snapshots retention forgot, oldest first.
+    pub forgotten_snapshots: Vec<ForgottenSnapshot>,
     pub bytes_freed: u64,
     /// Commits or steps that failed; the run went on.
     pub errors: Vec<String>,
@@ -86,6 +94,16 @@ pub struct RunReport {
     /// own output on a new line).
     #[serde(skip)]
     pub stdout_ends_mid_line: bool,
+}
+
+/// One snapshot retention forgot at the end of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ForgottenSnapshot {
+    pub id: String,
+    pub session: Option<String>,
+    pub epoch: Option<u64>,
+    pub logical_bytes: u64,
+    pub reason: String,
 }
 
 enum Msg {
@@ -146,6 +164,7 @@ pub fn run(
         },
         last_epoch: None,
         best: None,
+        not_started: false,
     };
     if let Some(sig) = interrupts.received() {
         note(&format!(
@@ -159,7 +178,13 @@ pub fn run(
 
     if opts.archive {
         let mut labels = BTreeMap::new();
-        labels.insert("signal".to_string(), "archive".to_string());
+        labels.insert(
+            retention::SIGNAL_LABEL.to_string(),
+            retention::ARCHIVE_SIGNAL.to_string(),
+        );
+        if let Some(best) = best_label(&opts) {
+            labels.insert(BEST_METRIC_LABEL.to_string(), best);
+        }
         if !clean.is_empty() {
             // The only copy of what --clean deletes: retention keeps it as
             // long as its session is kept.
@@ -209,13 +234,24 @@ pub fn run(
     if std::env::var_os("SNAP_LOCK_WAIT").is_none() {
         cmd.env("SNAP_LOCK_WAIT", "600");
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::invalid(
-            "command",
-            command_line(&opts.command),
-            format!("cannot start: {e}"),
-        )
-    })?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // Recorded, but no session for retention, and no retention.
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            note(&format!(
+                "error: cannot start {}: {e}",
+                command_line(&opts.command)
+            ));
+            r.not_started = true;
+            let outcome = format!("could not start: {e}");
+            return Ok(r.finish(running, code, outcome, false, note));
+        }
+    };
     let pid = child.id() as i32;
     interrupts.forward_to(pid);
     let (tx, rx) = unbounded::<Msg>();
@@ -308,6 +344,23 @@ struct Runner<'a> {
     report: RunReport,
     last_epoch: Option<u64>,
     best: Option<(SnapshotId, f64)>,
+    /// The command could not be started.
+    not_started: bool,
+}
+
+/// Label of a run's pre-run and final snapshots: the `--best` metric and
+/// its direction (`val_loss:min`), so a later run knows on what the
+/// repository-wide `best` was chosen.
+pub const BEST_METRIC_LABEL: &str = "best_metric";
+
+fn best_label(opts: &RunOptions) -> Option<String> {
+    opts.best.as_ref().map(|(metric, dir)| {
+        let d = match dir {
+            Direction::Max => "max",
+            Direction::Min => "min",
+        };
+        format!("{metric}:{d}")
+    })
 }
 
 impl Runner<'_> {
@@ -330,6 +383,12 @@ impl Runner<'_> {
         labels.insert("exit_code".to_string(), code.to_string());
         labels.insert("interrupted".to_string(), interrupted.to_string());
         labels.insert("command".to_string(), command_line(&self.opts.command));
+        if self.not_started {
+            labels.insert(retention::STARTED_LABEL.to_string(), "false".to_string());
+        }
+        if let Some(best) = best_label(self.opts) {
+            labels.insert(BEST_METRIC_LABEL.to_string(), best);
+        }
         if let Err(e) = self.commit_labelled(
             None,
             BTreeMap::new(),
@@ -342,15 +401,45 @@ impl Runner<'_> {
         }
         self.update_best(note);
         drop(running);
-        match self.repo.forget(&self.opts.policy, false, now_ns()) {
+        let policy = match (&self.opts.policy, self.not_started) {
+            (_, true) => {
+                self.report.retention = "skipped: the command did not start".into();
+                return self.report;
+            }
+            (None, _) => {
+                self.report.retention = "skipped: --no-retention".into();
+                return self.report;
+            }
+            (Some(p), false) => p,
+        };
+        match self
+            .repo
+            .forget(policy, Some(&self.opts.session), false, now_ns())
+        {
             Ok(f) => {
-                self.report.forgotten = f.decisions.iter().filter(|d| !d.keep).count();
+                self.report.retention = "applied".into();
+                for (id, s) in &f.snapshots {
+                    let Some(d) = f.decisions.iter().find(|d| d.id == *id && !d.keep) else {
+                        continue;
+                    };
+                    self.report.forgotten_snapshots.push(ForgottenSnapshot {
+                        id: id.to_hex(),
+                        session: s.session.clone(),
+                        epoch: s.epoch,
+                        logical_bytes: s.summary.logical_bytes,
+                        reason: d.reasons[0].to_string(),
+                    });
+                }
+                self.report.forgotten = self.report.forgotten_snapshots.len();
                 match self.repo.prune(false, &NoProgress) {
                     Ok(p) => self.report.bytes_freed = p.bytes_freed(),
                     Err(e) => self.report.errors.push(format!("prune: {e}")),
                 }
             }
-            Err(e) => self.report.errors.push(format!("retention: {e}")),
+            Err(e) => {
+                self.report.retention = format!("failed: {e}");
+                self.report.errors.push(format!("retention: {e}"));
+            }
         }
         self.report
     }
@@ -469,8 +558,10 @@ impl Runner<'_> {
         Ok((done.id, done.warnings))
     }
 
-    /// Moves `SESSION/best` and `best` to the session's best snapshot,
-    /// counting snapshots the child committed itself.
+    /// Moves `SESSION/best` to the session's best snapshot (counting
+    /// snapshots the child committed itself), and `best` with it only when
+    /// that beats the snapshot `best` names now on the same metric and
+    /// direction (`global_best::moves`).
     fn update_best(&mut self, note: &dyn Fn(&str)) {
         let Some((metric, dir)) = &self.opts.best else {
             return;
@@ -492,14 +583,29 @@ impl Runner<'_> {
             return;
         }
         let session_tag = format!("{}/best", self.opts.session);
-        for tag in [session_tag.as_str(), "best"] {
-            if let Err(e) = self.repo.tag(tag, &id.to_hex()) {
-                self.report.errors.push(format!("tag {tag}: {e}"));
-            }
+        if let Err(e) = self.repo.tag(&session_tag, &id.to_hex()) {
+            self.report.errors.push(format!("tag {session_tag}: {e}"));
         }
+        let spec = best_label(self.opts).expect("--best is set");
+        let verdict = global_best::decide(&log, &self.opts.session, &spec, *dir, metric, value);
+        let moved = match &verdict {
+            global_best::Verdict::Move => match self.repo.tag("best", &id.to_hex()) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.report.errors.push(format!("tag best: {e}"));
+                    false
+                }
+            },
+            global_best::Verdict::Keep(_) => false,
+        };
+        let global = match (&verdict, moved) {
+            (global_best::Verdict::Keep(why), _) => format!("; best stays: {why}"),
+            (_, true) => " and best".to_string(),
+            (_, false) => String::new(),
+        };
+        self.report.global_best = moved;
         note(&format!(
-            "best {metric} = {value} -> tagged {} and best ({})",
-            session_tag,
+            "best {metric} = {value} -> tagged {session_tag}{global} ({})",
             id.short()
         ));
         self.best = Some((id, value));

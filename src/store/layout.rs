@@ -43,6 +43,16 @@ impl Layout {
         self.snapshots_dir().join(id.to_hex())
     }
 
+    /// The retention journal (created by the first `forget` that removes
+    /// something; older repositories have none).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    pub fn journal_entry(&self, id: &SnapshotId) -> PathBuf {
+        self.journal_dir().join(id.to_hex())
+    }
+
     pub fn tags_dir(&self) -> PathBuf {
         self.root.join("refs").join("tags")
     }

@@ -7,6 +7,7 @@
 //!   packs/XX/ID.pack       immutable packs (data or tree), named by their hash
 //!   snapshots/ID           immutable snapshot records
 //!   refs/tags/NAME         a tag: one snapshot id in hex, replaced atomically
+//!   journal/ID             what retention forgot: the snapshot record, when and why
 //!   index.sqlite           derived cache, rebuilt from the above by `snap reindex`
 //!   locks/writer           flock-ed by the one writer; names its pid and host
 //!   tmp/                   files being written; orphans are removed by the next writer
@@ -17,6 +18,7 @@
 pub mod durable;
 pub mod failpoint;
 pub mod index;
+pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod packs;

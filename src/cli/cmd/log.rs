@@ -15,6 +15,10 @@ pub struct Args {
     /// Only snapshots of this session.
     #[arg(long)]
     session: Option<String>,
+    /// List the snapshots retention forgot instead: when, by which rule, and
+    /// their session, epoch and metrics.
+    #[arg(long)]
+    forgotten: bool,
     /// Output JSON (an array of snapshots).
     #[arg(long)]
     json: bool,
@@ -22,6 +26,9 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (repo, _) = ctx.open()?;
+    if args.forgotten {
+        return forgotten(&repo, &args);
+    }
     let mut entries = repo.log()?;
     if let Some(s) = &args.session {
         entries.retain(|e| e.snapshot.session.as_deref() == Some(s.as_str()));
@@ -100,4 +107,59 @@ fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
         parts.push(format!("run {o}"));
     }
     format!("== session {name}: {} ==", parts.join(", "))
+}
+
+/// `snap log --forgotten`: the retention journal, oldest forgotten first.
+fn forgotten(repo: &snapstore::Repo, args: &Args) -> Result<u8> {
+    let (mut entries, damaged) = repo.forgotten()?;
+    for d in &damaged {
+        eprintln!("snap: warning: unreadable retention journal entry {d}");
+    }
+    if let Some(s) = &args.session {
+        entries.retain(|(_, snap)| snap.session.as_deref() == Some(s.as_str()));
+    }
+    if args.json {
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(f, snap)| {
+                let mut j = serde_json::to_value(SnapshotJson::new(&f.id, snap, &f.tags))
+                    .expect("plain data");
+                j["forgotten"] = serde_json::json!({
+                    "time": render::time_rfc3339(f.forgotten_ns),
+                    "time_ns": f.forgotten_ns,
+                    "rule": f.rule,
+                    "reason": f.reason,
+                });
+                j
+            })
+            .collect();
+        return render::print_json(&v).map(|_| 0);
+    }
+    if entries.is_empty() {
+        println!("retention has forgotten nothing");
+        return Ok(0);
+    }
+    println!(
+        "{:<8}  {:<16}  {:<16}  {:>5}  {:>10}  RULE / METRICS",
+        "ID", "FORGOTTEN", "SESSION", "EPOCH", "SIZE"
+    );
+    for (f, s) in &entries {
+        let mut extra = vec![f.rule.clone()];
+        if !s.metrics.is_empty() {
+            extra.push(render::metrics(&s.metrics));
+        }
+        if !f.tags.is_empty() {
+            extra.push(format!("[tags deleted: {}]", f.tags.join(", ")));
+        }
+        println!(
+            "{:<8}  {:<16}  {:<16}  {:>5}  {:>10}  {}",
+            f.id.short(),
+            &render::time(f.forgotten_ns)[..16],
+            s.session.as_deref().unwrap_or("-"),
+            s.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            render::bytes(s.summary.logical_bytes),
+            extra.join("  ")
+        );
+    }
+    Ok(0)
 }

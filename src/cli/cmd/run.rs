@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use snapstore::ops::retention::{parse_duration, Policy};
+use snapstore::ops::retention::Policy;
 use snapstore::runner::{self, signals, RunOptions};
 
-use crate::cli::render::bytes;
+use crate::cli::render;
 use crate::cli::Ctx;
 
 /// Run a training command as a session, with a snapshot per epoch
@@ -47,9 +47,17 @@ pub struct Args {
     /// Do not snapshot the workspace before the command starts.
     #[arg(long)]
     no_archive: bool,
-    /// Sessions to keep at the end (default: snap.toml, else 5).
-    #[arg(long)]
+    /// Training sessions whose pre-run, final, best and last epochs
+    /// retention keeps (default: snap.toml `keep_sessions`, else 5).
+    #[arg(long, value_name = "N")]
     keep_sessions: Option<usize>,
+    /// Epoch snapshots kept in each of those sessions (default: snap.toml
+    /// `keep_epochs`, else 5).
+    #[arg(long, value_name = "N")]
+    keep_epochs: Option<usize>,
+    /// Apply no retention at the end: every snapshot stays.
+    #[arg(long, conflicts_with_all = ["keep_sessions", "keep_epochs"])]
+    no_retention: bool,
     /// Print the run report as one JSON line, the last line of stdout (the
     /// command's own output passes through before it).
     #[arg(long)]
@@ -74,17 +82,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     if args.command.is_empty() {
         bail!("give the training command after --, e.g. snap run -- python train.py");
     }
-    let cfg = &ws.config.retention;
-    let d = Policy::default();
-    let policy = Policy {
-        keep_sessions: args
-            .keep_sessions
-            .or(cfg.keep_sessions)
-            .unwrap_or(d.keep_sessions),
-        keep_per_session: cfg.keep_per_session.unwrap_or(d.keep_per_session),
-        keep_tags: cfg.keep_tags.clone().unwrap_or(d.keep_tags),
-        keep_within_ns: cfg.keep_within.as_deref().map(parse_duration).transpose()?,
-    };
+    let mut policy = Policy::from_config(&ws.config.retention)?;
+    policy.keep_sessions = args.keep_sessions.unwrap_or(policy.keep_sessions);
+    policy.keep_epochs = args.keep_epochs.unwrap_or(policy.keep_epochs);
     let session = args
         .session
         .unwrap_or_else(|| chrono::Local::now().format("run-%Y%m%d-%H%M%S").to_string());
@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         clean: args.clean.iter().map(|p| ctx.abs(p)).collect(),
         capture: args.capture.map(|p| ctx.abs(&p)),
         archive: !args.no_archive,
-        policy,
+        policy: (!args.no_retention).then_some(policy),
         poll: Duration::from_millis(500),
     };
     let report = runner::run(&mut repo, &ws, opts, &interrupts, &|msg| {
@@ -111,22 +111,71 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         }
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        eprintln!(
-            "snap: session {} {}: {} snapshots{}; retention forgot {} snapshots, freed {}",
-            report.session,
-            report.outcome,
-            report.snapshots.len(),
-            report
-                .best
-                .as_ref()
-                .map(|(id, v)| format!(", best {v} at {}", &id[..8]))
-                .unwrap_or_default(),
-            report.forgotten,
-            bytes(report.bytes_freed)
-        );
+        eprintln!("snap: {}", summary(&report));
     }
     for e in &report.errors {
         eprintln!("snap: error during the run: {e}");
     }
     Ok(report.exit_code.clamp(0, 255) as u8)
+}
+
+/// The run's last line: what it stored, its best, and what retention did.
+fn summary(r: &runner::RunReport) -> String {
+    let mut out = format!(
+        "session {} {}: {}",
+        r.session,
+        r.outcome,
+        render::count(r.snapshots.len(), "snapshot")
+    );
+    if let Some((id, v)) = &r.best {
+        let global = if r.global_best { ", tagged best" } else { "" };
+        out.push_str(&format!(", best {} at {}{global}", render::num(*v), &id[..8]));
+    }
+    if r.retention != "applied" {
+        out.push_str(&format!("; retention {}", r.retention));
+        return out;
+    }
+    if r.forgotten_snapshots.is_empty() {
+        out.push_str("; retention forgot nothing");
+    } else {
+        let logical: u64 = r.forgotten_snapshots.iter().map(|f| f.logical_bytes).sum();
+        out.push_str(&format!(
+            "; retention forgot {} ({}; {} of files; `snap log --forgotten` lists them)",
+            render::count(r.forgotten_snapshots.len(), "snapshot"),
+            forgotten_by_session(&r.forgotten_snapshots),
+            render::bytes(logical)
+        ));
+    }
+    out.push_str(&format!(", prune freed {}", render::bytes(r.bytes_freed)));
+    out
+}
+
+/// `lr3e-4 epochs 1-3, 2 plain commits`: the forgotten snapshots grouped.
+fn forgotten_by_session(list: &[runner::ForgottenSnapshot]) -> String {
+    let mut groups: Vec<(Option<&str>, Vec<&runner::ForgottenSnapshot>)> = Vec::new();
+    for f in list {
+        match groups.iter_mut().find(|(s, _)| *s == f.session.as_deref()) {
+            Some((_, v)) => v.push(f),
+            None => groups.push((f.session.as_deref(), vec![f])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(session, v)| {
+            let epochs: Vec<u64> = v.iter().filter_map(|f| f.epoch).collect();
+            match session {
+                None => render::count(v.len(), "plain commit"),
+                Some(name) => match (epochs.iter().min(), epochs.iter().max()) {
+                    (Some(lo), Some(hi)) if epochs.len() == v.len() && lo == hi => {
+                        format!("{name} epoch {lo}")
+                    }
+                    (Some(lo), Some(hi)) if epochs.len() == v.len() => {
+                        format!("{name} epochs {lo}-{hi}")
+                    }
+                    _ => format!("{name}: {}", render::count(v.len(), "snapshot")),
+                },
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
