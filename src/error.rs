@@ -38,15 +38,9 @@ pub enum Error {
     #[error("unknown revision '{rev}'\n  {hint}")]
     UnknownRev { rev: String, hint: String },
 
-    #[error("revision '{rev}' (snapshot {id}) was forgotten by retention on {when} (rule {rule}: {reason})\n  its files are gone once `snap prune` has run; {hint}; `snap log --forgotten` lists what retention forgot")]
-    Forgotten {
-        rev: String,
-        id: String,
-        when: String,
-        rule: String,
-        reason: String,
-        hint: String,
-    },
+    /// `detail` starts with the date: "2026-12-02 14:03: snapshot ... (rule ...)".
+    #[error("revision '{rev}' was forgotten by retention on {detail}")]
+    Forgotten { rev: String, detail: String },
 
     #[error(
         "revision prefix '{rev}' is ambiguous: it matches {candidates}\n  give more characters"

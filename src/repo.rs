@@ -25,9 +25,10 @@ use crate::ops::sync::{self, SyncReport};
 use crate::ops::{resolve, walk};
 use crate::progress::Progress;
 use crate::store::index::Index;
+use crate::store::journal::{self, Journal};
 use crate::store::lock::{running_sessions, SessionLock, WriterLock};
 use crate::store::publish;
-use crate::store::{durable, journal, refs, Layout};
+use crate::store::{durable, refs, Layout};
 use crate::workspace::Workspace;
 
 /// Default time a writer waits for the lock before giving up.
@@ -245,7 +246,7 @@ impl Repo {
             Err(e @ Error::UnknownRev { .. }) => e,
             other => return other,
         };
-        let Ok((entries, _)) = self.forgotten() else {
+        let Ok(Journal { entries, .. }) = self.forgotten() else {
             return Err(err);
         };
         let gone: Vec<(SnapshotId, Snapshot)> =
@@ -260,19 +261,24 @@ impl Repo {
                     .iter()
                     .find(|(f, _)| f.id == id)
                     .expect("resolved among these entries");
+                let when = chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M");
+                let kept = match &s.session {
+                    Some(name) => {
+                        format!("`snap log --session {name}` lists what is kept of its session")
+                    }
+                    None => "`snap log` lists what is kept".into(),
+                };
                 Err(Error::Forgotten {
                     rev: rev.to_string(),
-                    id: id.short(),
-                    when: chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
-                        .with_timezone(&chrono::Local)
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string(),
-                    rule: f.rule.clone(),
-                    reason: f.reason.clone(),
-                    hint: match &s.session {
-                        Some(name) => format!("`snap log --session {name}` lists what is kept of its session"),
-                        None => "`snap log` lists what is kept".into(),
-                    },
+                    detail: format!(
+                        "{when}: snapshot {} (rule {}: {})\n  its files are gone once `snap prune` has run; \
+                         {kept}; `snap log --forgotten` lists what retention forgot",
+                        id.short(),
+                        f.rule,
+                        f.reason
+                    ),
                 })
             }
             Err(_) => Err(err),
@@ -534,16 +540,11 @@ impl Repo {
     /// What retention forgot, oldest first: journal entries whose snapshot
     /// is gone, each with the snapshot as it was, and the journal files that
     /// could not be read.
-    pub fn forgotten(&self) -> Result<(Vec<(Forgotten, Snapshot)>, Vec<String>)> {
-        let (entries, damaged) = journal::read_all(&self.layout)?;
+    pub fn forgotten(&self) -> Result<Journal> {
+        let mut journal = journal::read_all(&self.layout)?;
         let live = self.index.snapshot_ids()?;
-        Ok((
-            entries
-                .into_iter()
-                .filter(|(f, _)| !live.contains(&f.id))
-                .collect(),
-            damaged,
-        ))
+        journal.entries.retain(|(f, _)| !live.contains(&f.id));
+        Ok(journal)
     }
 
     /// Deletes packs no snapshot needs and repacks mostly-unused ones.

@@ -312,10 +312,10 @@ fn groups(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<Group> {
 
 /// Positions (1 = newest) of the snapshots `which` selects, newest first by
 /// (time, id).
-fn newest_first<'a>(
-    snapshots: &'a [(SnapshotId, Snapshot)],
+fn newest_first(
+    snapshots: &[(SnapshotId, Snapshot)],
     which: impl Fn(usize) -> bool,
-) -> BTreeMap<&'a SnapshotId, usize> {
+) -> BTreeMap<&SnapshotId, usize> {
     let mut v: Vec<(i64, &SnapshotId)> = snapshots
         .iter()
         .enumerate()

@@ -50,9 +50,7 @@ pub fn decide(
     match current.snapshot.metrics.get(metric) {
         None => Verdict::Keep(format!("it names {at}, which has no {metric}")),
         Some(&theirs) if improves(dir, value, Some(theirs)) => Verdict::Move,
-        Some(&theirs) => Verdict::Keep(format!(
-            "{metric} = {theirs} at {at} is at least as good"
-        )),
+        Some(&theirs) => Verdict::Keep(format!("{metric} = {theirs} at {at} is at least as good")),
     }
 }
 
@@ -64,7 +62,13 @@ mod tests {
     use crate::format::snapshot::{Snapshot, Summary};
     use crate::id::{SnapshotId, TreeId};
 
-    fn entry(n: u8, session: &str, loss: Option<f64>, labels: &[(&str, &str)], tags: &[&str]) -> LogEntry {
+    fn entry(
+        n: u8,
+        session: &str,
+        loss: Option<f64>,
+        labels: &[(&str, &str)],
+        tags: &[&str],
+    ) -> LogEntry {
         LogEntry {
             id: SnapshotId([n; 32]),
             snapshot: Snapshot {
@@ -74,9 +78,15 @@ mod tests {
                 paths: vec![],
                 session: Some(session.into()),
                 epoch: None,
-                metrics: loss.map(|l| ("val_loss".to_string(), l)).into_iter().collect(),
+                metrics: loss
+                    .map(|l| ("val_loss".to_string(), l))
+                    .into_iter()
+                    .collect(),
                 message: None,
-                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
                 parent: None,
                 root: TreeId([0; 32]),
                 summary: Summary::default(),
@@ -86,7 +96,14 @@ mod tests {
     }
 
     fn decide_min(log: &[LogEntry], value: f64) -> Verdict {
-        decide(log, "new", "val_loss:min", Direction::Min, "val_loss", value)
+        decide(
+            log,
+            "new",
+            "val_loss:min",
+            Direction::Min,
+            "val_loss",
+            value,
+        )
     }
 
     #[test]
@@ -101,7 +118,13 @@ mod tests {
         let mine = vec![entry(2, "new", Some(0.5), &spec, &["best"])];
         assert_eq!(decide_min(&mine, 0.4), Verdict::Move);
         // Chosen on another metric or direction, or without the metric: stays.
-        let acc = vec![entry(3, "old", Some(0.3), &[(BEST_METRIC_LABEL, "val_loss:max")], &["best"])];
+        let acc = vec![entry(
+            3,
+            "old",
+            Some(0.3),
+            &[(BEST_METRIC_LABEL, "val_loss:max")],
+            &["best"],
+        )];
         assert!(matches!(decide_min(&acc, 0.01), Verdict::Keep(w) if w.contains("val_loss:max")));
         let none = vec![entry(4, "old", None, &[], &["best"])];
         assert!(matches!(decide_min(&none, 0.01), Verdict::Keep(w) if w.contains("no val_loss")));

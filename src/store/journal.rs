@@ -26,15 +26,23 @@ pub fn write(layout: &Layout, entries: &[Forgotten]) -> Result<()> {
     Ok(())
 }
 
-/// Every readable entry, oldest forgotten first, and the files that could
-/// not be read (named, for a warning).
-pub fn read_all(layout: &Layout) -> Result<(Vec<(Forgotten, Snapshot)>, Vec<String>)> {
+/// The journal as read: entries with their snapshots decoded.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    /// Readable entries, oldest forgotten first.
+    pub entries: Vec<(Forgotten, Snapshot)>,
+    /// Files that could not be read, named, for a warning.
+    pub damaged: Vec<String>,
+}
+
+/// Every entry of the journal.
+pub fn read_all(layout: &Layout) -> Result<Journal> {
     let dir = layout.journal_dir();
     let mut out = Vec::new();
     let mut damaged = Vec::new();
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, damaged)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::default()),
         Err(e) => return Err(crate::error::Error::io("list", &dir, e)),
     };
     for entry in rd {
@@ -49,7 +57,10 @@ pub fn read_all(layout: &Layout) -> Result<(Vec<(Forgotten, Snapshot)>, Vec<Stri
         }
     }
     out.sort_by_key(|(f, _)| (f.forgotten_ns, f.id));
-    Ok((out, damaged))
+    Ok(Journal {
+        entries: out,
+        damaged,
+    })
 }
 
 fn read_one(path: &Path, id: &SnapshotId) -> std::result::Result<(Forgotten, Snapshot), String> {
@@ -60,7 +71,11 @@ fn read_one(path: &Path, id: &SnapshotId) -> std::result::Result<(Forgotten, Sna
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
     let (f, s) = Forgotten::decode(&bytes).map_err(|e| e.to_string())?;
     if f.id != *id {
-        return Err(format!("holds snapshot {}, not {}", f.id.short(), id.short()));
+        return Err(format!(
+            "holds snapshot {}, not {}",
+            f.id.short(),
+            id.short()
+        ));
     }
     Ok((f, s))
 }

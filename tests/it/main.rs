@@ -14,6 +14,7 @@ mod dedup;
 mod delta;
 mod escape;
 mod import;
+mod keep;
 mod pt;
 mod records;
 mod reindex;

@@ -92,7 +92,7 @@ fn commit_epoch(ws: &Ws, session: u64, epoch: u64, extra: &[&str]) -> (String, F
 }
 
 #[test]
-fn default_policy_keeps_the_last_of_five_sessions_and_tags_and_prune_shrinks_to_them() {
+fn the_last_epochs_of_five_sessions_and_tags_are_kept_and_prune_shrinks_to_them() {
     let ws = Ws::new();
     let mut all: Vec<(u64, u64, String, Files)> = Vec::new();
     for session in 1..=7 {
@@ -114,12 +114,12 @@ fn default_policy_keeps_the_last_of_five_sessions_and_tags_and_prune_shrinks_to_
     };
     let kept: Vec<(String, Files)> = all
         .iter()
-        .filter(|x| x.0 >= 3 && x.1 == 3 || (x.0, x.1) == (1, 2))
+        .filter(|x| x.0 >= 3 && x.1 >= 2 || (x.0, x.1) == (1, 2))
         .map(|x| (x.2.clone(), x.3.clone()))
         .collect();
-    assert_eq!(kept.len(), 6);
+    assert_eq!(kept.len(), 11);
 
-    let dry = ws.json(&["forget", "--dry-run"]);
+    let dry = ws.json(&["forget", "--dry-run", "--keep-epochs", "2"]);
     assert_eq!(dry["dry_run"], true);
     let d = decisions(&dry);
     assert_eq!(d.len(), 21);
@@ -131,17 +131,21 @@ fn default_policy_keeps_the_last_of_five_sessions_and_tags_and_prune_shrinks_to_
         &serde_json::json!({"reason": "recent_session", "detail": {"rank": 1, "position": 1}})
     ));
     assert_eq!(
+        d[&id_of(3, 2)].1,
+        [serde_json::json!({"reason": "recent_epoch", "detail": {"rank": 5, "position": 2}})]
+    );
+    assert_eq!(
         d[&id_of(1, 3)].1,
         [serde_json::json!({"reason": "old_session", "detail": {"rank": 7}})]
     );
     assert_eq!(
-        d[&id_of(7, 2)].1,
-        [serde_json::json!({"reason": "older_in_session"})]
+        d[&id_of(7, 1)].1,
+        [serde_json::json!({"reason": "older_epoch", "detail": {"rank": 1, "position": 3}})]
     );
     assert_eq!(ws.log().len(), 21, "a dry run forgets nothing");
 
     let before = pack_bytes(&ws.repo());
-    let f = ws.json(&["forget"]);
+    let f = ws.json(&["forget", "--keep-epochs", "2"]);
     assert_eq!(kept_ids(&f), ids(kept.iter().map(|(id, _)| id)));
     assert_eq!(f["dropped_tags"], serde_json::json!([]));
     ws.ok(&["prune"]);
@@ -167,8 +171,9 @@ fn default_policy_keeps_the_last_of_five_sessions_and_tags_and_prune_shrinks_to_
         after as f64 <= 1.1 * ideal as f64,
         "after prune: {after} pack bytes; a fresh repository of the kept snapshots: {ideal}"
     );
+    // 10 of 21 snapshots, each with its own 256 KiB checkpoint, are forgotten.
     assert!(
-        before > 3 * after,
+        before as f64 > 1.7 * after as f64,
         "prune freed too little: {before} -> {after}"
     );
 }
@@ -248,7 +253,10 @@ fn a_running_session_is_not_forgotten_by_a_concurrent_forget() {
 #[test]
 fn snap_toml_retention_and_forget_flags() {
     let ws = Ws::new();
-    ws.write("snap.toml", b"[retention]\nkeep_sessions = 2\n");
+    ws.write(
+        "snap.toml",
+        b"[retention]\nkeep_sessions = 2\nkeep_epochs = 0\n",
+    );
     let mut by: BTreeMap<(char, u8), String> = BTreeMap::new();
     for s in ['a', 'b', 'c', 'd'] {
         for n in 1..=2u8 {
@@ -261,6 +269,8 @@ fn snap_toml_retention_and_forget_flags() {
     let v = ws.json(&["forget", "--dry-run"]);
     assert_eq!(kept_ids(&v), set(&[('c', 2), ('d', 2)]), "snap.toml");
     let v = ws.json(&["forget", "--dry-run", "--keep-per-session", "2"]);
+    assert_eq!(kept_ids(&v), set(&[('c', 1), ('c', 2), ('d', 1), ('d', 2)]));
+    let v = ws.json(&["forget", "--dry-run", "--keep-epochs", "2"]);
     assert_eq!(kept_ids(&v), set(&[('c', 1), ('c', 2), ('d', 1), ('d', 2)]));
     let v = ws.json(&["forget", "--dry-run", "--keep-sessions", "3"]);
     assert_eq!(kept_ids(&v), set(&[('b', 2), ('c', 2), ('d', 2)]));
@@ -292,7 +302,8 @@ fn snap_toml_retention_and_forget_flags() {
     assert!(o.status.success(), "{}", stderr(&o));
     let log = ws.log();
     let sessions: Vec<&str> = log.iter().map(|s| s["session"].as_str().unwrap()).collect();
-    assert_eq!(sessions, ["d", "e"], "{log:#?}");
+    // The run keeps its own pre-run and final snapshots.
+    assert_eq!(sessions, ["d", "e", "e"], "{log:#?}");
     ws.ok(&["prune"]);
     ws.ok(&["check", "--read-data"]);
 }

@@ -415,7 +415,9 @@ fn best_tags_follow_min_and_max_metrics_per_session() {
     assert_eq!(b_best["session"], "exp-b");
     assert_eq!(b_best["epoch"], 2);
     assert_eq!(rb["best"][1], 0.8);
-    assert_eq!(tagged(&ws, "best")["id"], b_best["id"], "best moved");
+    // `best` was chosen on val_loss:min; a run ranked by acc does not take it.
+    assert_eq!(tagged(&ws, "best")["id"], a_best["id"], "best stayed");
+    assert_eq!(rb["global_best"], false);
     assert_eq!(
         tagged(&ws, "exp-a/best")["id"],
         a_best["id"],
@@ -431,9 +433,29 @@ fn best_tags_follow_min_and_max_metrics_per_session() {
     );
     let c_best = tagged(&ws, "exp-c/best");
     assert_eq!(c_best["epoch"], 3);
-    assert_eq!(tagged(&ws, "best")["id"], c_best["id"]);
+    // Same metric, other direction: `best` stays too.
+    assert_eq!(tagged(&ws, "best")["id"], a_best["id"]);
     assert_eq!(tagged(&ws, "exp-a/best")["id"], a_best["id"]);
     assert_eq!(tagged(&ws, "exp-b/best")["id"], b_best["id"]);
+
+    // Same metric and direction: a worse run leaves `best`, a better one takes it.
+    let rd = run(
+        "exp-d",
+        "val_loss",
+        r#"[{"epoch": 1, "val_loss": 0.8}, {"epoch": 2, "val_loss": 0.6}]"#,
+    );
+    assert_eq!(rd["global_best"], false);
+    assert_eq!(tagged(&ws, "best")["id"], a_best["id"], "a worse run");
+    assert_eq!(tagged(&ws, "exp-d/best")["epoch"], 2);
+    let re = run(
+        "exp-e",
+        "val_loss",
+        r#"[{"epoch": 1, "val_loss": 0.7}, {"epoch": 2, "val_loss": 0.25}]"#,
+    );
+    assert_eq!(re["global_best"], true);
+    let e_best = tagged(&ws, "exp-e/best");
+    assert_eq!(e_best["metrics"]["val_loss"], 0.25);
+    assert_eq!(tagged(&ws, "best")["id"], e_best["id"], "a better run");
     ws.ok(&["check"]);
 }
 
@@ -945,15 +967,61 @@ fn no_archive_means_no_archive_snapshot() {
 }
 
 #[test]
-fn an_unknown_command_is_a_clear_error() {
+fn an_unknown_command_is_recorded_runs_no_retention_and_is_no_session() {
     let ws = Ws::new();
+    // With keep_epochs = 1, retention would forget epoch 1 of session "old".
+    ws.write("snap.toml", b"[retention]\nkeep_epochs = 1\n");
     ws.write("a.txt", b"a");
-    let o = snap_run(&ws, "nope", &[], &["no-such-command-snap-it", "--flag"]);
-    assert!(!o.status.success());
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let old1 = ws.commit_id(&["--session", "old", "--epoch", "1"]);
+    ws.write("a.txt", b"b");
+    ws.commit_id(&["--session", "old", "--epoch", "2"]);
+    let o = snap_run(
+        &ws,
+        "nope",
+        &["--json"],
+        &["no-such-command-snap-it", "--flag"],
+    );
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("no-such-command-snap-it"), "{err}");
     assert!(err.contains("cannot start"), "{err}");
+    let report: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(report["retention"], "skipped: the command did not start");
+    let snaps = session(&ws, "nope");
+    assert_eq!(snaps.len(), 2, "{snaps:#?}");
+    let last = final_of(&snaps);
+    assert!(label(last, "outcome")
+        .unwrap()
+        .starts_with("could not start"));
+    assert_eq!(label(last, "started"), Some("false"));
+    assert_eq!(label(last, "exit_code"), Some("127"));
+    assert!(
+        ws.log().iter().any(|s| s["id"] == old1),
+        "retention ran after a command that did not start"
+    );
+    // Its snapshots are plain commits for retention, not a session.
+    let dry = ws.json(&["forget", "--dry-run"]);
+    for s in &snaps {
+        let d = dry["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == s["id"])
+            .unwrap();
+        assert_eq!(d["reasons"][0]["reason"], "recent_commit", "{d}");
+    }
+    // "old" is still training session #1: the failed run does not count.
+    let d = dry["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == old1)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        d["reasons"][0],
+        serde_json::json!({"reason": "older_epoch", "detail": {"rank": 1, "position": 2}})
+    );
     // No command at all is a usage error.
     let o = ws
         .cmd()

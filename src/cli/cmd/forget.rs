@@ -60,7 +60,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         cfg.keep_tags = Some(args.keep_tags);
     }
     let policy = Policy::from_config(&cfg)?;
-    let r = repo.forget(&policy, None, args.dry_run, snapstore::ops::commit::now_ns())?;
+    let r = repo.forget(
+        &policy,
+        None,
+        args.dry_run,
+        snapstore::ops::commit::now_ns(),
+    )?;
     if args.json {
         let decisions: Vec<_> = r
             .decisions

@@ -111,7 +111,10 @@ fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
 
 /// `snap log --forgotten`: the retention journal, oldest forgotten first.
 fn forgotten(repo: &snapstore::Repo, args: &Args) -> Result<u8> {
-    let (mut entries, damaged) = repo.forgotten()?;
+    let snapstore::store::journal::Journal {
+        mut entries,
+        damaged,
+    } = repo.forgotten()?;
     for d in &damaged {
         eprintln!("snap: warning: unreadable retention journal entry {d}");
     }

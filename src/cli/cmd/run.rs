@@ -104,14 +104,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let report = runner::run(&mut repo, &ws, opts, &interrupts, &|msg| {
         eprintln!("snap: {msg}")
     })?;
+    // The summary goes to stderr with the runner's other notes, also with
+    // --json, whose report is the last line of stdout.
+    eprintln!("snap: {}", summary(&report));
     if args.json {
-        // One line, after everything the command printed: the last line of stdout.
+        // One line, after everything the command printed.
         if report.stdout_ends_mid_line {
             println!();
         }
         println!("{}", serde_json::to_string(&report)?);
-    } else {
-        eprintln!("snap: {}", summary(&report));
     }
     for e in &report.errors {
         eprintln!("snap: error during the run: {e}");
@@ -129,7 +130,11 @@ fn summary(r: &runner::RunReport) -> String {
     );
     if let Some((id, v)) = &r.best {
         let global = if r.global_best { ", tagged best" } else { "" };
-        out.push_str(&format!(", best {} at {}{global}", render::num(*v), &id[..8]));
+        out.push_str(&format!(
+            ", best {} at {}{global}",
+            render::num(*v),
+            &id[..8]
+        ));
     }
     if r.retention != "applied" {
         out.push_str(&format!("; retention {}", r.retention));

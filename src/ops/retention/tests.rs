@@ -83,7 +83,15 @@ fn default_keeps_pre_run_final_best_and_last_five_epochs_of_five_sessions() {
     // Seven runs of a pre-run, 7 epochs and a final (9 snapshots each).
     let snaps = runs(7, 7);
     let tags = vec![("run6/best".to_string(), id(56)), ("keep".into(), id(2))];
-    let d = plan(&snaps, &tags, &HashSet::new(), None, &Policy::default(), NOW).unwrap();
+    let d = plan(
+        &snaps,
+        &tags,
+        &HashSet::new(),
+        None,
+        &Policy::default(),
+        NOW,
+    )
+    .unwrap();
     let mut want = vec![2];
     for r in 2..7u8 {
         let base = r * 9;
@@ -95,7 +103,13 @@ fn default_keeps_pre_run_final_best_and_last_five_epochs_of_five_sessions() {
     want.dedup();
     assert_eq!(kept(&d), want);
     let why = |n: u8| d.iter().find(|d| d.id == id(n)).unwrap().reasons.clone();
-    assert_eq!(why(21), vec![Reason::OlderEpoch { rank: 5, position: 6 }]);
+    assert_eq!(
+        why(21),
+        vec![Reason::OlderEpoch {
+            rank: 5,
+            position: 6
+        }]
+    );
     assert_eq!(why(1), vec![Reason::OldSession { rank: 7 }]);
 }
 
@@ -212,7 +226,10 @@ fn sessions_by_recency(snaps: &[(SnapshotId, Snapshot)]) -> Vec<String> {
 }
 
 fn is_kept(d: &[Decision], id: &SnapshotId) -> bool {
-    d.iter().find(|x| x.id == *id).expect("one decision each").keep
+    d.iter()
+        .find(|x| x.id == *id)
+        .expect("one decision each")
+        .keep
 }
 
 proptest! {
