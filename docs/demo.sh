@@ -245,8 +245,9 @@ section "3. Train $EPOCHS epochs under snap run"
 # The runner snapshots the workspace first, then the trainer commits each
 # epoch itself (it joins the session through SNAP_SESSION), `best` and
 # $SESSION/best follow the lowest val_loss, a final snapshot records the
-# outcome, and retention keeps the last snapshot of the 5 newest sessions
-# plus every tagged one (docs/training.md).
+# outcome, and retention keeps, of each of the 5 newest sessions, its pre-run
+# snapshot, final snapshot, best and last 5 epochs, plus every tagged
+# snapshot; what it forgets is journalled (docs/training.md).
 export PATH="$TARGET_DIR/release:$PATH" DEMO_EXPECTED="$WORK/expected" DEMO_MANIFEST="$WORK/manifest.py"
 snap run --session "$SESSION" --best val_loss --json -- \
     python3 "$WORK/train.py" --start 1 --epochs "$EPOCHS" | tee "$WORK/run.out"
@@ -329,5 +330,23 @@ tail -n 2 "$WORK/best.log"
 
 section "10. snap check --read-data"
 snap check --read-data || fail "snap check found damage"
+
+section "11. snap log: the run's pre-run snapshot, its epochs and best"
+snap log --session "$SESSION"
+snap log --session "$SESSION" --json >"$WORK/session.json"
+python3 - "$WORK/session.json" "$EPOCHS" "$best_epoch" <<'PYEOF' || fail "retention dropped what the run relies on"
+import json, sys
+snaps = json.load(open(sys.argv[1]))
+epochs, best = int(sys.argv[2]), int(sys.argv[3])
+pre_run = [s for s in snaps if s["labels"].get("signal") == "archive"]
+final = [s for s in snaps if "outcome" in s["labels"]]
+kept = sorted(s["epoch"] for s in snaps if s["epoch"] is not None)
+want = sorted(set(range(max(1, epochs - 4), epochs + 1)) | {best})
+print(f"pre-run snapshot {pre_run[0]['id'][:8] if pre_run else 'MISSING'}, "
+      f"epochs {kept} (the last 5 and the best, {best}), final {'yes' if final else 'MISSING'}")
+sys.exit(0 if len(pre_run) == 1 and len(final) == 1 and kept == want else 1)
+PYEOF
+echo "what retention forgot (journalled; their metrics stay):"
+snap log --forgotten
 
 section "Done: every check passed"
