@@ -34,11 +34,8 @@ fn restore(c: &mut Criterion) {
             || tempfile::tempdir_in(base.path()).expect("target directory"),
             |dir| {
                 let opts = RestoreOptions {
-                    paths: vec![],
                     target: dir.path().join("out"),
-                    overwrite: false,
-                    protect: None,
-                    cancel: None,
+                    ..RestoreOptions::default()
                 };
                 let summary = repo.restore("latest", opts, &NoProgress).expect("restore");
                 assert_eq!(summary.bytes, bytes);

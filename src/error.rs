@@ -42,13 +42,29 @@ pub enum Error {
     #[error("revision '{rev}' was forgotten by retention on {detail}")]
     Forgotten { rev: String, detail: String },
 
-    #[error(
-        "revision prefix '{rev}' is ambiguous: it matches {candidates}\n  give more characters"
-    )]
-    AmbiguousRev { rev: String, candidates: String },
+    #[error("revision '{rev}' is ambiguous: it matches {candidates}\n  {hint}")]
+    AmbiguousRev {
+        rev: String,
+        candidates: String,
+        hint: String,
+    },
 
-    #[error("'{path}' is not in snapshot {snapshot}")]
-    PathNotInSnapshot { path: String, snapshot: String },
+    /// `path` as the user gave it; `hint` starts with a newline (or is empty).
+    #[error("'{path}' is not in snapshot {snapshot}{hint}")]
+    PathNotInSnapshot {
+        path: String,
+        snapshot: String,
+        hint: String,
+    },
+
+    /// A glob given where one file is needed (`snap cat`) matched several.
+    #[error("'{pattern}' matches {count} files in snapshot {snapshot}, and only one can be written:\n{list}\n  give a pattern or path that names one file")]
+    ManyMatches {
+        pattern: String,
+        snapshot: String,
+        count: usize,
+        list: String,
+    },
 
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },

@@ -20,7 +20,7 @@
 //! assert_eq!(done.snapshot.summary.files, 1);
 //!
 //! let target = dir.path().join("restored");
-//! let opts = RestoreOptions { paths: vec![], target: target.clone(), overwrite: false, protect: None, cancel: None };
+//! let opts = RestoreOptions { target: target.clone(), ..RestoreOptions::default() };
 //! repo.restore("latest", opts, &NoProgress)?;
 //! assert_eq!(std::fs::read(target.join("logs/train.log"))?, b"epoch 1 loss 0.9\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -46,6 +46,6 @@ pub use error::{Error, Result};
 pub use format::config::ChunkerParams;
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use ops::commit::{CommitOptions, CommitSummary};
-pub use ops::restore::{RestoreOptions, RestoreSummary};
+pub use ops::restore::{Action, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
 pub use progress::{NoProgress, Progress};
 pub use repo::{ForgetReport, Imported, LogEntry, Repo};

@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            if let Some(usage) = err.downcast_ref::<clap::Error>() {
+                usage.exit();
+            }
             eprintln!("snap: error: {err:#}");
             let code = err
                 .downcast_ref::<snapstore::Error>()

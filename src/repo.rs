@@ -17,8 +17,9 @@ use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
 use crate::ops::import;
+use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::prune::{self, PrunePlan};
-use crate::ops::restore::{self, RestoreOptions, RestoreSummary};
+use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::{self, Decision, Policy};
 use crate::ops::stats::{self, Stats};
 use crate::ops::sync::{self, SyncReport};
@@ -343,27 +344,19 @@ impl Repo {
     }
 
     /// Writes one file of a snapshot (`REV:PATH`) to `out`, chunk by chunk.
-    pub fn cat(&self, rev: &str, path: &str, out: &mut dyn Write) -> Result<()> {
+    /// `path` is relative to `base` (a directory of the snapshot, empty for
+    /// the root) and may be a glob that matches exactly one file.
+    pub fn cat(&self, rev: &str, base: &Path, path: &str, out: &mut dyn Write) -> Result<()> {
         let (id, snap) = self.resolve(rev)?;
         let packs = PackFiles::new(&self.layout);
-        let not_found = || Error::PathNotInSnapshot {
-            path: path.into(),
-            snapshot: id.short(),
-        };
-        let rel = Path::new(path.trim_start_matches("./"));
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(not_found());
-        }
-        let entry = walk::find(&self.index, &packs, &snap.root, rel)?.ok_or_else(not_found)?;
-        match entry.kind {
+        let spec = PathSpec::parse(base, path, &id.short())?;
+        let found = pathspec::select_file(&self.index, &packs, &snap.root, &spec, &id.short())?;
+        let shown = found.path.display().to_string();
+        match found.entry.kind {
             EntryKind::File { chunks, .. } => {
                 for c in chunks {
                     let data = blobs::read_chunk(&self.index, &packs, &c.id).map_err(|e| {
-                        Error::corrupt(format!("{path} in snapshot {}", id.short()), e.to_string())
+                        Error::corrupt(format!("{shown} in snapshot {}", id.short()), e.to_string())
                     })?;
                     out.write_all(&data).ctx("write", "standard output")?;
                 }
@@ -371,15 +364,24 @@ impl Repo {
             }
             EntryKind::Dir { .. } => Err(Error::invalid(
                 "path",
-                path,
-                "is a directory; list it with `snap show REV`",
+                shown,
+                format!("is a directory; list it with `snap show {}`", id.short()),
             )),
             EntryKind::Symlink { target } => Err(Error::invalid(
                 "path",
-                path,
+                shown,
                 format!("is a symlink to {}", String::from_utf8_lossy(&target)),
             )),
         }
+    }
+
+    /// What restoring `rev` with `opts` would do, entry by entry; writes
+    /// nothing (`snap restore --dry-run`).
+    pub fn restore_plan(&self, rev: &str, mut opts: RestoreOptions) -> Result<RestorePlan> {
+        let (id, snap) = self.resolve(rev)?;
+        let packs = PackFiles::new(&self.layout);
+        opts.protect = Some(self.layout.root().to_path_buf());
+        restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)
     }
 
     /// Restores `rev` (whole or some paths) into `opts.target`.

@@ -145,6 +145,16 @@ pub fn absolute(base: &Path, p: &Path) -> PathBuf {
     out
 }
 
+/// Where `cwd` sits in the workspace's snapshots: its path relative to
+/// the workspace root, or empty (the snapshot root) when `cwd` is not inside
+/// the workspace. Paths given to `snap cat` and `snap restore` (into the
+/// workspace) are relative to it, as in git.
+pub fn snapshot_dir(ws: &Workspace, cwd: &Path) -> PathBuf {
+    cwd.strip_prefix(&ws.root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
 /// Builds the walker that lists what a commit tracks under `dir`.
 pub fn walker(ws: &Workspace, dir: &Path) -> Result<ignore::Walk> {
     let mut overrides = ignore::overrides::OverrideBuilder::new(&ws.root);

@@ -104,6 +104,18 @@ impl Ctx {
     }
 }
 
+/// A usage error found after parsing, reported the way clap reports its
+/// own (with the command's usage line) and with exit code 2.
+fn usage_error(subcommand: &str, msg: &str) -> clap::Error {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, msg),
+        None => cli.error(clap::error::ErrorKind::ArgumentConflict, msg),
+    }
+}
+
 pub fn run(cli: Cli) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ctx = Ctx {

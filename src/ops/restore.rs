@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,10 +20,11 @@ use rayon::prelude::*;
 
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
-use crate::format::tree::{ChunkRef, EntryKind};
+use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::{ChunkId, PackId, TreeId};
 use crate::ops::blobs::{self, PackFiles};
-use crate::ops::walk::{self, WalkEntry};
+use crate::ops::pathspec::{self, PathSpec};
+use crate::ops::walk::WalkEntry;
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index};
 use crate::store::packs;
@@ -31,10 +32,13 @@ use crate::store::packs;
 /// Stored bytes read from a pack in one request.
 const BATCH_BYTES: u64 = 8 << 20;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
-    /// Paths inside the snapshot; empty for all of it.
+    /// Paths inside the snapshot, relative to `base`, globs allowed
+    /// (`ops::pathspec`); empty for all of it.
     pub paths: Vec<String>,
+    /// The directory of the snapshot `paths` are relative to (empty: the root).
+    pub base: PathBuf,
     pub target: PathBuf,
     pub overwrite: bool,
     /// Never write below this directory (the repository, when it lives in the target).
@@ -96,6 +100,84 @@ pub struct RestorePlan {
     missing: HashMap<ChunkId, String>,
     overwrite: bool,
     cancel: Option<Arc<AtomicUsize>>,
+    /// Every entry with what restoring it does, in snapshot order.
+    entries: Vec<PlannedEntry>,
+    /// Destinations that exist and are not directories: refused without `overwrite`.
+    conflicts: Vec<PathBuf>,
+}
+
+/// One entry of a plan, for `--dry-run`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlannedEntry {
+    /// Relative to the snapshot root.
+    pub path: String,
+    /// `file`, `dir` or `symlink`.
+    pub kind: &'static str,
+    pub action: Action,
+    /// Bytes of a file; 0 for directories and symlinks.
+    pub size: u64,
+    pub dest: PathBuf,
+}
+
+/// What restoring an entry does to its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Nothing is there yet.
+    New,
+    /// Something different is there; only with `overwrite`.
+    Replace,
+    /// Already there, as far as a stat (and for a symlink, its target)
+    /// tells: a directory; a file of the same size, mode and mtime; a
+    /// symlink to the same target. A file or symlink is still rewritten
+    /// (needs `overwrite`); its bytes are not read to compare.
+    Unchanged,
+}
+
+impl Action {
+    fn of(entry: &Entry, existing: Option<&fs::Metadata>, dest: &Path) -> Action {
+        use std::os::unix::fs::MetadataExt;
+        let Some(m) = existing else {
+            return Action::New;
+        };
+        let same = match &entry.kind {
+            EntryKind::Dir { .. } => m.is_dir(),
+            EntryKind::File { size, .. } => {
+                m.is_file()
+                    && m.len() == *size
+                    && m.mode() & 0o7777 == entry.mode & 0o7777
+                    && m.mtime()
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(m.mtime_nsec())
+                        == entry.mtime_ns
+            }
+            EntryKind::Symlink { target } => {
+                m.file_type().is_symlink()
+                    && fs::read_link(dest).is_ok_and(|t| t.as_os_str().as_bytes() == &target[..])
+            }
+        };
+        if same {
+            Action::Unchanged
+        } else {
+            Action::Replace
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::New => "new",
+            Action::Replace => "replace",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+fn kind_name(kind: &EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File { .. } => "file",
+        EntryKind::Dir { .. } => "dir",
+        EntryKind::Symlink { .. } => "symlink",
+    }
 }
 
 /// A file or symlink cannot replace a real directory, even with --overwrite.
@@ -109,25 +191,6 @@ fn refuse_dir_in_way(existing: Option<&fs::Metadata>, path: &Path) -> Result<()>
     Ok(())
 }
 
-/// Checks a user-given snapshot path: relative, no `..`.
-fn clean_rel(p: &str) -> Result<PathBuf> {
-    let path = Path::new(p.trim_end_matches('/'));
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            _ => {
-                return Err(Error::UnsafePath {
-                    path: p.into(),
-                    why: "paths inside a snapshot are relative and have no '..'".into(),
-                })
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Computes what a restore will do, without writing anything.
 pub fn plan(
     index: &Index,
@@ -136,42 +199,12 @@ pub fn plan(
     snapshot: &str,
     opts: &RestoreOptions,
 ) -> Result<RestorePlan> {
-    let mut entries: Vec<WalkEntry> = Vec::new();
-    if opts.paths.is_empty() {
-        entries = walk::walk_all(index, packs, root)?;
-    } else {
-        for p in &opts.paths {
-            let rel = clean_rel(p)?;
-            if rel.as_os_str().is_empty() {
-                entries.extend(walk::walk_all(index, packs, root)?);
-                continue;
-            }
-            let entry =
-                walk::find(index, packs, root, &rel)?.ok_or_else(|| Error::PathNotInSnapshot {
-                    path: p.clone(),
-                    snapshot: snapshot.into(),
-                })?;
-            if let EntryKind::Dir { tree } = &entry.kind {
-                let tree = *tree;
-                entries.push(WalkEntry {
-                    path: rel.clone(),
-                    entry,
-                });
-                entries.extend(
-                    walk::walk_all(index, packs, &tree)?
-                        .into_iter()
-                        .map(|mut w| {
-                            w.path = rel.join(&w.path);
-                            w
-                        }),
-                );
-            } else {
-                entries.push(WalkEntry { path: rel, entry });
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    entries.retain(|e| seen.insert(e.path.clone()));
+    let specs = opts
+        .paths
+        .iter()
+        .map(|p| PathSpec::parse(&opts.base, p, snapshot))
+        .collect::<Result<Vec<_>>>()?;
+    let entries = pathspec::select(index, packs, root, &specs, snapshot)?;
 
     let mut plan = RestorePlan {
         target: opts.target.clone(),
@@ -183,8 +216,9 @@ pub fn plan(
         missing: HashMap::new(),
         overwrite: opts.overwrite,
         cancel: opts.cancel.clone(),
+        entries: Vec::new(),
+        conflicts: Vec::new(),
     };
-    let mut conflicts = Vec::new();
     let mut chunk_dests: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
     for WalkEntry { path, entry } in entries {
         let dest = opts.target.join(&path);
@@ -197,18 +231,25 @@ pub fn plan(
             }
         }
         let existing = dest.symlink_metadata().ok();
+        if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+            plan.conflicts.push(dest.clone());
+        }
+        plan.entries.push(PlannedEntry {
+            path: path.display().to_string(),
+            kind: kind_name(&entry.kind),
+            action: Action::of(&entry, existing.as_ref(), &dest),
+            size: match &entry.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            },
+            dest: dest.clone(),
+        });
         match entry.kind {
             EntryKind::Dir { .. } => {
-                if existing.as_ref().is_some_and(|m| !m.is_dir()) {
-                    conflicts.push(dest.clone());
-                }
                 plan.dirs.push((path, entry.mode, entry.mtime_ns));
             }
             EntryKind::File { size, chunks } => {
                 refuse_dir_in_way(existing.as_ref(), &path)?;
-                if existing.is_some() {
-                    conflicts.push(dest.clone());
-                }
                 let idx = plan.files.len();
                 let mut off = 0;
                 for c in &chunks {
@@ -227,19 +268,9 @@ pub fn plan(
             }
             EntryKind::Symlink { target } => {
                 refuse_dir_in_way(existing.as_ref(), &path)?;
-                if existing.is_some() {
-                    conflicts.push(dest.clone());
-                }
                 plan.symlinks.push((path, target, entry.mtime_ns));
             }
         }
-    }
-    if !conflicts.is_empty() && !opts.overwrite {
-        return Err(Error::TargetExists {
-            target: opts.target.clone(),
-            count: conflicts.len(),
-            first: conflicts[0].clone(),
-        });
     }
     let ids: Vec<ChunkId> = chunk_dests.keys().copied().collect();
     // Float deltas are decoded with their bases, which the snapshot may not
@@ -304,6 +335,21 @@ pub fn plan(
 }
 
 impl RestorePlan {
+    /// Every entry the restore writes, with what it does there.
+    pub fn entries(&self) -> &[PlannedEntry] {
+        &self.entries
+    }
+
+    /// Existing destinations the restore would replace, so refuses without
+    /// `overwrite`.
+    pub fn conflicts(&self) -> &[PathBuf] {
+        &self.conflicts
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
@@ -374,6 +420,13 @@ pub fn apply(
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
+    if !plan.conflicts.is_empty() && !plan.overwrite {
+        return Err(Error::TargetExists {
+            target: plan.target.clone(),
+            count: plan.conflicts.len(),
+            first: plan.conflicts[0].clone(),
+        });
+    }
     let result = apply_inner(&mut plan, packs, progress);
     if result.is_err() {
         // Leave nothing half-written behind: temporaries not yet renamed go.

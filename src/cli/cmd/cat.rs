@@ -3,10 +3,15 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
+use snapstore::workspace;
 
 use crate::cli::Ctx;
 
 /// Write one file of a snapshot to standard output, verified chunk by chunk.
+///
+/// Inside the workspace PATH is relative to the current directory, as in
+/// git; outside it, to the snapshot root. PATH may be a glob that matches
+/// exactly one file (`best:'checkpoints/*best*.pt'`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// REV:PATH, e.g. best:config/train.yaml
@@ -20,10 +25,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             args.spec
         );
     };
-    let (repo, _) = ctx.open()?;
+    let (repo, ws) = ctx.open()?;
+    let base = workspace::snapshot_dir(&ws, &ctx.cwd);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    repo.cat(rev, path, &mut out)?;
+    repo.cat(rev, &base, path, &mut out)?;
     out.flush()?;
     Ok(0)
 }

@@ -8,22 +8,28 @@ use std::sync::Arc;
 use anyhow::Result;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
-use snapstore::RestoreOptions;
+use snapstore::workspace;
+use snapstore::{Action, RestoreOptions, RestorePlan};
 
 use crate::cli::progress::Bar;
-use crate::cli::render;
-use crate::cli::Ctx;
+use crate::cli::{render, usage_error, Ctx};
 
 /// Restore a snapshot, whole or some paths, byte for byte with modes, mtimes
 /// and symlinks.
 ///
 /// Existing files are never replaced without --overwrite, and nothing is
 /// written outside the target.
+///
+/// PATHs may be globs (`'checkpoints/*best*'`; `*` stays within one
+/// directory, `**` crosses them). Restoring into the workspace, they are
+/// relative to the current directory, as in git; with a --target elsewhere,
+/// or run outside the workspace, relative to the snapshot root.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot: id or prefix, tag, `latest`, or SESSION@EPOCH.
+    /// Snapshot: `latest`, a tag, an id or prefix, SESSION (its newest),
+    /// SESSION@start, SESSION@end or SESSION@EPOCH.
     rev: String,
-    /// Paths inside the snapshot (default: all of it).
+    /// Paths or globs inside the snapshot (default: all of it).
     paths: Vec<String>,
     /// Directory to restore into (default: the workspace).
     #[arg(long, short)]
@@ -31,9 +37,15 @@ pub struct Args {
     /// Replace existing files.
     #[arg(long)]
     overwrite: bool,
-    /// Print the summary as JSON.
+    /// List what would be written (new, replace, unchanged) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary (with --dry-run: the list) as JSON.
     #[arg(long)]
     json: bool,
+    /// Not an option: refused, pointing to --overwrite.
+    #[arg(long, hide = true)]
+    force: bool,
 }
 
 /// The first Ctrl-C or SIGTERM sets the returned value to its number, and
@@ -51,18 +63,38 @@ fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    if args.force {
+        return Err(usage_error(
+            "restore",
+            "snap restore has no --force: pass --overwrite to replace existing files \
+             (try --dry-run first to see which ones)",
+        )
+        .into());
+    }
     let (repo, ws) = ctx.open()?;
     let target = args
         .target
         .map(|t| ctx.abs(&t))
         .unwrap_or_else(|| ws.root.clone());
-    let opts = RestoreOptions {
+    // Paths follow the current directory only when the restore writes into
+    // the workspace itself, where the snapshot's layout is the directory's.
+    let base = if target == ws.root {
+        workspace::snapshot_dir(&ws, &ctx.cwd)
+    } else {
+        PathBuf::new()
+    };
+    let mut opts = RestoreOptions {
         paths: args.paths,
+        base,
         target: target.clone(),
         overwrite: args.overwrite,
-        protect: None,
-        cancel: Some(stop_on_signals()?),
+        ..RestoreOptions::default()
     };
+    if args.dry_run {
+        let plan = repo.restore_plan(&args.rev, opts)?;
+        return dry_run(&plan, args.overwrite, args.json);
+    }
+    opts.cancel = Some(stop_on_signals()?);
     let s = repo.restore(&args.rev, opts, &Bar::new())?;
     if args.json {
         return render::print_json(&s).map(|_| 0);
@@ -79,6 +111,45 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         eprintln!(
             "snap: removed {} temporary file(s) left by an earlier restore that was killed",
             s.stale_temporaries_removed
+        );
+    }
+    Ok(0)
+}
+
+/// `--dry-run`: one line per entry, then what the restore would do.
+fn dry_run(plan: &RestorePlan, overwrite: bool, json: bool) -> Result<u8> {
+    if json {
+        return render::print_json(&plan.entries()).map(|_| 0);
+    }
+    let count = |action: Action| plan.entries().iter().filter(|e| e.action == action).count();
+    let (new, replace, unchanged) = (
+        count(Action::New),
+        count(Action::Replace),
+        count(Action::Unchanged),
+    );
+    for e in plan.entries() {
+        let suffix = match e.kind {
+            "dir" => "/",
+            _ => "",
+        };
+        let size = match e.kind {
+            "file" => format!("  ({})", render::bytes(e.size)),
+            _ => String::new(),
+        };
+        println!("{:<9}  {}{suffix}{size}", e.action.name(), e.path);
+    }
+    println!(
+        "dry run: {} entries into {} ({new} new, {replace} to replace, {unchanged} unchanged, {}); nothing written",
+        plan.entries().len(),
+        plan.target().display(),
+        render::bytes(plan.total_bytes()),
+    );
+    let conflicts = plan.conflicts();
+    if !conflicts.is_empty() && !overwrite {
+        println!(
+            "without --overwrite the restore would refuse: {} existing path(s), first: {}",
+            conflicts.len(),
+            conflicts[0].display()
         );
     }
     Ok(0)

@@ -8,7 +8,8 @@ use crate::cli::Ctx;
 /// Show one snapshot: its metadata and every file, directory and symlink.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot: id or prefix, tag, `latest`, or SESSION@EPOCH.
+    /// Snapshot: `latest`, a tag, an id or prefix, SESSION (its newest),
+    /// SESSION@start, SESSION@end or SESSION@EPOCH.
     rev: String,
     /// Output JSON ({"snapshot": ..., "files": [...]}).
     #[arg(long)]
