@@ -21,5 +21,6 @@ mod restore;
 mod retention;
 mod roundtrip;
 mod run;
+mod setup;
 mod statcache;
 mod workspace;
