@@ -48,4 +48,4 @@ pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use ops::commit::{CommitOptions, CommitSummary};
 pub use ops::restore::{RestoreOptions, RestoreSummary};
 pub use progress::{NoProgress, Progress};
-pub use repo::{ForgetReport, Imported, LogEntry, Repo};
+pub use repo::{ForgetReport, Imported, InitReport, LogEntry, Repo};

@@ -26,6 +26,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> Result<u8> {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut cmd, "snap", &mut out);
-    out.flush().context("write the completion script to stdout")?;
+    out.flush()
+        .context("write the completion script to stdout")?;
     Ok(0)
 }
