@@ -8,7 +8,7 @@
 //! `snap.toml` (optional):
 //! ```toml
 //! repo = "/mnt/archive/snap"      # a repository elsewhere, e.g. another disk
-//! track = ["logs", "models", "config", "best.pt"]   # default: everything
+//! track = ["logs", "config", "*.pth"]   # default: everything; see `crate::track`
 //! ignore = ["*.tmp", "wandb/"]    # gitignore syntax, like .snapignore
 //! [retention]                     # defaults for `snap forget`
 //! keep_sessions = 5
@@ -34,7 +34,8 @@ pub const REPO_DIR: &str = ".snap";
 pub struct WorkspaceConfig {
     /// Repository directory, relative to the workspace or absolute.
     pub repo: Option<PathBuf>,
-    /// Paths to track, relative to the workspace. Empty: everything.
+    /// Paths (from the workspace root) and patterns (gitignore-like) to
+    /// track, parsed by `crate::track::Track`. Empty: everything.
     #[serde(default)]
     pub track: Vec<String>,
     /// Extra ignore patterns (gitignore syntax).
