@@ -97,7 +97,7 @@ pub struct FileInfo {
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
-pub const CHECKPOINT_EXTENSIONS: &[&str] = &[".safetensors", ".pt", ".pth", ".ckpt", ".npz"];
+pub use crate::chunk::segment::CHECKPOINT_EXTENSIONS;
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TensorCount {
