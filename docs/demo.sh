@@ -237,8 +237,7 @@ cd "$WS"
 cat >config/training_config.json <<'EOF'
 {"model": "tiny-adapter", "lr": 0.01, "lr_decay": 0.9, "seed": 20240607, "epochs": 6}
 EOF
-snap init
-echo "workspace: $WS"
+snap init    # says where the workspace and the repository are
 
 # ---------------------------------------------------------------------------
 section "3. Train $EPOCHS epochs under snap run"

@@ -40,6 +40,7 @@ pub mod progress;
 pub mod repo;
 pub mod runner;
 pub mod store;
+pub mod track;
 pub mod workspace;
 
 pub use error::{Error, Result};
@@ -48,4 +49,4 @@ pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use ops::commit::{CommitOptions, CommitSummary};
 pub use ops::restore::{Action, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
 pub use progress::{NoProgress, Progress};
-pub use repo::{ForgetReport, Imported, LogEntry, Repo};
+pub use repo::{ForgetReport, Imported, InitReport, LogEntry, Repo};

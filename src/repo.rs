@@ -30,7 +30,7 @@ use crate::store::journal::{self, Journal};
 use crate::store::lock::{running_sessions, SessionLock, WriterLock};
 use crate::store::publish;
 use crate::store::{durable, refs, Layout};
-use crate::workspace::Workspace;
+use crate::workspace::{self, RepoPointer, Workspace};
 
 /// Default time a writer waits for the lock before giving up.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -63,6 +63,17 @@ pub struct ForgetReport {
     pub dry_run: bool,
 }
 
+/// What `Repo::init_workspace` set up besides the repository.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    /// The workspace a commit there snapshots.
+    pub workspace: PathBuf,
+    /// How its `snap.toml` points to the repository.
+    pub pointer: RepoPointer,
+    /// The `snap.toml` written (created or given a `repo` line), if any.
+    pub wrote: Option<PathBuf>,
+}
+
 /// The outcome of importing one archive.
 #[derive(Debug)]
 pub struct Imported {
@@ -89,7 +100,7 @@ pub struct FileInfo {
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
-pub const CHECKPOINT_EXTENSIONS: &[&str] = &[".safetensors", ".pt", ".pth", ".ckpt", ".npz"];
+pub use crate::chunk::segment::CHECKPOINT_EXTENSIONS;
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TensorCount {
@@ -122,6 +133,38 @@ impl Repo {
         };
         durable::write_atomic(&layout.tmp_dir(), &layout.config(), &config.encode())?;
         Repo::open(path)
+    }
+
+    /// `snap init`: creates the repository at `path` for the workspace
+    /// `ws_root` (both absolute; the workspace directory is created if
+    /// missing) and, when the repository is not the workspace's `.snap/`,
+    /// makes the workspace's `snap.toml` name it. The `snap.toml` check runs
+    /// first, so a refusal creates nothing.
+    pub fn init_workspace(
+        path: &Path,
+        ws_root: &Path,
+        chunker: ChunkerParams,
+        now_ns: i64,
+    ) -> Result<(Repo, InitReport)> {
+        let plan = workspace::plan_pointer(ws_root, path)?;
+        if Layout::new(path).config().exists() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        if !ws_root.is_dir() {
+            std::fs::create_dir_all(ws_root).ctx("create the workspace directory", ws_root)?;
+        }
+        let repo = Repo::init(path, chunker, now_ns)?;
+        let wrote = workspace::write_pointer(ws_root, path, plan)?;
+        Ok((
+            repo,
+            InitReport {
+                workspace: ws_root.to_path_buf(),
+                pointer: plan,
+                wrote,
+            },
+        ))
     }
 
     /// Opens an existing repository and brings its index up to date.

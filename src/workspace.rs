@@ -8,7 +8,7 @@
 //! `snap.toml` (optional):
 //! ```toml
 //! repo = "/mnt/archive/snap"      # a repository elsewhere, e.g. another disk
-//! track = ["logs", "models", "config", "best.pt"]   # default: everything
+//! track = ["logs", "config", "*.pth"]   # default: everything; see `crate::track`
 //! ignore = ["*.tmp", "wandb/"]    # gitignore syntax, like .snapignore
 //! [retention]                     # defaults for `snap forget` and `snap run`
 //! keep_sessions = 5               # training sessions whose pre-run, final, best, epochs stay
@@ -35,7 +35,8 @@ pub const REPO_DIR: &str = ".snap";
 pub struct WorkspaceConfig {
     /// Repository directory, relative to the workspace or absolute.
     pub repo: Option<PathBuf>,
-    /// Paths to track, relative to the workspace. Empty: everything.
+    /// Paths (from the workspace root) and patterns (gitignore-like) to
+    /// track, parsed by `crate::track::Track`. Empty: everything.
     #[serde(default)]
     pub track: Vec<String>,
     /// Extra ignore patterns (gitignore syntax).
@@ -186,16 +187,98 @@ pub fn walker(ws: &Workspace, dir: &Path) -> Result<ignore::Walk> {
     Ok(b.build())
 }
 
-/// Creates `snap.toml` naming an external repository, unless one exists.
-pub fn write_repo_pointer(ws_root: &Path, repo: &Path) -> Result<bool> {
-    let path = ws_root.join(CONFIG_FILE);
-    if path.exists() {
-        return Ok(false);
+/// What `snap init` does about `snap.toml` so that commits in a workspace
+/// reach its repository (`plan_pointer`, then `write_pointer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepoPointer {
+    /// The repository is the workspace's `.snap/`: nothing to write.
+    NotNeeded,
+    /// The workspace's `snap.toml` already names the repository.
+    Present,
+    /// Write a new `snap.toml` whose `repo` names the repository.
+    Create,
+    /// The existing `snap.toml` has no `repo` key: add one at its top.
+    AddKey,
+}
+
+/// Decides how `snap.toml` in `ws_root` must point to `repo` (both
+/// absolute). Refuses a repository that is the workspace itself, and a
+/// `snap.toml` that already names another repository (it is the user's
+/// setting: snap does not overwrite it).
+pub fn plan_pointer(ws_root: &Path, repo: &Path) -> Result<RepoPointer> {
+    if same_dir(ws_root, repo) {
+        return Err(Error::invalid(
+            "repository",
+            repo.display().to_string(),
+            format!(
+                "is the workspace directory itself; use {} or a directory outside the workspace",
+                ws_root.join(REPO_DIR).display()
+            ),
+        ));
     }
-    let text = format!(
-        "# snap workspace settings (see `snap help init`)\nrepo = {}\n# track = [\"logs\", \"models\", \"config\"]\n# ignore = [\"*.tmp\"]\n",
+    let path = ws_root.join(CONFIG_FILE);
+    if !path.exists() {
+        return Ok(if same_dir(&ws_root.join(REPO_DIR), repo) {
+            RepoPointer::NotNeeded
+        } else {
+            RepoPointer::Create
+        });
+    }
+    let config = WorkspaceConfig::load(&path)?;
+    match &config.repo {
+        Some(p) if same_dir(&repo_dir_of(&absolute(ws_root, p)), repo) => Ok(RepoPointer::Present),
+        Some(p) => Err(Error::Config {
+            path,
+            why: format!(
+                "its `repo` names {}, so commits in {} go there, not to {}\n  \
+                 remove that line first, or give `snap init --workspace` another directory",
+                p.display(),
+                ws_root.display(),
+                repo.display()
+            ),
+        }),
+        None if same_dir(&ws_root.join(REPO_DIR), repo) => Ok(RepoPointer::NotNeeded),
+        None => Ok(RepoPointer::AddKey),
+    }
+}
+
+/// Carries out `plan` for `ws_root`; returns the file written, if any. An
+/// existing `snap.toml` is replaced atomically, its text kept below the
+/// new `repo` line.
+pub fn write_pointer(ws_root: &Path, repo: &Path, plan: RepoPointer) -> Result<Option<PathBuf>> {
+    let path = ws_root.join(CONFIG_FILE);
+    let line = format!(
+        "repo = {}\n",
         toml::Value::String(repo.to_string_lossy().into_owned())
     );
-    fs::write(&path, text).ctx("write", &path)?;
-    Ok(true)
+    let (text, perms) = match plan {
+        RepoPointer::NotNeeded | RepoPointer::Present => return Ok(None),
+        RepoPointer::Create => (
+            format!(
+                "# snap workspace settings (see `snap help init`)\n{line}\
+                 # track = [\"logs\", \"models\", \"*.pth\"]\n# ignore = [\"*.tmp\"]\n"
+            ),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        ),
+        RepoPointer::AddKey => {
+            let old = fs::read_to_string(&path).ctx("read", &path)?;
+            let perms = fs::metadata(&path).ctx("stat", &path)?.permissions();
+            (format!("{line}{old}"), perms)
+        }
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".snap.toml.")
+        .tempfile_in(ws_root)
+        .ctx("create a temporary file in", ws_root)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).ctx("write", tmp.path())?;
+    fs::set_permissions(tmp.path(), perms).ctx("set permissions of", tmp.path())?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io("write", &path, e.error))?;
+    Ok(Some(path))
+}
+
+/// True if `a` and `b` name the same directory: equal paths, or equal once
+/// symlinks are resolved (when both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }

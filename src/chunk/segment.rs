@@ -39,6 +39,10 @@ impl Source for [u8] {
     }
 }
 
+/// Name endings of checkpoint files: `snap show` counts their tensors, and a
+/// commit warns when it stores one that was still being written.
+pub const CHECKPOINT_EXTENSIONS: &[&str] = &[".safetensors", ".pt", ".pth", ".ckpt", ".npz"];
+
 /// Largest header (safetensors JSON, npy dict) that is parsed.
 pub const MAX_HEADER: u64 = 64 << 20;
 

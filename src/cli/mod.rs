@@ -61,6 +61,8 @@ enum Command {
     Prune(cmd::prune::Args),
     Check(cmd::check::Args),
     Reindex(cmd::reindex::Args),
+    Completions(cmd::completions::Args),
+    Man(cmd::man::Args),
 }
 
 /// What every command needs to find the repository.
@@ -139,5 +141,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => cmd::prune::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Completions(a) => cmd::completions::run(&ctx, a),
+        Command::Man(a) => cmd::man::run(&ctx, a),
     }
 }

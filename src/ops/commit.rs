@@ -312,13 +312,55 @@ impl Previous {
     }
 }
 
-/// Chunk ids of one read of one file, filled in by the tasks.
-type Slots = Arc<Mutex<Vec<(u32, Option<ChunkId>)>>>;
+/// Chunk lengths and ids of one read of one file, in file order; the ids
+/// are filled in by the chunk tasks.
+#[derive(Default)]
+struct SlotList {
+    slots: Mutex<Vec<(u32, Option<ChunkId>)>>,
+    filled: Condvar,
+}
+
+type Slots = Arc<SlotList>;
+
+impl SlotList {
+    /// Adds a slot for a chunk of `len` bytes; returns its number.
+    fn push(&self, len: u32) -> usize {
+        let mut s = self.slots.lock().expect("slots poisoned");
+        s.push((len, None));
+        s.len() - 1
+    }
+
+    fn fill(&self, slot: usize, id: ChunkId) {
+        self.slots.lock().expect("slots poisoned")[slot].1 = Some(id);
+        self.filled.notify_all();
+    }
+
+    /// The chunks once every task of this read has hashed its chunk.
+    /// (The tasks run on the rayon pool, never on the thread that waits.)
+    fn wait_all(&self) -> Vec<ChunkRef> {
+        let mut s = self.slots.lock().expect("slots poisoned");
+        while s.iter().any(|(_, id)| id.is_none()) {
+            s = self.filled.wait(s).expect("slots poisoned");
+        }
+        s.iter()
+            .map(|&(len, id)| ChunkRef {
+                id: id.expect("checked above"),
+                len,
+            })
+            .collect()
+    }
+}
 
 /// How a file's content was obtained.
 enum FileData {
     Cached(Vec<ChunkRef>),
-    Read { slots: Slots, read_start_ns: i64 },
+    Read {
+        slots: Slots,
+        read_start_ns: i64,
+        /// Only the prefix the file had when first opened was stored (it
+        /// grew while being read): never a stat cache entry.
+        prefix: bool,
+    },
     Skipped,
 }
 
@@ -408,15 +450,31 @@ pub fn commit(
                 break;
             }
             match read_file(scope, &shared, &chunker, &mut previous, item)? {
-                Some((slots, meta, read_start_ns)) => {
-                    item.meta = meta;
+                Some(r) => {
+                    // A log that grows is the normal case; a checkpoint
+                    // that grows is still being written.
+                    let name = item.rel.as_os_str().as_encoded_bytes();
+                    if r.prefix
+                        && segment::CHECKPOINT_EXTENSIONS
+                            .iter()
+                            .any(|x| name.ends_with(x.as_bytes()))
+                    {
+                        warnings.push(format!(
+                            "{} was still being written: stored its first {} bytes, the size \
+                             it had when the commit opened it\n  commit again once it is complete",
+                            item.rel.display(),
+                            r.meta.size
+                        ));
+                    }
+                    item.meta = r.meta;
                     *d = FileData::Read {
-                        slots,
-                        read_start_ns,
+                        slots: r.slots,
+                        read_start_ns: r.read_start_ns,
+                        prefix: r.prefix,
                     };
                 }
                 None => warnings.push(format!(
-                    "skipped {}: it vanished or kept changing while being read",
+                    "skipped {}: it vanished, or kept being rewritten while being read",
                     item.rel.display()
                 )),
             }
@@ -472,19 +530,14 @@ pub fn commit(
                     FileData::Read {
                         slots,
                         read_start_ns,
+                        prefix,
                     } => {
                         summary.files_read += 1;
                         summary.bytes_read += item.meta.size;
-                        let slots = std::mem::take(&mut *slots.lock().expect("slots poisoned"));
-                        let chunks = slots
-                            .into_iter()
-                            .map(|(len, id)| ChunkRef {
-                                id: id.expect("every task ran before the scope ended"),
-                                len,
-                            })
-                            .collect();
+                        // Every task ran before the scope ended.
+                        let chunks = slots.wait_all();
                         let newest = item.meta.mtime_ns.max(item.meta.ctime_ns);
-                        (chunks, newest < read_start_ns - RACY_MARGIN_NS)
+                        (chunks, !prefix && newest < read_start_ns - RACY_MARGIN_NS)
                     }
                     FileData::Skipped => unreachable!("handled above"),
                 };
@@ -591,16 +644,40 @@ fn latest_of_workspace(index: &Index, workspace: &str) -> Result<Option<(Snapsho
         .map(|(id, s)| (id, s.root)))
 }
 
+/// A file read into chunk tasks.
+struct FileRead {
+    slots: Slots,
+    /// What was stored: size, times and identity of the file as read.
+    meta: Meta,
+    read_start_ns: i64,
+    /// The file grew while being read and its first `meta.size` bytes were
+    /// stored (see `read_file`).
+    prefix: bool,
+}
+
 /// Reads one file into chunk tasks. Returns `None` if the file vanished or
-/// kept changing; a read is accepted only if the file's identity, size and
-/// times are the same before and after it, so a torn file is never stored.
+/// kept changing; nothing torn is ever stored. Exactly `size` bytes are
+/// read, the size at the open's `fstat`, and the read is accepted if:
+///
+/// - the file is unchanged: identity, size, mode and times are the same
+///   before and after the read, and the path still names it; or
+/// - the file only grew: same inode, device and mode, a larger size, times
+///   that only moved forward, the path still names it, and a second read of
+///   the first `size` bytes yields the same chunks as the first (so no byte
+///   of that prefix changed while it was read). The prefix is then what
+///   the file held when it was opened, as long as its writer only appends,
+///   and it is recorded with the first `fstat` (size `size`): the stat cache
+///   never takes it for the grown file.
+///
+/// Anything else (shrunk, replaced, changed inside, or grown with its
+/// prefix changing) is read again, up to `READ_ATTEMPTS` times.
 fn read_file<'s, 'a: 's>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a>,
     chunker: &Chunker,
     previous: &mut Previous,
     item: &Item,
-) -> Result<Option<(Slots, Meta, i64)>> {
+) -> Result<Option<FileRead>> {
     for attempt in 0..READ_ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(20 << attempt));
@@ -610,19 +687,17 @@ fn read_file<'s, 'a: 's>(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open", &item.abs, e)),
         };
-        let before = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
-        if !file.metadata().ctx("stat", &item.abs)?.is_file() {
+        let stat = file.metadata().ctx("stat", &item.abs)?;
+        if !stat.is_file() {
             return Ok(None);
         }
+        let before = Meta::of(&stat);
         let read_start_ns = now_ns();
-        let slots: Slots = Arc::new(Mutex::new(Vec::new()));
+        let slots: Slots = Arc::default();
         // Checkpoint formats are cut at tensor boundaries first (header, one
         // segment per tensor); tensor data is then cut into fixed chunks
         // aligned to the tensor start, everything else by FastCDC.
         let segments = segment::segments(&file, before.size, chunker.min_size() as u64);
-        (&file)
-            .seek(std::io::SeekFrom::Start(0))
-            .ctx("seek", &item.abs)?;
         let anchor = segments
             .iter()
             .find(|s| float_layout(s.dtype).is_some())
@@ -639,13 +714,11 @@ fn read_file<'s, 'a: 's>(
         } else {
             Bases::default()
         };
-        let float: std::cell::Cell<Option<FloatLayout>> = std::cell::Cell::new(None);
-        let seg_start = std::cell::Cell::new(0u64);
-        let mut emit = |off: u64, bytes: &[u8]| {
-            let float = float.get();
+        let emit = |seg: &segment::Segment, off: u64, bytes: &[u8]| {
+            let float = float_layout(seg.dtype);
             let base = float
                 .zip(anchor)
-                .and_then(|(_, a)| bases.get(&(seg_start.get() + off - a, bytes.len() as u32)))
+                .and_then(|(_, a)| bases.get(&(seg.offset + off - a, bytes.len() as u32)))
                 .copied();
             if shared.failed() {
                 return Err(());
@@ -653,52 +726,100 @@ fn read_file<'s, 'a: 's>(
             let len = bytes.len();
             shared.budget.acquire(len);
             let data = bytes.to_vec();
-            let slot = {
-                let mut s = slots.lock().expect("slots poisoned");
-                s.push((len as u32, None));
-                s.len() - 1
-            };
+            let slot = slots.push(len as u32);
             let slots = slots.clone();
             scope.spawn(move |_| {
                 let id = ChunkId::of(&data);
-                slots.lock().expect("slots poisoned")[slot].1 = Some(id);
+                slots.fill(slot, id);
                 shared.process_chunk(id, &data, float, base.as_ref());
                 shared.budget.release(len);
                 shared.progress.advance(len as u64);
             });
             Ok(())
         };
-        let mut read = 0;
-        for seg in &segments {
-            // The last segment runs to the end of the stream, so a file that
-            // grew while being read is noticed by the size check below.
-            let last = seg.offset + seg.len == before.size;
-            let limit = if last { u64::MAX } else { seg.len };
-            float.set(float_layout(seg.dtype));
-            seg_start.set(seg.offset);
-            let reader = (&file).take(limit);
-            let streamed = if seg.dtype.is_some() {
-                chunker.stream_fixed(reader, &mut emit)
-            } else {
-                chunker.stream(reader, &mut emit)
-            };
-            match streamed {
-                Ok(n) => read += n,
-                Err(StreamError::Io(e)) => return Err(Error::io("read", &item.abs, e)),
-                Err(StreamError::Emit(())) => return Ok(None),
-            }
-        }
+        let read = match stream_segments(&file, &item.abs, &segments, chunker, emit)? {
+            Some(n) => n,
+            None => return Ok(None),
+        };
         let after = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
-        let still_there = item
-            .abs
-            .symlink_metadata()
-            .map(|m| Meta::of(&m) == after)
-            .unwrap_or(false);
-        if before == after && read == after.size && still_there {
-            return Ok(Some((slots, after, read_start_ns)));
+        let now_at_path = item.abs.symlink_metadata().map(|m| Meta::of(&m)).ok();
+        if read != before.size {
+            continue; // shrunk while being read
+        }
+        if before == after && now_at_path == Some(after) {
+            return Ok(Some(FileRead {
+                slots,
+                meta: before,
+                read_start_ns,
+                prefix: false,
+            }));
+        }
+        let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
+        if same_file && only_grew(&before, &after) {
+            let mut again = Vec::new();
+            let reread = stream_segments(&file, &item.abs, &segments, chunker, |_, _, b| {
+                again.push(ChunkRef {
+                    id: ChunkId::of(b),
+                    len: b.len() as u32,
+                });
+                Ok::<(), ()>(())
+            })?;
+            if reread == Some(before.size) && again == slots.wait_all() {
+                return Ok(Some(FileRead {
+                    slots,
+                    meta: before,
+                    read_start_ns,
+                    prefix: true,
+                }));
+            }
         }
     }
     Ok(None)
+}
+
+/// True if `after` is `before` with more bytes appended, as far as `fstat`
+/// can tell: same file and mode, larger, and no time moved backwards.
+fn only_grew(before: &Meta, after: &Meta) -> bool {
+    after.inode == before.inode
+        && after.dev == before.dev
+        && after.mode == before.mode
+        && after.size > before.size
+        && after.mtime_ns >= before.mtime_ns
+        && after.ctime_ns >= before.ctime_ns
+}
+
+/// Streams the bytes `segments` cover, from the start of `file`, through
+/// the chunker: tensor segments in fixed chunks, the rest by FastCDC.
+/// Calls `emit(segment, offset in the segment, chunk)` in file order and
+/// returns the bytes read (fewer than the segments cover if the file
+/// shrank), or `None` if `emit` stopped the read.
+fn stream_segments<E>(
+    file: &File,
+    path: &Path,
+    segments: &[segment::Segment],
+    chunker: &Chunker,
+    mut emit: impl FnMut(&segment::Segment, u64, &[u8]) -> std::result::Result<(), E>,
+) -> Result<Option<u64>> {
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(0)).ctx("seek", path)?;
+    let mut read = 0;
+    for seg in segments {
+        let part = reader.take(seg.len);
+        let streamed = if seg.dtype.is_some() {
+            chunker.stream_fixed(part, |off, b| emit(seg, off, b))
+        } else {
+            chunker.stream(part, |off, b| emit(seg, off, b))
+        };
+        match streamed {
+            Ok(n) => read += n,
+            Err(StreamError::Io(e)) => return Err(Error::io("read", path, e)),
+            Err(StreamError::Emit(_)) => return Ok(None),
+        }
+        if read < seg.offset + seg.len {
+            break;
+        }
+    }
+    Ok(Some(read))
 }
 
 /// The float codec layout of a segment's element type.

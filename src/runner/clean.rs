@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 use crate::repo::FileInfo;
+use crate::track::Track;
 use crate::workspace::{self, Workspace};
 
 /// What the archive snapshot holds at a path.
@@ -114,7 +115,9 @@ pub struct Cleaned {
 /// Why paths are not tracked: the workspace's rules, and what the archive
 /// commit skipped.
 struct Rules<'a> {
-    ws: &'a Workspace,
+    /// The workspace's `track` list (empty if it does not parse: the archive
+    /// commit would have failed on it).
+    track: Track,
     overrides: Option<ignore::overrides::Override>,
     /// Paths (relative) the workspace tracks under the directory right now.
     tracked_now: HashSet<PathBuf>,
@@ -239,7 +242,7 @@ impl<'a> Rules<'a> {
             Err(_) => HashSet::new(),
         };
         Rules {
-            ws,
+            track: Track::of(ws).unwrap_or_default(),
             overrides,
             tracked_now,
             warnings,
@@ -255,7 +258,7 @@ impl<'a> Rules<'a> {
             "snap never stores .git or .snap directories".to_string()
         } else if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) {
             "not a regular file, directory or symlink".to_string()
-        } else if self.outside_track(rel) {
+        } else if !self.track.may_track(rel, ft.is_dir()) {
             "outside the track list of snap.toml".to_string()
         } else if self
             .overrides
@@ -271,16 +274,6 @@ impl<'a> Rules<'a> {
             format!("ignored by {}", workspace::IGNORE_FILE)
         };
         format!("{why}, not in the archive snapshot")
-    }
-
-    fn outside_track(&self, rel: &Path) -> bool {
-        let track = &self.ws.config.track;
-        !track.is_empty()
-            && !track.iter().any(|t| {
-                let t = workspace::absolute(&self.ws.root, Path::new(t));
-                t.strip_prefix(&self.ws.root)
-                    .is_ok_and(|t| rel.starts_with(t) || t.starts_with(rel))
-            })
     }
 }
 

@@ -24,5 +24,6 @@ mod retention;
 mod revs;
 mod roundtrip;
 mod run;
+mod setup;
 mod statcache;
 mod workspace;

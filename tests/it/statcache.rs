@@ -149,3 +149,76 @@ fn lost_index_only_costs_a_re_read() {
     assert_eq!(summary_u64(&s, "files_read"), 4, "{s}");
     assert_eq!(summary_u64(&s, "new_chunks"), 0);
 }
+
+/// A child process that appends a line to a file about every millisecond
+/// until it is dropped.
+struct Appender(std::process::Child);
+
+impl Appender {
+    fn start(ws: &Ws, rel: &str) -> Appender {
+        let script = format!(
+            "i=0; while :; do i=$((i+1)); echo \"step $i loss 0.$i\" >> '{rel}'; sleep 0.001; done"
+        );
+        let child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(&ws.root)
+            .spawn()
+            .expect("start sh");
+        let path = ws.path(rel);
+        let start = fs::metadata(&path).expect("stat").len();
+        wait_for("the appender", Duration::from_secs(10), || {
+            fs::metadata(&path).expect("stat").len() > start + 200
+        });
+        Appender(child)
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_log_appended_to_during_the_commit_is_stored_as_a_prefix() {
+    let ws = Ws::new();
+    // Large enough that reading it spans many appends.
+    let initial = Rng::new(5).text(8 * MIB);
+    ws.write("logs/train.log", &initial);
+    ws.write("config.yaml", b"lr: 1\n");
+    let appender = Appender::start(&ws, "logs/train.log");
+    let o = ws.run(&["commit", "--json"]);
+    drop(appender);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("skipped"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("still being written"),
+        "a growing log is normal, not a warning: {}",
+        stderr(&o)
+    );
+    let snap: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let id = id_of(&snap);
+    let full = fs::read(ws.path("logs/train.log")).unwrap();
+    let stored = ws.run(&["cat", &format!("{id}:logs/train.log")]).stdout;
+    assert!(
+        stored.len() > initial.len(),
+        "the appends before the commit are in"
+    );
+    assert!(
+        full.starts_with(&stored),
+        "stored {} bytes that are not a prefix of the final {} bytes",
+        stored.len(),
+        full.len()
+    );
+    let files = ws.show_files(&id);
+    assert_eq!(files["logs/train.log"]["size"], stored.len() as u64);
+    assert_eq!(summary_u64(&snap, "logical_bytes"), stored.len() as u64 + 6);
+
+    // The stat cache does not take the stored prefix for the grown file:
+    // the next commit reads it and stores all of it.
+    wait_until_settled(&ws.root, SETTLE);
+    let next = ws.commit(&[]);
+    assert!(summary_u64(&next, "files_read") >= 1, "{next}");
+    assert_eq!(ws.run(&["cat", "latest:logs/train.log"]).stdout, full);
+}

@@ -124,7 +124,14 @@ fn snap_toml_track_and_ignore() {
     ws.write("best.pt", b"best");
     ws.write("data/huge_dataset.bin", b"untracked");
     ws.write("scratch.txt", b"untracked");
-    ws.commit(&[]);
+    let o = ws.run(&["commit", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: track entry 'missing_dir' in snap.toml matches nothing"),
+        "{err}"
+    );
+    assert!(!err.contains("'logs'"), "{err}");
     assert_eq!(
         paths(&ws),
         set(&[
@@ -137,6 +144,74 @@ fn snap_toml_track_and_ignore() {
             "models/a.pt",
         ])
     );
+}
+
+#[test]
+fn track_patterns_match_like_gitignore() {
+    let ws = Ws::new();
+    ws.write(
+        "snap.toml",
+        b"track = [\"*.pth\", \"logs\", \"configs/*.yaml\", \"runs/*/best/\", \"*.safetensors\", \"gone/*.log\"]\n\
+          ignore = [\"*.tmp.pth\"]\n",
+    );
+    ws.write("a.pth", b"root checkpoint");
+    ws.write("models/deep/b.pth", b"deep checkpoint");
+    ws.write("models/deep/c.tmp.pth", b"ignored");
+    ws.write("models/c.pt", b"not a .pth");
+    ws.write("logs/train.log", b"log");
+    ws.write("logs/sub/x.txt", b"inside a tracked directory");
+    ws.write("sub/logs/y.log", b"a plain path is from the root only");
+    ws.write("configs/a.yaml", b"a");
+    ws.write("configs/old/b.yaml", b"* does not cross /");
+    ws.write("runs/1/best/w.bin", b"w");
+    ws.write("runs/1/last/w.bin", b"not best");
+    ws.write(
+        "runs/2/best",
+        b"a file, and the pattern asks for a directory",
+    );
+    ws.write("notes.txt", b"untracked");
+    let o = ws.run(&["commit", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        paths(&ws),
+        set(&[
+            "a.pth",
+            "configs",
+            "configs/a.yaml",
+            "logs",
+            "logs/sub",
+            "logs/sub/x.txt",
+            "logs/train.log",
+            "models",
+            "models/deep",
+            "models/deep/b.pth",
+            "runs",
+            "runs/1",
+            "runs/1/best",
+            "runs/1/best/w.bin",
+        ])
+    );
+    // Each entry that selects nothing is named, once; the others are not.
+    let err = stderr(&o);
+    for missing in ["*.safetensors", "gone/*.log"] {
+        let line = format!("track entry '{missing}' in snap.toml matches nothing");
+        assert_eq!(err.matches(&line).count(), 1, "{err}");
+    }
+    assert_eq!(err.matches("matches nothing").count(), 2, "{err}");
+    // The directories above a match keep their mode and mtime on restore.
+    set_mode(&ws.path("models/deep"), 0o750);
+    set_mtime_ns(&ws.path("models/deep"), 1_600_000_000_123_456_789);
+    ws.commit(&[]);
+    let files = ws.show_files("latest");
+    assert_eq!(files["models/deep"]["mode"], 0o750);
+    assert_eq!(
+        files["models/deep"]["mtime_ns"],
+        1_600_000_000_123_456_789i64
+    );
+    // A malformed pattern is an error naming it, before anything is stored.
+    ws.write("snap.toml", b"track = [\"models/[deep\"]\n");
+    let o = ws.fails(&["commit"], 1);
+    assert!(stderr(&o).contains("models/[deep"), "{}", stderr(&o));
 }
 
 #[test]

@@ -3,11 +3,13 @@
 pub mod cat;
 pub mod check;
 pub mod commit;
+pub mod completions;
 pub mod diff;
 pub mod forget;
 pub mod import_zip;
 pub mod init;
 pub mod log;
+pub mod man;
 pub mod prune;
 pub mod reindex;
 pub mod restore;
