@@ -196,6 +196,8 @@ pub fn run(
                 .map(|f| Arc::new(Mutex::new(f)))
         })
         .transpose()?;
+    // Before the command starts, so that nothing it writes counts as "already there".
+    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
     let mut cmd = Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..])
         .current_dir(&opts.cwd)
@@ -239,7 +241,6 @@ pub fn run(
         ),
     ];
     let stop = Arc::new(AtomicBool::new(false));
-    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
     let watch_thread = {
         let (tx, stop, poll) = (tx.clone(), stop.clone(), opts.poll);
         let active = !opts.watch.is_empty() || opts.metrics_file.is_some();
@@ -250,6 +251,7 @@ pub fn run(
                 }
                 std::thread::sleep(poll);
             }
+            watcher
         })
     };
     // Only notices the exit: the child is reaped below, after forwarding stops.
@@ -286,11 +288,17 @@ pub fn run(
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = watch_thread.join();
+    let watcher = watch_thread.join();
     pending.extend(rx.try_iter().filter_map(|m| match m {
         Msg::Epoch(e) => Some(e),
         Msg::Exited => None,
     }));
+    // What the command wrote after the watcher's last poll.
+    if let Ok(mut w) = watcher {
+        if !opts.watch.is_empty() || opts.metrics_file.is_some() {
+            pending.extend(w.last_poll());
+        }
+    }
     for e in pending {
         r.epoch(e, note);
     }

@@ -28,7 +28,9 @@ pub struct Watcher {
 
 impl Watcher {
     /// `patterns` are globs relative to the workspace; `metrics_file` is read
-    /// from its current end (earlier lines belong to earlier runs).
+    /// from its current end (earlier lines belong to earlier runs). Call it
+    /// before the command starts: what exists now is the state "before the
+    /// run", and a file that does not exist yet is read from its first line.
     pub fn new(ws: &Workspace, patterns: &[String], metrics_file: Option<PathBuf>) -> Result<Self> {
         let globs = if patterns.is_empty() {
             None
@@ -82,13 +84,26 @@ impl Watcher {
 
     /// One poll: the epoch events that became due since the last one.
     pub fn poll(&mut self) -> Vec<EpochEvent> {
+        self.poll_with(false)
+    }
+
+    /// The last poll, once the command has exited: what it wrote after the
+    /// previous poll still counts. Watched files that changed and were not
+    /// reported yet count without waiting to be stable (their writer is
+    /// gone), and the metrics file is read to its end.
+    pub fn last_poll(&mut self) -> Vec<EpochEvent> {
+        self.poll_with(true)
+    }
+
+    fn poll_with(&mut self, last: bool) -> Vec<EpochEvent> {
         let mut out = Vec::new();
         let now = std::time::Instant::now();
         for (path, sig) in self.matching() {
             let slot = self.files.entry(path.clone()).or_insert((sig, now, false));
             if slot.0 != sig {
                 *slot = (sig, now, false);
-            } else if !slot.2 && now.duration_since(slot.1) >= STABLE_FOR {
+            }
+            if !slot.2 && (last || now.duration_since(slot.1) >= STABLE_FOR) {
                 slot.2 = true;
                 let name = path.to_string_lossy().into_owned();
                 out.push(EpochEvent {

@@ -501,6 +501,46 @@ fn watched_checkpoints_and_metrics_lines_become_epochs() {
     assert_eq!(label(final_of(&snaps), "outcome"), Some("exited 0"));
 }
 
+/// Issue 9: a `--metrics` file that does not exist when the run starts, and a
+/// command that writes its only epoch line and exits before the next poll.
+#[test]
+fn a_metrics_file_the_command_creates_counts_from_its_first_line() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let o = snap_run(
+        &ws,
+        "mf",
+        &["--metrics", "logs/metrics.jsonl"],
+        &[
+            "sh",
+            "-c",
+            r#"mkdir -p logs && echo '{"epoch": 1, "val_loss": 0.5}' > logs/metrics.jsonl"#,
+        ],
+    );
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "mf");
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(label(e1, "signal"), Some("metrics-file"));
+    assert_eq!(e1["metrics"], serde_json::json!({"val_loss": 0.5}));
+    assert_eq!(
+        cat_in(&ws, e1, "logs/metrics.jsonl"),
+        b"{\"epoch\": 1, \"val_loss\": 0.5}\n"
+    );
+
+    // The same for a watched checkpoint written just before the command exits.
+    let o = snap_run(
+        &ws,
+        "wf",
+        &["--watch", "ckpt/*.pt"],
+        &["sh", "-c", "mkdir -p ckpt && echo weights > ckpt/epoch_1.pt"],
+    );
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "wf");
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(label(e1, "signal"), Some("watch ckpt/epoch_1.pt"));
+    assert_eq!(cat_in(&ws, e1, "ckpt/epoch_1.pt"), b"weights\n");
+}
+
 const OUTPUT_PY: &str = r#"
 import os, sys, time
 
