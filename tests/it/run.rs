@@ -541,6 +541,36 @@ fn a_metrics_file_the_command_creates_counts_from_its_first_line() {
     assert_eq!(cat_in(&ws, e1, "ckpt/epoch_1.pt"), b"weights\n");
 }
 
+/// Issue 9: a metric lost its last digit (one ULP) on the way from a `SNAP`
+/// line to the snapshot.
+#[test]
+fn metrics_keep_every_digit_from_snap_lines_and_the_command_line() {
+    const EXACT: &str = "0.9289565118673777";
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let line = format!(r#"echo 'SNAP {{"epoch": 1, "val_acc": {EXACT}}}'"#);
+    let commit = format!("snap commit --epoch 2 --metric val_acc={EXACT} >/dev/null");
+    let o = snap_run(
+        &ws,
+        "ulp",
+        &[],
+        &["sh", "-c", &format!("{line}; {commit}")],
+    );
+    assert_exit(&o, 0);
+    let log = ws.ok(&["log", "--json"]);
+    assert_eq!(
+        log.matches(&format!("\"val_acc\": {EXACT}\n")).count(),
+        2,
+        "both snapshots hold {EXACT} exactly:\n{log}"
+    );
+    let want: f64 = EXACT.parse().unwrap();
+    let snaps = session(&ws, "ulp");
+    for e in [1, 2] {
+        let got = epoch_of(&snaps, e)["metrics"]["val_acc"].as_f64().unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "epoch {e}");
+    }
+}
+
 const OUTPUT_PY: &str = r#"
 import os, sys, time
 
