@@ -40,6 +40,7 @@ pub mod progress;
 pub mod repo;
 pub mod runner;
 pub mod store;
+pub mod units;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
-//! Turning a REV into a snapshot: `latest`, a tag, `SESSION@EPOCH`, or a
-//! snapshot id or unique hex prefix (at least 4 characters).
+//! Turning a REV into a snapshot: `latest`, a tag, `SESSION@EPOCH`,
+//! `SESSION@step=N`, or a snapshot id or unique hex prefix (at least 4
+//! characters).
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
@@ -36,6 +37,9 @@ pub fn resolve(
             }
         }
     }
+    if let Some(found) = session_at_step(rev, snapshots) {
+        return Ok(found.clone());
+    }
     if is_hex_prefix(rev) && rev.len() >= 4 {
         let lower = rev.to_ascii_lowercase();
         let matches: Vec<_> = snapshots
@@ -63,6 +67,19 @@ pub fn resolve(
     })
 }
 
+/// `SESSION@step=N`: the newest snapshot of the session with step N.
+fn session_at_step<'a>(
+    rev: &str,
+    snapshots: &'a [(SnapshotId, Snapshot)],
+) -> Option<&'a (SnapshotId, Snapshot)> {
+    let (session, step) = rev.rsplit_once("@step=")?;
+    let step: u64 = step.parse().ok()?;
+    snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| s.session.as_deref() == Some(session) && s.step == Some(step))
+}
+
 fn hint(snapshots: &[(SnapshotId, Snapshot)], tags: &[(String, SnapshotId)]) -> String {
     if snapshots.is_empty() {
         return "the repository has no snapshots yet; create one with `snap commit`".into();
@@ -86,6 +103,12 @@ fn hint(snapshots: &[(SnapshotId, Snapshot)], tags: &[(String, SnapshotId)]) -> 
         .any(|(_, s)| s.session.is_some() && s.epoch.is_some())
     {
         h.push_str(", or SESSION@EPOCH");
+    }
+    if snapshots
+        .iter()
+        .any(|(_, s)| s.session.is_some() && s.step.is_some())
+    {
+        h.push_str(", SESSION@step=N");
     }
     h.push_str("; `snap log` lists them all");
     h

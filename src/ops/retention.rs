@@ -243,6 +243,7 @@ mod tests {
             paths: vec![],
             session: session.map(str::to_string),
             epoch: None,
+            step: None,
             metrics: BTreeMap::new(),
             message: None,
             labels: BTreeMap::new(),

@@ -22,4 +22,5 @@ mod retention;
 mod roundtrip;
 mod run;
 mod statcache;
+mod steps;
 mod workspace;
