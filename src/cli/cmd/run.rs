@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use snapstore::ops::retention::{parse_duration, Policy};
 use snapstore::runner::{self, signals, RunOptions};
 
+use crate::cli::progress::Bar;
 use crate::cli::render::bytes;
 use crate::cli::Ctx;
 
@@ -101,7 +102,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         policy,
         poll: Duration::from_millis(500),
     };
-    let report = runner::run(&mut repo, &ws, opts, &interrupts, &|msg| {
+    // A bar for the archive snapshot of a large workspace, on a terminal only.
+    let report = runner::run(&mut repo, &ws, opts, &interrupts, &Bar::new(), &|msg| {
         eprintln!("snap: {msg}")
     })?;
     if args.json {
