@@ -41,6 +41,7 @@ pub mod repo;
 pub mod runner;
 pub mod store;
 pub mod track;
+pub mod units;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -5,31 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use snapstore::format::snapshot::{Snapshot, Summary};
+pub use snapstore::units::{bytes, count};
 use snapstore::{LogEntry, SnapshotId};
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// `1 snapshot`, `3 snapshots`.
-pub fn count(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
 
 pub fn time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
@@ -67,6 +44,7 @@ pub struct SnapshotJson<'a> {
     pub paths: &'a [String],
     pub session: Option<&'a str>,
     pub epoch: Option<u64>,
+    pub step: Option<u64>,
     pub metrics: &'a BTreeMap<String, f64>,
     pub message: Option<&'a str>,
     pub labels: &'a BTreeMap<String, String>,
@@ -87,6 +65,7 @@ impl<'a> SnapshotJson<'a> {
             paths: &s.paths,
             session: s.session.as_deref(),
             epoch: s.epoch,
+            step: s.step,
             metrics: &s.metrics,
             message: s.message.as_deref(),
             labels: &s.labels,

@@ -5,7 +5,8 @@
 //! 3. a full snapshot id (64 hex characters);
 //! 4. `SESSION@FORM` for a session that exists: `@start` (the pre-run
 //!    snapshot `snap run` labels `signal=archive`), `@end` (its final one,
-//!    labelled `outcome`), `@EPOCH` (the newest snapshot with that epoch);
+//!    labelled `outcome`), `@EPOCH` (the newest snapshot with that epoch),
+//!    `@step=N` (the newest snapshot with that step);
 //! 5. a session name alone (its newest snapshot), and a unique hex prefix of
 //!    at least 4 characters. When both match different snapshots the REV is
 //!    ambiguous: a session named `2024` does not silently hide snapshot
@@ -94,10 +95,11 @@ fn by_session_form(
         _ if form.bytes().all(|b| b.is_ascii_digit()) && !form.is_empty() => {
             at_epoch(session, form, snapshots)
         }
+        _ if form.starts_with("step=") => at_step(session, &form["step=".len()..], snapshots),
         // A session whose own name holds `@`: step 5.
         _ if of_session(rev, snapshots).next().is_some() => return Ok(None),
         _ => Err(format!(
-            "after SESSION@ comes start, end or an epoch number, not '{form}'"
+            "after SESSION@ comes start, end, an epoch number or step=N, not '{form}'"
         )),
     };
     match found {
@@ -166,6 +168,27 @@ fn at_epoch<'a>(
             format!("session {session} has no snapshot of epoch {epoch} (its epochs: {lo} to {hi})")
         }
         _ => format!("session {session} has no snapshot with an epoch"),
+    })
+}
+
+/// `SESSION@step=N`: the newest snapshot of the session with that step.
+fn at_step<'a>(session: &'a str, step: &str, snapshots: &'a [Found]) -> Result<&'a Found, String> {
+    let steps: Vec<u64> = of_session(session, snapshots)
+        .filter_map(|(_, s)| s.step)
+        .collect();
+    if let Ok(step) = step.parse::<u64>() {
+        if let Some(found) = of_session(session, snapshots)
+            .filter(|(_, s)| s.step == Some(step))
+            .last()
+        {
+            return Ok(found);
+        }
+    }
+    Err(match (steps.iter().min(), steps.iter().max()) {
+        (Some(lo), Some(hi)) => {
+            format!("session {session} has no snapshot of step {step} (its steps: {lo} to {hi})")
+        }
+        _ => format!("session {session} has no snapshot with a step"),
     })
 }
 
@@ -287,7 +310,13 @@ fn forms(snapshots: &[Found], tags: &[(String, SnapshotId)]) -> String {
         h.push_str(&format!(", a tag ({})", names.join(", ")));
     }
     if snapshots.iter().any(|(_, s)| s.session.is_some()) {
-        h.push_str(", SESSION, SESSION@start, SESSION@end, or SESSION@EPOCH");
+        h.push_str(", SESSION, SESSION@start, SESSION@end, SESSION@EPOCH, or SESSION@step=N");
+    }
+    if snapshots
+        .iter()
+        .any(|(_, s)| s.session.is_some() && s.step.is_some())
+    {
+        h.push_str(", SESSION@step=N");
     }
     h.push_str("; `snap log` lists them all");
     h
@@ -307,6 +336,7 @@ mod tests {
             paths: Vec::new(),
             session: session.map(String::from),
             epoch: None,
+            step: None,
             metrics: Default::default(),
             message: None,
             labels: labels

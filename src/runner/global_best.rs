@@ -78,6 +78,7 @@ mod tests {
                 paths: vec![],
                 session: Some(session.into()),
                 epoch: None,
+                step: None,
                 metrics: loss
                     .map(|l| ("val_loss".to_string(), l))
                     .into_iter()

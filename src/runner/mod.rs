@@ -27,7 +27,7 @@ pub mod interrupt;
 pub mod signals;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -44,10 +44,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::ops::commit::{now_ns, CommitOptions};
 use crate::ops::retention::{self, Policy};
-use crate::progress::NoProgress;
+use crate::progress::{NoProgress, Progress};
 use crate::repo::Repo;
 use crate::store::lock::SessionLock;
 use crate::store::refs;
+use crate::units;
 use crate::workspace::Workspace;
 pub use interrupt::Interrupts;
 use signals::{improves, Direction, EpochEvent, LINE_PREFIX};
@@ -116,13 +117,16 @@ enum Msg {
 const MAX_KEPT_LINES: usize = 50;
 
 /// Runs a training command as a session. `interrupts` must be installed
-/// before the repository is opened (see `interrupt`). `note` receives
-/// progress lines for the user (the CLI prints them to stderr).
+/// before the repository is opened (see `interrupt`). `progress` sees the
+/// archive commit (the others are quick or happen while the command prints).
+/// `note` receives progress lines for the user (the CLI prints them to
+/// stderr).
 pub fn run(
     repo: &mut Repo,
     ws: &Workspace,
     opts: RunOptions,
     interrupts: &Interrupts,
+    progress: &dyn Progress,
     note: &dyn Fn(&str),
 ) -> Result<RunReport> {
     refs::validate_tag(&format!("{}/best", opts.session)).map_err(|_| {
@@ -154,6 +158,12 @@ pub fn run(
         .map(|d| clean_target(ws, d))
         .collect::<Result<_>>()?;
     let running = repo.lock_session(&opts.session)?;
+    let before = repo
+        .log()?
+        .into_iter()
+        .filter(|e| e.snapshot.session.as_deref() == Some(opts.session.as_str()))
+        .map(|e| e.id)
+        .collect();
     let mut r = Runner {
         repo,
         ws,
@@ -165,6 +175,7 @@ pub fn run(
         last_epoch: None,
         best: None,
         not_started: false,
+        before,
     };
     if let Some(sig) = interrupts.received() {
         note(&format!(
@@ -193,11 +204,12 @@ pub fn run(
                 display_dirs(&opts.clean),
             );
         }
-        let (id, warnings) = r.commit_labelled(
-            None,
+        let (id, warnings) = r.commit_at(
+            At::default(),
             BTreeMap::new(),
             labels,
             Some(format!("before run: {}", command_line(&opts.command))),
+            progress,
             note,
         )?;
         if !clean.is_empty() {
@@ -221,6 +233,8 @@ pub fn run(
                 .map(|f| Arc::new(Mutex::new(f)))
         })
         .transpose()?;
+    // Before the command starts, so that nothing it writes counts as "already there".
+    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
     let mut cmd = Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..])
         .current_dir(&opts.cwd)
@@ -275,7 +289,6 @@ pub fn run(
         ),
     ];
     let stop = Arc::new(AtomicBool::new(false));
-    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
     let watch_thread = {
         let (tx, stop, poll) = (tx.clone(), stop.clone(), opts.poll);
         let active = !opts.watch.is_empty() || opts.metrics_file.is_some();
@@ -286,6 +299,7 @@ pub fn run(
                 }
                 std::thread::sleep(poll);
             }
+            watcher
         })
     };
     // Only notices the exit: the child is reaped below, after forwarding stops.
@@ -322,11 +336,17 @@ pub fn run(
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = watch_thread.join();
+    let watcher = watch_thread.join();
     pending.extend(rx.try_iter().filter_map(|m| match m {
         Msg::Epoch(e) => Some(e),
         Msg::Exited => None,
     }));
+    // What the command wrote after the watcher's last poll.
+    if let Ok(mut w) = watcher {
+        if !opts.watch.is_empty() || opts.metrics_file.is_some() {
+            pending.extend(w.last_poll());
+        }
+    }
     for e in pending {
         r.epoch(e, note);
     }
@@ -346,6 +366,8 @@ struct Runner<'a> {
     best: Option<(SnapshotId, f64)>,
     /// The command could not be started.
     not_started: bool,
+    /// The session's snapshots from earlier runs of the same name.
+    before: HashSet<SnapshotId>,
 }
 
 /// Label of a run's pre-run and final snapshots: the `--best` metric and
@@ -361,6 +383,25 @@ fn best_label(opts: &RunOptions) -> Option<String> {
         };
         format!("{metric}:{d}")
     })
+}
+
+/// Where in training a snapshot is taken; either may be unknown.
+#[derive(Clone, Copy, Debug, Default)]
+struct At {
+    epoch: Option<u64>,
+    step: Option<u64>,
+}
+
+impl At {
+    /// `epoch 3`, `step 500`, `epoch 0, step 300`; None when neither is known.
+    fn describe(&self) -> Option<String> {
+        match (self.epoch, self.step) {
+            (Some(e), Some(s)) => Some(format!("epoch {e}, step {s}")),
+            (Some(e), None) => Some(format!("epoch {e}")),
+            (None, Some(s)) => Some(format!("step {s}")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -470,56 +511,53 @@ impl Runner<'_> {
             let done = clean::apply(plan);
             if done.kept.is_empty() {
                 note(&format!(
-                    "emptied {shown}: deleted {} files, all in the archive snapshot",
-                    done.deleted
+                    "emptied {shown}: deleted {}, all held by the archive snapshot",
+                    units::count(done.deleted as u64, "file")
                 ));
                 continue;
             }
             note(&format!(
-                "cleaned {shown}: deleted {} files that are in the archive snapshot, \
-                 kept {} entries that are not (warnings below)",
-                done.deleted,
-                done.kept.len()
+                "cleaned {shown}: deleted {} held by the archive snapshot, \
+                 kept {} it does not hold (warnings below)",
+                units::count(done.deleted as u64, "file"),
+                units::count(done.kept.len() as u64, "entry")
             ));
             for k in done.kept.iter().take(MAX_KEPT_LINES) {
                 note(&format!("warning: --clean {k}"));
             }
             if done.kept.len() > MAX_KEPT_LINES {
                 note(&format!(
-                    "warning: --clean kept {} more entries under {shown}",
-                    done.kept.len() - MAX_KEPT_LINES
+                    "warning: --clean kept {} more under {shown}",
+                    units::count((done.kept.len() - MAX_KEPT_LINES) as u64, "entry")
                 ));
             }
         }
         Ok(())
     }
 
+    /// Commits an epoch signal. A signal without an epoch number gets the
+    /// previous epoch + 1, unless it names a step: a step-only checkpoint
+    /// (`checkpoint-500/`, `SNAP {"step": 500}`) says nothing about epochs.
     fn epoch(&mut self, e: EpochEvent, note: &dyn Fn(&str)) {
-        let epoch = e
-            .epoch
-            .or_else(|| self.last_epoch.map(|x| x + 1))
-            .unwrap_or(1);
-        match self.commit(Some(epoch), e.metrics, &e.source, None, note) {
-            Ok(()) => self.update_best(note),
+        let epoch = match (e.epoch, e.step) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(self.last_epoch.map_or(1, |x| x + 1)),
+        };
+        let at = At {
+            epoch,
+            step: e.step,
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("signal".to_string(), e.source.clone());
+        match self.commit_at(at, e.metrics, labels, None, &NoProgress, note) {
+            Ok(_) => self.update_best(note),
             Err(err) => {
-                note(&format!("error: epoch {epoch} snapshot failed: {err}"));
-                self.report.errors.push(format!("epoch {epoch}: {err}"));
+                let what = at.describe().unwrap_or_else(|| "epoch".into());
+                note(&format!("error: {what} snapshot failed: {err}"));
+                self.report.errors.push(format!("{what}: {err}"));
             }
         }
-    }
-
-    fn commit(
-        &mut self,
-        epoch: Option<u64>,
-        metrics: BTreeMap<String, f64>,
-        source: &str,
-        message: Option<String>,
-        note: &dyn Fn(&str),
-    ) -> Result<()> {
-        let mut labels = BTreeMap::new();
-        labels.insert("signal".to_string(), source.to_string());
-        self.commit_labelled(epoch, metrics, labels, message, note)
-            .map(|_| ())
     }
 
     fn commit_labelled(
@@ -530,38 +568,74 @@ impl Runner<'_> {
         message: Option<String>,
         note: &dyn Fn(&str),
     ) -> Result<(SnapshotId, Vec<String>)> {
+        let at = At { epoch, step: None };
+        self.commit_at(at, metrics, labels, message, &NoProgress, note)
+    }
+
+    /// Commits the workspace as a snapshot of the session; `progress` sees
+    /// the commit (the CLI's bar for the archive, which may be large).
+    fn commit_at(
+        &mut self,
+        at: At,
+        metrics: BTreeMap<String, f64>,
+        labels: BTreeMap<String, String>,
+        message: Option<String>,
+        progress: &dyn Progress,
+        note: &dyn Fn(&str),
+    ) -> Result<(SnapshotId, Vec<String>)> {
         let opts = CommitOptions {
             session: Some(self.opts.session.clone()),
-            epoch,
+            epoch: at.epoch,
+            step: at.step,
             metrics,
             labels,
             message,
             now_ns: now_ns(),
             ..CommitOptions::default()
         };
-        let done = self.repo.commit(self.ws, opts, &NoProgress)?;
+        let done = self.repo.commit(self.ws, opts, progress)?;
         for w in &done.warnings {
             note(&format!("warning: {w}"));
         }
-        if epoch.is_some() {
-            self.last_epoch = epoch;
+        if at.epoch.is_some() {
+            self.last_epoch = at.epoch;
         }
         let s = &done.snapshot.summary;
         note(&format!(
-            "snapshot {}{}: {} files, {} new bytes stored",
+            "snapshot {}{}: {}, {} new",
             done.id.short(),
-            epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default(),
-            s.files,
-            s.new_stored_bytes
+            at.describe().map(|d| format!(" ({d})")).unwrap_or_default(),
+            units::count(s.files, "file"),
+            units::bytes(s.new_stored_bytes)
         ));
-        self.report.snapshots.push(done.id.to_hex());
+        self.list_run_snapshots(done.id);
         Ok((done.id, done.warnings))
+    }
+
+    /// Sets the report's snapshots to every snapshot of this run, oldest
+    /// first: the session's snapshots that were not there when the run
+    /// started, so the command's own `snap commit`s (which join the session
+    /// through SNAP_SESSION) count too. `just` was committed a moment ago.
+    fn list_run_snapshots(&mut self, just: SnapshotId) {
+        let session = Some(self.opts.session.as_str());
+        if let Ok(log) = self.repo.log() {
+            self.report.snapshots = log
+                .iter()
+                .filter(|e| e.snapshot.session.as_deref() == session)
+                .filter(|e| !self.before.contains(&e.id))
+                .map(|e| e.id.to_hex())
+                .collect();
+        }
+        let just = just.to_hex();
+        if !self.report.snapshots.contains(&just) {
+            self.report.snapshots.push(just);
+        }
     }
 
     /// Moves `SESSION/best` to the session's best snapshot (counting
     /// snapshots the child committed itself), and `best` with it only when
     /// that beats the snapshot `best` names now on the same metric and
-    /// direction (`global_best::moves`).
+    /// direction (`global_best::decide`).
     fn update_best(&mut self, note: &dyn Fn(&str)) {
         let Some((metric, dir)) = &self.opts.best else {
             return;

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-/// One epoch end reported by the training process.
+/// One epoch end (or checkpoint) reported by the training process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochEvent {
     pub epoch: Option<u64>,
+    /// The training step, when the signal names one.
+    pub step: Option<u64>,
     pub metrics: BTreeMap<String, f64>,
     /// Where it came from: "stdout", "stderr", "watch PATH", "metrics-file".
     pub source: String,
@@ -17,8 +19,9 @@ pub struct EpochEvent {
 /// The line prefix a training script prints at the end of an epoch.
 pub const LINE_PREFIX: &str = "SNAP ";
 
-/// Parses `SNAP {"epoch": 3, "metrics": {"val_accuracy": 0.67}}`. Numbers
-/// at the top level other than `epoch` are taken as metrics too.
+/// Parses `SNAP {"epoch": 3, "step": 300, "metrics": {"val_accuracy": 0.67}}`.
+/// Numbers at the top level other than `epoch` and `step` are taken as
+/// metrics too.
 pub fn parse_line(line: &str, source: &str) -> Option<EpochEvent> {
     let json = line
         .trim_end_matches(['\r', '\n'])
@@ -32,6 +35,7 @@ pub fn parse_json(json: &str, source: &str) -> Option<EpochEvent> {
         return None;
     };
     let epoch = map.get("epoch").and_then(Value::as_u64);
+    let step = map.get("step").and_then(Value::as_u64);
     let mut metrics = BTreeMap::new();
     let mut take = |k: &str, v: &Value| {
         if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
@@ -40,13 +44,14 @@ pub fn parse_json(json: &str, source: &str) -> Option<EpochEvent> {
     };
     for (k, v) in &map {
         match (k.as_str(), v) {
-            ("epoch", _) => {}
+            ("epoch" | "step", _) => {}
             ("metrics", Value::Object(m)) => m.iter().for_each(|(k, v)| take(k, v)),
             _ => take(k, v),
         }
     }
     Some(EpochEvent {
         epoch,
+        step,
         metrics,
         source: source.to_string(),
     })
@@ -92,18 +97,68 @@ pub fn improves(dir: Direction, candidate: f64, current: Option<f64>) -> bool {
     }
 }
 
-/// The epoch number in a checkpoint's file name (`epoch_15.pt` -> 15): the
-/// last run of digits in the name.
-pub fn epoch_from_name(name: &str) -> Option<u64> {
-    let stem = name.rsplit('/').next()?;
-    let digits: String = stem
-        .char_indices()
-        .rev()
-        .skip_while(|(_, c)| !c.is_ascii_digit())
-        .take_while(|(_, c)| c.is_ascii_digit())
-        .map(|(_, c)| c)
-        .collect();
-    digits.chars().rev().collect::<String>().parse().ok()
+/// The epoch and the step a checkpoint's path names, `(epoch, step)`:
+/// - a directory or file named `checkpoint-N` (the Hugging Face Trainer's
+///   `checkpoint-500/`) is step N;
+/// - in the file name, `epoch` or `step` followed by `=`, `_`, `-` or nothing
+///   and digits gives the epoch or the step (Lightning's
+///   `epoch=0-step=300.ckpt`, `epoch_15.pt`, `global_step1200.pt`);
+/// - a name with neither has its last run of digits as its epoch
+///   (`model-15.pt` is epoch 15).
+pub fn position_from_name(path: &str) -> (Option<u64>, Option<u64>) {
+    let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let mut epoch = keyed_number(name, "epoch");
+    let mut step = keyed_number(name, "step");
+    if step.is_none() {
+        step = path
+            .split('/')
+            .rev()
+            .find_map(|c| c.strip_prefix("checkpoint-").and_then(whole_number));
+    }
+    if epoch.is_none() && step.is_none() {
+        epoch = last_number(name);
+    }
+    (epoch, step)
+}
+
+/// The number after the last `key` in `name` (ASCII case-insensitive) that is
+/// not inside a longer word: `epoch=3`, `epoch_3`, `epoch-3`, `epoch3`.
+fn keyed_number(name: &str, key: &str) -> Option<u64> {
+    let lower = name.to_ascii_lowercase();
+    lower
+        .match_indices(key)
+        .filter(|(at, _)| {
+            !lower[..*at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        })
+        .filter_map(|(at, _)| {
+            let rest = &lower[at + key.len()..];
+            let rest = rest.strip_prefix(['=', '_', '-']).unwrap_or(rest);
+            let digits: &str = &rest[..rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len())];
+            digits.parse().ok()
+        })
+        .last()
+}
+
+/// `s` as a number if it is nothing but digits.
+fn whole_number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The last run of digits in `name`.
+fn last_number(name: &str) -> Option<u64> {
+    let end = name.rfind(|c: char| c.is_ascii_digit())? + 1;
+    let start = name[..end]
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    name[start..end].parse().ok()
 }
 
 #[cfg(test)]
@@ -150,9 +205,40 @@ mod tests {
     }
 
     #[test]
-    fn epochs_in_names() {
-        assert_eq!(epoch_from_name("checkpoints/epoch_15.pt"), Some(15));
-        assert_eq!(epoch_from_name("model-e3-step200.safetensors"), Some(200));
-        assert_eq!(epoch_from_name("best.pt"), None);
+    fn epochs_and_steps_in_names() {
+        let at = position_from_name;
+        assert_eq!(at("checkpoints/epoch_15.pt"), (Some(15), None));
+        assert_eq!(at("ckpt/model-15.pt"), (Some(15), None));
+        assert_eq!(at("best.pt"), (None, None));
+        // Lightning: not epoch 300.
+        assert_eq!(
+            at("lightning_logs/epoch=0-step=300.ckpt"),
+            (Some(0), Some(300))
+        );
+        assert_eq!(at("epoch=2-step=900-v1.ckpt"), (Some(2), Some(900)));
+        assert_eq!(at("epoch=4-val_loss=0.35.ckpt"), (Some(4), None));
+        // Hugging Face: a directory, and files inside it.
+        assert_eq!(at("out/checkpoint-500"), (None, Some(500)));
+        assert_eq!(at("out/checkpoint-500/"), (None, Some(500)));
+        assert_eq!(
+            at("out/checkpoint-500/model.safetensors"),
+            (None, Some(500))
+        );
+        assert_eq!(at("out/checkpoint-best"), (None, None));
+        assert_eq!(at("model-e3-step200.safetensors"), (None, Some(200)));
+        assert_eq!(at("Epoch3_Step40.pt"), (Some(3), Some(40)));
+        assert_eq!(at("global_step1200.pt"), (None, Some(1200)));
+        assert_eq!(at("model-step_200.pt"), (None, Some(200)));
+        assert_eq!(at("epochs.pt"), (None, None));
+        assert_eq!(at("nonstep5.pt"), (Some(5), None));
+    }
+
+    #[test]
+    fn steps_in_snap_lines() {
+        let e = parse_line("SNAP {\"step\": 300, \"loss\": 0.25}", "stdout").unwrap();
+        assert_eq!((e.epoch, e.step), (None, Some(300)));
+        assert_eq!(e.metrics.len(), 1, "step is not a metric");
+        let e = parse_json("{\"epoch\": 1, \"step\": 300}", "metrics-file").unwrap();
+        assert_eq!((e.epoch, e.step), (Some(1), Some(300)));
     }
 }

@@ -70,6 +70,7 @@ fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         paths: vec![],
         session: None,
         epoch: None,
+        step: None,
         metrics: BTreeMap::new(),
         message: Some("crafted".into()),
         labels: BTreeMap::new(),

@@ -26,4 +26,5 @@ mod roundtrip;
 mod run;
 mod setup;
 mod statcache;
+mod steps;
 mod workspace;

@@ -104,6 +104,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
         (
             proptest::option::of(".{1,20}"),
             proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
             proptest::collection::btree_map(".{1,12}", finite(), 0..5),
             proptest::option::of(".{0,60}"),
         ),
@@ -117,7 +118,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
         .prop_map(
             |(
                 (time_ns, host, workspace, paths),
-                (session, epoch, metrics, message),
+                (session, epoch, step, metrics, message),
                 (labels, parent, root, summary),
             )| Snapshot {
                 time_ns,
@@ -126,6 +127,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 paths,
                 session,
                 epoch,
+                step,
                 metrics,
                 message,
                 labels,

@@ -523,6 +523,284 @@ fn watched_checkpoints_and_metrics_lines_become_epochs() {
     assert_eq!(label(final_of(&snaps), "outcome"), Some("exited 0"));
 }
 
+/// Issue 9: a `--metrics` file that does not exist when the run starts, and a
+/// command that writes its only epoch line and exits before the next poll.
+#[test]
+fn a_metrics_file_the_command_creates_counts_from_its_first_line() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let o = snap_run(
+        &ws,
+        "mf",
+        &["--metrics", "logs/metrics.jsonl"],
+        &[
+            "sh",
+            "-c",
+            r#"mkdir -p logs && echo '{"epoch": 1, "val_loss": 0.5}' > logs/metrics.jsonl"#,
+        ],
+    );
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "mf");
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(label(e1, "signal"), Some("metrics-file"));
+    assert_eq!(e1["metrics"], serde_json::json!({"val_loss": 0.5}));
+    assert_eq!(
+        cat_in(&ws, e1, "logs/metrics.jsonl"),
+        b"{\"epoch\": 1, \"val_loss\": 0.5}\n"
+    );
+
+    // The same for a watched checkpoint written just before the command exits.
+    let o = snap_run(
+        &ws,
+        "wf",
+        &["--watch", "ckpt/*.pt"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p ckpt && echo weights > ckpt/epoch_1.pt",
+        ],
+    );
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "wf");
+    let e1 = epoch_of(&snaps, 1);
+    assert_eq!(label(e1, "signal"), Some("watch ckpt/epoch_1.pt"));
+    assert_eq!(cat_in(&ws, e1, "ckpt/epoch_1.pt"), b"weights\n");
+}
+
+/// Issue 9: a metric lost its last digit (one ULP) on the way from a `SNAP`
+/// line to the snapshot.
+#[test]
+fn metrics_keep_every_digit_from_snap_lines_and_the_command_line() {
+    const EXACT: &str = "0.9289565118673777";
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let line = format!(r#"echo 'SNAP {{"epoch": 1, "val_acc": {EXACT}}}'"#);
+    let commit = format!("snap commit --epoch 2 --metric val_acc={EXACT} >/dev/null");
+    let o = snap_run(&ws, "ulp", &[], &["sh", "-c", &format!("{line}; {commit}")]);
+    assert_exit(&o, 0);
+    let log = ws.ok(&["log", "--json"]);
+    assert_eq!(
+        log.matches(&format!("\"val_acc\": {EXACT}\n")).count(),
+        2,
+        "both snapshots hold {EXACT} exactly:\n{log}"
+    );
+    let want: f64 = EXACT.parse().unwrap();
+    let snaps = session(&ws, "ulp");
+    for e in [1, 2] {
+        let got = epoch_of(&snaps, e)["metrics"]["val_acc"].as_f64().unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "epoch {e}");
+    }
+}
+
+const STEPS_PY: &str = r#"
+import json, os, subprocess, sys, time
+
+session = os.environ["SNAP_SESSION"]
+
+def wait_for(what, pred):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = subprocess.run(["snap", "log", "--session", session, "--json"],
+                             check=True, capture_output=True).stdout
+        if any(pred(s) for s in json.loads(out)):
+            return
+        time.sleep(0.1)
+    sys.exit(f"no snapshot of {what} appeared")
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+write("lightning/epoch=0-step=300.ckpt", b"lightning weights")
+wait_for("step 300", lambda s: s["step"] == 300)
+os.makedirs("out/checkpoint-500")
+write("out/checkpoint-500/model.safetensors", b"hf weights")
+write("out/checkpoint-500/trainer_state.json", b"{}")
+wait_for("step 500", lambda s: s["step"] == 500)
+print("SNAP " + json.dumps({"step": 700, "loss": 0.5}), flush=True)
+wait_for("step 700", lambda s: s["step"] == 700)
+write("ckpt/epoch_15.pt", b"plain")
+wait_for("epoch 15", lambda s: s["epoch"] == 15)
+print("SNAP " + json.dumps({"loss": 0.25}), flush=True)
+wait_for("epoch 16", lambda s: s["epoch"] == 16)
+subprocess.run(["snap", "commit", "--epoch", "16", "--step", "800"], check=True,
+               capture_output=True)
+"#;
+
+#[test]
+fn lightning_and_hugging_face_checkpoints_give_epochs_and_steps() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    let py = script(&ws, "steps.py", STEPS_PY);
+    let o = snap_run(
+        &ws,
+        "st",
+        &[
+            "--json",
+            "--watch",
+            "lightning/*.ckpt",
+            "--watch",
+            "out/checkpoint-*",
+            "--watch",
+            "ckpt/*.pt",
+        ],
+        &["python3", &py],
+    );
+    assert_exit(&o, 0);
+    let snaps = session(&ws, "st");
+    let one = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        let found: Vec<&Value> = snaps.iter().filter(|s| pred(s)).collect();
+        assert_eq!(found.len(), 1, "one snapshot of {what} in {snaps:#?}");
+        found[0].clone()
+    };
+
+    // Lightning's epoch=0-step=300 is epoch 0, step 300 (not epoch 300).
+    let l = one("step 300", &|s| s["step"] == 300);
+    assert_eq!(l["epoch"], 0);
+    assert_eq!(
+        label(&l, "signal"),
+        Some("watch lightning/epoch=0-step=300.ckpt")
+    );
+    // A Hugging Face checkpoint directory is one signal, step 500, no epoch,
+    // once all its files are written.
+    let hf = one("step 500", &|s| s["step"] == 500);
+    assert!(hf["epoch"].is_null(), "no epoch is invented: {hf:#?}");
+    assert_eq!(label(&hf, "signal"), Some("watch out/checkpoint-500/"));
+    assert_eq!(
+        cat(&ws, "st@step=500:out/checkpoint-500/model.safetensors"),
+        b"hf weights"
+    );
+    assert_eq!(
+        cat(&ws, "st@step=500:out/checkpoint-500/trainer_state.json"),
+        b"{}"
+    );
+    one("a watch signal under out/", &|s| {
+        label(s, "signal").is_some_and(|l| l.starts_with("watch out/"))
+    });
+    // A SNAP line with a step only: no epoch either.
+    let line = one("step 700", &|s| s["step"] == 700);
+    assert!(line["epoch"].is_null());
+    assert_eq!(line["metrics"], serde_json::json!({"loss": 0.5}));
+    // A plain name is still an epoch, and a signal without any number counts
+    // on from the last epoch (15), not from the step-only snapshots.
+    let e15 = one("epoch 15", &|s| s["epoch"] == 15);
+    assert!(e15["step"].is_null());
+    let e16 = one("the runner's epoch 16", &|s| {
+        s["epoch"] == 16 && label(s, "signal") == Some("stdout")
+    });
+    assert_eq!(e16["metrics"], serde_json::json!({"loss": 0.25}));
+    let own = one("the command's commit", &|s| s["step"] == 800);
+    assert_eq!(own["epoch"], 16);
+    let epochs: Vec<u64> = snaps.iter().filter_map(|s| s["epoch"].as_u64()).collect();
+    assert_eq!(epochs, [0, 15, 16, 16], "{snaps:#?}");
+
+    // The report lists every snapshot of the run, the command's own included.
+    let out = stdout(&o);
+    let report: Value = serde_json::from_str(out.lines().last().unwrap()).expect("report");
+    let mut reported: Vec<&str> = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut logged: Vec<&str> = snaps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    reported.sort();
+    logged.sort();
+    assert_eq!(reported, logged);
+    assert_eq!(
+        reported.len(),
+        8,
+        "archive, 5 signals, the command's, final"
+    );
+}
+
+#[test]
+fn the_run_counts_the_commands_own_commits_and_says_sizes_plainly() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    ws.write("w.bin", &random_bytes(1010, MIB));
+    ws.write("out/old.bin", b"old");
+    let o = snap_run(
+        &ws,
+        "r",
+        &["--clean", "out", "--json"],
+        &["sh", "-c", "snap commit --epoch 1 >/dev/null"],
+    );
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    let archive = id_of(archives_of(&session(&ws, "r"))[0]);
+    assert!(
+        err.contains(&format!(
+            "snap: snapshot {}: 3 files, 1.0 MiB new\n",
+            &archive[..8]
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("out: deleted 1 file, all held by the archive snapshot\n"),
+        "{err}"
+    );
+    assert!(!err.contains("new bytes stored"), "{err}");
+    assert!(
+        !err.contains("commit ["),
+        "no progress bar off a terminal: {err}"
+    );
+    let report: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        report["snapshots"].as_array().unwrap().len(),
+        3,
+        "archive, the command's epoch 1, final: {report}"
+    );
+
+    // A second run of the same session counts its own snapshots only.
+    let o = snap_run(
+        &ws,
+        "r",
+        &["--no-archive", "--json"],
+        &[
+            "sh",
+            "-c",
+            "snap commit --step 5 >/dev/null; snap commit --step 6 >/dev/null",
+        ],
+    );
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    let ids: Vec<&str> = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let snaps = session(&ws, "r");
+    assert_eq!(snaps.len(), 6);
+    let newest: Vec<&str> = snaps[3..]
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, newest, "steps 5, 6 and the final, oldest first");
+}
+
+#[test]
+fn the_archive_snapshot_shows_a_progress_bar_on_a_terminal() {
+    let ws = Ws::new();
+    ws.write("big.bin", &random_bytes(1011, 16 * MIB));
+    let pty = Pty::open();
+    let slave = pty.open_slave();
+    let reader = pty.read_master();
+    let mut cmd = run_std(&ws, "bar", &[], &["true"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    pty.attach_stderr(&mut cmd);
+    assert!(cmd.status().expect("snap run").success());
+    drop(slave);
+    let out = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(
+        out.contains("commit ["),
+        "a bar for the archive commit on the terminal:\n{out:?}"
+    );
+    assert!(out.contains("snap: session bar exited 0"), "{out:?}");
+}
+
 const OUTPUT_PY: &str = r#"
 import os, sys, time
 

@@ -623,10 +623,10 @@ pub fn wait_timeout(
     }
 }
 
-/// A pseudo-terminal. The master side is only held open (closing it would
-/// hang up the terminal).
+/// A pseudo-terminal. The master side is held open (closing it would hang
+/// up the terminal); `read_master` reads what was written to the terminal.
 pub struct Pty {
-    _master: fs::File,
+    master: fs::File,
     slave: std::ffi::CString,
 }
 
@@ -648,11 +648,57 @@ impl Pty {
                 "ptsname_r"
             );
             let slave = std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned();
-            Pty {
-                _master: master,
-                slave,
-            }
+            Pty { master, slave }
         }
+    }
+
+    /// Makes the pty `cmd`'s standard error (not its controlling terminal).
+    pub fn attach_stderr(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let slave = self.slave.clone();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(slave.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+                if fd < 0 || libc::dup2(fd, 2) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if fd > 2 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// The slave side, opened here: hold it while a reader runs, so that
+    /// reading does not end before the process under test opened it.
+    pub fn open_slave(&self) -> fs::File {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(std::ffi::OsStr::from_bytes(self.slave.as_bytes()))
+            .expect("open the pty slave")
+    }
+
+    /// Reads the terminal's output on a thread until every holder of the
+    /// slave side (see `open_slave`) has closed it; join for the bytes.
+    pub fn read_master(&self) -> std::thread::JoinHandle<Vec<u8>> {
+        let mut master = self.master.try_clone().expect("dup the pty master");
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Reading fails with EIO once the slave side is closed.
+            while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        })
     }
 
     /// Makes `cmd` the leader of a new session whose controlling terminal is

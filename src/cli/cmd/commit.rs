@@ -27,6 +27,9 @@ pub struct Args {
     /// Epoch number.
     #[arg(long)]
     epoch: Option<u64>,
+    /// Training step (optimizer steps so far), with or without --epoch.
+    #[arg(long)]
+    step: Option<u64>,
     /// A metric, e.g. --metric val_loss=0.31 (repeatable).
     #[arg(long = "metric", value_name = "K=V")]
     metrics: Vec<String>,
@@ -68,6 +71,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         message: args.message,
         session: args.session,
         epoch: args.epoch,
+        step: args.step,
         metrics: parse_metrics(&args.metrics)?,
         labels: BTreeMap::new(),
         tags: args.tags,

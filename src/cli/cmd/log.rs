@@ -45,8 +45,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<8}  {:<19}  {:>5}  {:>10}  {:>10}  METRICS / TAGS / MESSAGE",
-        "ID", "TIME", "EPOCH", "SIZE", "NEW"
+        "{:<8}  {:<19}  {:>5}  {:>7}  {:>10}  {:>10}  METRICS / TAGS / MESSAGE",
+        "ID", "TIME", "EPOCH", "STEP", "SIZE", "NEW"
     );
     let mut current: Option<Option<&str>> = None;
     for e in &entries {
@@ -67,11 +67,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             (None, Some(m)) => extra.push(m.clone()),
             (None, None) => {}
         }
+        let or_dash = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<8}  {:<19}  {:>5}  {:>10}  {:>10}  {}",
+            "{:<8}  {:<19}  {:>5}  {:>7}  {:>10}  {:>10}  {}",
             e.id.short(),
             render::time(s.time_ns),
-            s.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            or_dash(s.epoch),
+            or_dash(s.step),
             render::bytes(s.summary.logical_bytes),
             render::bytes(s.summary.new_stored_bytes),
             extra.join("  ")
@@ -80,8 +82,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     Ok(0)
 }
 
-/// `== session NAME: N snapshots, epochs A-B, run OUTCOME ==`, or a plain
-/// separator for snapshots outside any session.
+/// `== session NAME: N snapshots, epochs A-B, steps C-D, run OUTCOME ==`,
+/// or a plain separator for snapshots outside any session.
 fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
     let Some(name) = session else {
         return "-- (no session) --".into();
@@ -90,15 +92,10 @@ fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
         .iter()
         .filter(|e| e.snapshot.session.as_deref() == Some(name))
         .collect();
-    let epochs: Vec<u64> = of.iter().filter_map(|e| e.snapshot.epoch).collect();
-    let mut parts = vec![format!("{} snapshots", of.len())];
-    if let (Some(lo), Some(hi)) = (epochs.iter().min(), epochs.iter().max()) {
-        parts.push(if lo == hi {
-            format!("epoch {lo}")
-        } else {
-            format!("epochs {lo}-{hi}")
-        });
-    }
+    let mut parts = vec![render::count(of.len() as u64, "snapshot")];
+    let epochs = of.iter().filter_map(|e| e.snapshot.epoch);
+    parts.extend(range("epoch", epochs));
+    parts.extend(range("step", of.iter().filter_map(|e| e.snapshot.step)));
     if let Some(o) = of
         .iter()
         .rev()
@@ -107,6 +104,16 @@ fn session_header(entries: &[LogEntry], session: Option<&str>) -> String {
         parts.push(format!("run {o}"));
     }
     format!("== session {name}: {} ==", parts.join(", "))
+}
+
+/// `epoch 3` or `epochs 1-4`; None without any.
+fn range(noun: &str, values: impl Iterator<Item = u64> + Clone) -> Option<String> {
+    let (lo, hi) = (values.clone().min()?, values.max()?);
+    Some(if lo == hi {
+        format!("{noun} {lo}")
+    } else {
+        format!("{noun}s {lo}-{hi}")
+    })
 }
 
 /// `snap log --forgotten`: the retention journal, oldest forgotten first.

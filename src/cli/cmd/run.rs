@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use snapstore::ops::retention::Policy;
 use snapstore::runner::{self, signals, RunOptions};
 
+use crate::cli::progress::Bar;
 use crate::cli::render;
 use crate::cli::Ctx;
 
@@ -101,7 +102,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         policy: (!args.no_retention).then_some(policy),
         poll: Duration::from_millis(500),
     };
-    let report = runner::run(&mut repo, &ws, opts, &interrupts, &|msg| {
+    // A bar for the archive snapshot of a large workspace, on a terminal only.
+    let report = runner::run(&mut repo, &ws, opts, &interrupts, &Bar::new(), &|msg| {
         eprintln!("snap: {msg}")
     })?;
     // The summary goes to stderr with the runner's other notes, also with
@@ -126,7 +128,7 @@ fn summary(r: &runner::RunReport) -> String {
         "session {} {}: {}",
         r.session,
         r.outcome,
-        render::count(r.snapshots.len(), "snapshot")
+        render::count(r.snapshots.len() as u64, "snapshot")
     );
     if let Some((id, v)) = &r.best {
         let global = if r.global_best { ", tagged best" } else { "" };
@@ -146,7 +148,7 @@ fn summary(r: &runner::RunReport) -> String {
         let logical: u64 = r.forgotten_snapshots.iter().map(|f| f.logical_bytes).sum();
         out.push_str(&format!(
             "; retention forgot {} ({}; {} of files; `snap log --forgotten` lists them)",
-            render::count(r.forgotten_snapshots.len(), "snapshot"),
+            render::count(r.forgotten_snapshots.len() as u64, "snapshot"),
             forgotten_by_session(&r.forgotten_snapshots),
             render::bytes(logical)
         ));
@@ -169,7 +171,7 @@ fn forgotten_by_session(list: &[runner::ForgottenSnapshot]) -> String {
         .map(|(session, v)| {
             let epochs: Vec<u64> = v.iter().filter_map(|f| f.epoch).collect();
             match session {
-                None => render::count(v.len(), "plain commit"),
+                None => render::count(v.len() as u64, "plain commit"),
                 Some(name) => match (epochs.iter().min(), epochs.iter().max()) {
                     (Some(lo), Some(hi)) if epochs.len() == v.len() && lo == hi => {
                         format!("{name} epoch {lo}")
@@ -177,7 +179,7 @@ fn forgotten_by_session(list: &[runner::ForgottenSnapshot]) -> String {
                     (Some(lo), Some(hi)) if epochs.len() == v.len() => {
                         format!("{name} epochs {lo}-{hi}")
                     }
-                    _ => format!("{name}: {}", render::count(v.len(), "snapshot")),
+                    _ => format!("{name}: {}", render::count(v.len() as u64, "snapshot")),
                 },
             }
         })

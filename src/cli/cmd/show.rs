@@ -34,13 +34,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     println!("snapshot  {}", id.to_hex());
     println!("time      {}", render::time(snap.time_ns));
     println!("host      {}  workspace {}", snap.host, snap.workspace);
-    if let Some(s) = &snap.session {
-        println!(
-            "session   {s}{}",
-            snap.epoch
-                .map(|e| format!("  epoch {e}"))
-                .unwrap_or_default()
-        );
+    let mut at: Vec<String> = snap.session.iter().cloned().collect();
+    at.extend(snap.epoch.map(|e| format!("epoch {e}")));
+    at.extend(snap.step.map(|s| format!("step {s}")));
+    if !at.is_empty() {
+        let label = if snap.session.is_some() {
+            "session"
+        } else {
+            "at"
+        };
+        println!("{label:<9} {}", at.join("  "));
     }
     if !snap.metrics.is_empty() {
         println!("metrics   {}", render::metrics(&snap.metrics));

@@ -42,6 +42,7 @@ fn snap(session: Option<&str>, time_ns: i64, kind: Kind) -> Snapshot {
         paths: vec![],
         session: session.map(str::to_string),
         epoch: matches!(kind, Kind::Epoch).then_some(1),
+        step: None,
         metrics: BTreeMap::new(),
         message: None,
         labels,
