@@ -69,7 +69,7 @@ fn session_start_and_end_name_a_runs_first_and_final_snapshots() {
     assert!(stderr(&o).contains("epochs: 1 to 1"), "{}", stderr(&o));
     let o = ws.fails(&["show", "s3@finish"], 5);
     assert!(
-        stderr(&o).contains("start, end or an epoch"),
+        stderr(&o).contains("start, end, an epoch number or step=N"),
         "{}",
         stderr(&o)
     );
