@@ -95,17 +95,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     let m = &s.summary;
     println!(
-        "snapshot {}  {} files, {} ({} read, {} unchanged)",
+        "snapshot {}  {}, {} ({} read, {} unchanged)",
         done.id.short(),
-        m.files,
+        render::count(m.files, "file"),
         render::bytes(m.logical_bytes),
         m.files_read,
         m.files - m.files_read
     );
     println!(
-        "  new data: {} in {} chunks, {} stored",
+        "  new data: {} in {}, {} stored",
         render::bytes(m.new_raw_bytes),
-        m.new_chunks,
+        render::count(m.new_chunks, "chunk"),
         render::bytes(m.new_stored_bytes)
     );
     Ok(0)

@@ -45,11 +45,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         for r in &results {
             match &r.result {
                 Ok(c) => println!(
-                    "{}: snapshot {} ({}), {} files, {}, new {} stored",
+                    "{}: snapshot {} ({}), {}, {}, new {} stored",
                     r.zip.display(),
                     c.id.short(),
                     render::time(c.snapshot.time_ns),
-                    c.snapshot.summary.files,
+                    render::count(c.snapshot.summary.files, "file"),
                     bytes(c.snapshot.summary.logical_bytes),
                     bytes(c.snapshot.summary.new_stored_bytes)
                 ),

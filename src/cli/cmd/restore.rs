@@ -100,11 +100,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         return render::print_json(&s).map(|_| 0);
     }
     println!(
-        "restored {} files ({}), {} dirs, {} symlinks into {}",
-        s.files,
+        "restored {} ({}), {}, {} into {}",
+        render::count(s.files as u64, "file"),
         render::bytes(s.bytes),
-        s.dirs,
-        s.symlinks,
+        render::count(s.dirs as u64, "dir"),
+        render::count(s.symlinks as u64, "symlink"),
         target.display()
     );
     if s.stale_temporaries_removed > 0 {

@@ -59,10 +59,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     let s = &snap.summary;
     println!(
-        "contents  {} files, {} dirs, {} symlinks, {}; new data {} ({} stored)",
-        s.files,
-        s.dirs,
-        s.symlinks,
+        "contents  {}, {}, {}, {}; new data {} ({} stored)",
+        render::count(s.files, "file"),
+        render::count(s.dirs, "dir"),
+        render::count(s.symlinks, "symlink"),
         render::bytes(s.logical_bytes),
         render::bytes(s.new_raw_bytes),
         render::bytes(s.new_stored_bytes)
