@@ -61,20 +61,29 @@ pub struct Summary {
 }
 
 /// The version 1 body: `Snapshot` without `step`, fields in the same order.
-#[derive(Deserialize)]
-struct SnapshotV1 {
-    time_ns: i64,
-    host: String,
-    workspace: String,
-    paths: Vec<String>,
-    session: Option<String>,
-    epoch: Option<u64>,
-    metrics: BTreeMap<String, f64>,
-    message: Option<String>,
-    labels: BTreeMap<String, String>,
-    parent: Option<SnapshotId>,
-    root: TreeId,
-    summary: Summary,
+/// Read by `Snapshot::decode`; written only to test that old repositories
+/// still read (`encode`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotV1 {
+    pub time_ns: i64,
+    pub host: String,
+    pub workspace: String,
+    pub paths: Vec<String>,
+    pub session: Option<String>,
+    pub epoch: Option<u64>,
+    pub metrics: BTreeMap<String, f64>,
+    pub message: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub parent: Option<SnapshotId>,
+    pub root: TreeId,
+    pub summary: Summary,
+}
+
+impl SnapshotV1 {
+    /// The record as a snap before version 2 wrote it.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_record(MAGIC, 1, self)
+    }
 }
 
 impl From<SnapshotV1> for Snapshot {

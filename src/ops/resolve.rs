@@ -93,9 +93,13 @@ fn by_session_form(
         "start" => at_start(session, snapshots),
         "end" => at_end(session, snapshots),
         _ if form.bytes().all(|b| b.is_ascii_digit()) && !form.is_empty() => {
-            at_epoch(session, form, snapshots)
+            at_number(session, form, snapshots, "epoch", |s| s.epoch)
         }
-        _ if form.starts_with("step=") => at_step(session, &form["step=".len()..], snapshots),
+        _ if form.starts_with("step=") => {
+            at_number(session, &form["step=".len()..], snapshots, "step", |s| {
+                s.step
+            })
+        }
         // A session whose own name holds `@`: step 5.
         _ if of_session(rev, snapshots).next().is_some() => return Ok(None),
         _ => Err(format!(
@@ -146,49 +150,33 @@ fn at_end<'a>(session: &'a str, snapshots: &'a [Found]) -> Result<&'a Found, Str
     }
 }
 
-/// `SESSION@EPOCH`: the newest snapshot of the session with that epoch.
-fn at_epoch<'a>(
+/// `SESSION@EPOCH` and `SESSION@step=N`: the newest snapshot of the
+/// session whose `what` (read by `get`) is `value`.
+fn at_number<'a>(
     session: &'a str,
-    epoch: &str,
+    value: &str,
     snapshots: &'a [Found],
+    what: &str,
+    get: fn(&Snapshot) -> Option<u64>,
 ) -> Result<&'a Found, String> {
-    let epochs: Vec<u64> = of_session(session, snapshots)
-        .filter_map(|(_, s)| s.epoch)
-        .collect();
-    if let Ok(epoch) = epoch.parse::<u64>() {
+    if let Ok(n) = value.parse::<u64>() {
         if let Some(found) = of_session(session, snapshots)
-            .filter(|(_, s)| s.epoch == Some(epoch))
+            .filter(|(_, s)| get(s) == Some(n))
             .last()
         {
             return Ok(found);
         }
     }
-    Err(match (epochs.iter().min(), epochs.iter().max()) {
-        (Some(lo), Some(hi)) => {
-            format!("session {session} has no snapshot of epoch {epoch} (its epochs: {lo} to {hi})")
-        }
-        _ => format!("session {session} has no snapshot with an epoch"),
-    })
-}
-
-/// `SESSION@step=N`: the newest snapshot of the session with that step.
-fn at_step<'a>(session: &'a str, step: &str, snapshots: &'a [Found]) -> Result<&'a Found, String> {
-    let steps: Vec<u64> = of_session(session, snapshots)
-        .filter_map(|(_, s)| s.step)
+    let known: Vec<u64> = of_session(session, snapshots)
+        .filter_map(|(_, s)| get(s))
         .collect();
-    if let Ok(step) = step.parse::<u64>() {
-        if let Some(found) = of_session(session, snapshots)
-            .filter(|(_, s)| s.step == Some(step))
-            .last()
-        {
-            return Ok(found);
-        }
-    }
-    Err(match (steps.iter().min(), steps.iter().max()) {
+    Err(match (known.iter().min(), known.iter().max()) {
         (Some(lo), Some(hi)) => {
-            format!("session {session} has no snapshot of step {step} (its steps: {lo} to {hi})")
+            format!(
+                "session {session} has no snapshot of {what} {value} (its {what}s: {lo} to {hi})"
+            )
         }
-        _ => format!("session {session} has no snapshot with a step"),
+        _ => format!("session {session} has no snapshot with a {what}"),
     })
 }
 

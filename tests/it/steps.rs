@@ -2,13 +2,10 @@
 //! show` (human and --json), `SESSION@step=N`, and snapshot records of
 //! version 1 (before steps) still read by this snap.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::Value;
-use snapstore::format::snapshot::{Snapshot, Summary};
+use snapstore::format::snapshot::{Snapshot, SnapshotV1};
 use snapstore::store::{durable, Layout};
-use snapstore::{SnapshotId, TreeId};
+use snapstore::SnapshotId;
 
 use crate::util::*;
 
@@ -95,24 +92,6 @@ fn session_at_step_names_the_newest_snapshot_of_that_step() {
     );
 }
 
-/// A version 1 snapshot body: the record before `step` existed, fields in
-/// their order then.
-#[derive(Serialize)]
-struct SnapshotV1 {
-    time_ns: i64,
-    host: String,
-    workspace: String,
-    paths: Vec<String>,
-    session: Option<String>,
-    epoch: Option<u64>,
-    metrics: BTreeMap<String, f64>,
-    message: Option<String>,
-    labels: BTreeMap<String, String>,
-    parent: Option<SnapshotId>,
-    root: TreeId,
-    summary: Summary,
-}
-
 #[test]
 fn version_1_snapshot_records_are_still_read() {
     let ws = Ws::new();
@@ -138,8 +117,7 @@ fn version_1_snapshot_records_are_still_read() {
         root: s.root,
         summary: s.summary,
     };
-    let mut bytes = b"SNPS\x01\x00".to_vec();
-    bincode::serde::encode_into_std_write(&v1, &mut bytes, bincode::config::standard()).unwrap();
+    let bytes = v1.encode();
     let v1_id = SnapshotId::of(&bytes);
     durable::write_atomic(&layout.tmp_dir(), &layout.snapshot(&v1_id), &bytes).unwrap();
 
