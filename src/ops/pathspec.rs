@@ -168,14 +168,7 @@ fn push_with_subtree(
         entry,
     });
     if let Some(tree) = tree {
-        out.extend(
-            walk::walk_all(index, packs, &tree)?
-                .into_iter()
-                .map(|mut w| {
-                    w.path = path.join(&w.path);
-                    w
-                }),
-        );
+        walk::walk_into(index, packs, &tree, &path, out)?;
     }
     Ok(())
 }

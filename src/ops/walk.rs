@@ -24,7 +24,8 @@ pub fn walk_all(index: &Index, packs: &PackFiles, root: &TreeId) -> Result<Vec<W
     Ok(out)
 }
 
-fn walk_into(
+/// Appends every entry below tree `id` to `out`, paths prefixed by `prefix`.
+pub(crate) fn walk_into(
     index: &Index,
     packs: &PackFiles,
     id: &TreeId,
