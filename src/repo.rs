@@ -466,18 +466,19 @@ impl Repo {
         let _lock = self.lock("tag --delete")?;
         if !refs::delete_tag(&self.layout.tags_dir(), name)? {
             let known: Vec<String> = self.index.tags()?.into_iter().map(|(n, _)| n).collect();
-            return Err(Error::invalid(
-                "tag",
-                name,
-                format!(
-                    "no such tag (tags: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
+            let near = crate::ops::suggest::nearest(name, known.iter().map(String::as_str));
+            let mut why = format!(
+                "no such tag (tags: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            );
+            if let Some(line) = crate::ops::suggest::did_you_mean(&near) {
+                why = format!("{why}\n  {line}");
+            }
+            return Err(Error::invalid("tag", name, why));
         }
         self.index.transaction(|tx| tx.delete_tag(name))
     }

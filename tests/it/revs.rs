@@ -229,3 +229,17 @@ fn unknown_paths_suggest_the_nearest_paths() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_misspelt_tag_or_session_gets_the_nearest_name() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a");
+    ws.commit(&["--session", "lr3e-4", "--epoch", "1", "--tag", "best"]);
+    let e = stderr(&ws.fails(&["tag", "--delete", "bset"], 1));
+    assert!(
+        e.contains("no such tag") && e.contains("did you mean 'best'?"),
+        "{e}"
+    );
+    let out = ws.ok(&["log", "--session", "lr3e-5"]);
+    assert!(out.contains("did you mean 'lr3e-4'?"), "{out}");
+}

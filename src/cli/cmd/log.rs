@@ -30,7 +30,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         return forgotten(&repo, &args);
     }
     let mut entries = repo.log()?;
+    let mut near = Vec::new();
     if let Some(s) = &args.session {
+        near = snapstore::ops::suggest::nearest(
+            s,
+            entries.iter().filter_map(|e| e.snapshot.session.as_deref()),
+        );
         entries.retain(|e| e.snapshot.session.as_deref() == Some(s.as_str()));
     }
     if args.json {
@@ -39,7 +44,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     if entries.is_empty() {
         match &args.session {
-            Some(s) => println!("no snapshots in session '{s}'; `snap log` lists every session"),
+            Some(s) => {
+                println!("no snapshots in session '{s}'; `snap log` lists every session");
+                if let Some(line) = snapstore::ops::suggest::did_you_mean(&near) {
+                    println!("{line}");
+                }
+            }
             None => println!("no snapshots yet; create one with `snap commit`"),
         }
         return Ok(0);
