@@ -545,14 +545,8 @@ pub fn commit(
                 summary.files += 1;
                 summary.logical_bytes += item.meta.size;
                 if cacheable && !opts.no_stat_cache {
-                    let m = &item.meta;
                     let entry = StatEntry {
-                        size: m.size,
-                        mtime_ns: m.mtime_ns,
-                        ctime_ns: m.ctime_ns,
-                        inode: m.inode,
-                        dev: m.dev,
-                        mode: m.mode,
+                        meta: item.meta,
                         chunks: chunks.clone(),
                     };
                     stat_entries.push((item.rel.as_os_str().as_encoded_bytes().to_vec(), entry));
@@ -629,6 +623,7 @@ pub fn commit(
 }
 
 fn same_file(c: &StatEntry, m: &Meta) -> bool {
+    let c = &c.meta;
     c.size == m.size
         && c.mtime_ns == m.mtime_ns
         && c.ctime_ns == m.ctime_ns

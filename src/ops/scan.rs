@@ -5,36 +5,14 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::track::{Track, TrackKind};
 use crate::workspace::{self, Workspace};
 
-/// The identity and attributes of a file system entry, from `lstat`/`fstat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub inode: u64,
-    pub dev: u64,
-    pub mode: u32,
-}
-
-impl Meta {
-    pub fn of(m: &fs::Metadata) -> Self {
-        Meta {
-            size: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            inode: m.ino(),
-            dev: m.dev(),
-            mode: m.mode() & 0o7777,
-        }
-    }
-}
+/// What `lstat`/`fstat` says of an entry; the stat cache stores the same.
+pub use crate::store::index::Meta;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemKind {
