@@ -12,7 +12,7 @@ use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::id::SnapshotId;
-use crate::ops::blobs::{self, PackFiles};
+use crate::store::read::{self, PackFiles};
 use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
@@ -22,7 +22,7 @@ use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::{self, Decision, Policy};
 use crate::ops::stats::{self, Stats};
-use crate::ops::sync::{self, SyncReport};
+use crate::store::sync::{self, SyncReport};
 use crate::ops::{resolve, walk};
 use crate::progress::Progress;
 use crate::store::index::Index;
@@ -398,7 +398,7 @@ impl Repo {
         match found.entry.kind {
             EntryKind::File { chunks, .. } => {
                 for c in chunks {
-                    let data = blobs::read_chunk(&self.index, &packs, &c.id).map_err(|e| {
+                    let data = read::read_chunk(&self.index, &packs, &c.id).map_err(|e| {
                         Error::corrupt(format!("{shown} in snapshot {}", id.short()), e.to_string())
                     })?;
                     out.write_all(&data).ctx("write", "standard output")?;

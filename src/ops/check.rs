@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::format::pack::{PackKind, FOOTER_LEN};
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::ops::blobs::{self, PackFiles};
+use crate::store::read::{self, PackFiles};
 use crate::ops::walk;
 use crate::progress::Progress;
 use crate::store::index::Index;
@@ -241,7 +241,7 @@ fn verify_pack(
         let mut bases: HashMap<ChunkId, std::result::Result<Vec<u8>, String>> = HashMap::new();
         for b in batch.iter().filter_map(|(e, _)| e.base) {
             bases.entry(b).or_insert_with(|| {
-                blobs::read_base(index, pack_files, &b).map_err(|e| e.to_string())
+                read::read_base(index, pack_files, &b).map_err(|e| e.to_string())
             });
         }
         let bad: Vec<(ChunkId, String)> = batch
@@ -256,7 +256,7 @@ fn verify_pack(
                     None => codec::decode(e.codec, stored, e.raw_len as usize),
                 };
                 let res = decoded.and_then(|d| match kind {
-                    PackKind::Data => blobs::verify_chunk(&e.id, &d),
+                    PackKind::Data => read::verify_chunk(&e.id, &d),
                     PackKind::Tree => {
                         if crate::id::TreeId::of(&d).0 == e.id.0 {
                             Ok(())

@@ -28,7 +28,7 @@ use crate::format::pack::{Codec, PackKind};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
 use crate::id::{ChunkId, SnapshotId, TreeId};
-use crate::ops::blobs::{load_tree, PackFiles};
+use crate::store::read::{load_tree, PackFiles};
 use crate::ops::scan::{self, Item, ItemKind, Meta};
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index, StatEntry};

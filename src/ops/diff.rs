@@ -13,7 +13,7 @@ use crate::chunk::segment::Source;
 use crate::error::{Error, Result};
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
-use crate::ops::blobs::{read_chunk, PackFiles};
+use crate::store::read::{read_chunk, PackFiles};
 use crate::ops::walk;
 use crate::store::index::Index;
 

@@ -1,7 +1,6 @@
 //! Use cases, one module each. They receive the repository pieces they need,
 //! the time, and a progress sink; they never print.
 
-pub mod blobs;
 pub mod check;
 pub mod commit;
 pub mod diff;
@@ -14,5 +13,4 @@ pub mod retention;
 pub mod scan;
 pub mod stats;
 pub mod suggest;
-pub mod sync;
 pub mod walk;

@@ -17,7 +17,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::error::{Error, Result};
 use crate::format::tree::EntryKind;
 use crate::id::TreeId;
-use crate::ops::blobs::PackFiles;
+use crate::store::read::PackFiles;
 use crate::ops::suggest;
 use crate::ops::walk::{self, WalkEntry};
 use crate::store::index::Index;

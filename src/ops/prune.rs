@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, PackKind};
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, TreeId};
-use crate::ops::blobs::{self, load_tree, verify_chunk, PackFiles};
+use crate::store::read::{self, load_tree, verify_chunk, PackFiles};
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack, PackWriter};
@@ -156,7 +156,7 @@ pub fn apply(
             let path = pack_files.path(id);
             for e in &plan.keep_blobs[id] {
                 let stored = packs::read_at(&file, &path, e.offset, e.stored_len as usize)?;
-                let plain = blobs::decode_stored(
+                let plain = read::decode_stored(
                     index,
                     &pack_files,
                     e.codec,

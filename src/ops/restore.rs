@@ -22,7 +22,7 @@ use crate::codec;
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::{ChunkId, PackId, TreeId};
-use crate::ops::blobs::{self, PackFiles};
+use crate::store::read::{self, PackFiles};
 use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::walk::WalkEntry;
 use crate::progress::Progress;
@@ -638,7 +638,7 @@ fn restore_batch(
             let off = (job.loc.offset - start) as usize;
             let stored = &r[off..off + job.loc.stored_len as usize];
             codec::decode(job.loc.codec, stored, job.loc.raw_len as usize)
-                .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+                .and_then(|d| read::verify_chunk(&job.id, &d).map(|_| d))
                 .map_err(|e| e.to_string())
         });
         deliver(plan, job, data, &mut open, progress, outcome);
@@ -663,7 +663,7 @@ fn restore_deltas(
     let base = &group.base;
     let decoded = packs
         .read_decoded(&base.loc)
-        .and_then(|d| blobs::verify_chunk(&base.id, &d).map(|_| d))
+        .and_then(|d| read::verify_chunk(&base.id, &d).map(|_| d))
         .map_err(|e| e.to_string());
     let mut open: Option<(usize, File)> = None;
     let base_data = match decoded {
@@ -685,7 +685,7 @@ fn restore_deltas(
         let data = packs
             .read_stored(&job.loc)
             .and_then(|stored| codec::decode_delta(&stored, job.loc.raw_len as usize, &base_data))
-            .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+            .and_then(|d| read::verify_chunk(&job.id, &d).map(|_| d))
             .map_err(|e| e.to_string());
         deliver(plan, job, data, &mut open, progress, outcome);
     }

@@ -23,7 +23,9 @@ pub mod layout;
 pub mod lock;
 pub mod packs;
 pub mod publish;
+pub mod read;
 pub mod refs;
 pub mod snapshots;
+pub mod sync;
 
 pub use layout::Layout;
