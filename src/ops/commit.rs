@@ -28,12 +28,12 @@ use crate::format::pack::{Codec, PackKind};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
 use crate::id::{ChunkId, SnapshotId, TreeId};
-use crate::store::read::{load_tree, PackFiles};
 use crate::ops::scan::{self, Item, ItemKind, Meta};
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index, StatEntry};
 use crate::store::packs::{FinishedPack, PackWriter};
 use crate::store::publish::{self, Publication};
+use crate::store::read::{load_tree, PackFiles};
 use crate::store::Layout;
 use crate::workspace::Workspace;
 
@@ -180,9 +180,8 @@ impl Shared<'_> {
                 let delta = match (float, base) {
                     (Some(layout), Some((base_id, loc))) => self
                         .packs
-                        .read_decoded(loc)
+                        .read_verified(loc, PackKind::Data, base_id)
                         .ok()
-                        .filter(|b| ChunkId::of(b) == *base_id)
                         .and_then(|b| codec::encode_delta(data, &b, layout))
                         .map(|d| (Codec::FloatDelta, d, Some(*base_id))),
                     _ => None,

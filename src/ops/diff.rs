@@ -13,9 +13,9 @@ use crate::chunk::segment::Source;
 use crate::error::{Error, Result};
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
-use crate::store::read::{read_chunk, PackFiles};
 use crate::ops::walk;
 use crate::store::index::Index;
+use crate::store::read::{read_chunk, PackFiles};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Diff {

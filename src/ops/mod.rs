@@ -1,9 +1,11 @@
 //! Use cases, one module each. They receive the repository pieces they need,
 //! the time, and a progress sink; they never print.
 
+pub mod cat;
 pub mod check;
 pub mod commit;
 pub mod diff;
+pub mod forget;
 pub mod import;
 pub mod pathspec;
 pub mod prune;

@@ -155,13 +155,26 @@ impl Index {
             Err(e) if is_damaged(&e) => {
                 // Corrupt or from another schema: it is only a cache, start over.
                 // Other failures (busy, permissions, full disk) are reported as they are.
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{}", path.display(), suffix));
+                for file in files(path) {
+                    let _ = std::fs::remove_file(file);
                 }
                 Self::try_open(path)
             }
             other => other,
         }
+    }
+
+    /// Deletes the index at `path` with its WAL and shared-memory files (a
+    /// missing one is already deleted). Nothing may have it open.
+    pub fn delete_files(path: &Path) -> Result<()> {
+        for file in files(path) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete", &file, e)),
+            }
+        }
+        Ok(())
     }
 
     fn try_open(path: &Path) -> Result<(Index, bool)> {
@@ -485,6 +498,12 @@ fn blob_loc(row: LocationRow) -> Result<BlobLoc> {
         raw_len,
         base,
     })
+}
+
+/// The index file at `path` and the WAL and shared-memory files SQLite
+/// keeps beside it.
+fn files(path: &Path) -> [PathBuf; 3] {
+    ["", "-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{}", path.display(), suffix)))
 }
 
 /// True if `e` means the index file is unusable rather than unreachable.

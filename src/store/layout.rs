@@ -57,12 +57,23 @@ impl Layout {
         self.root.join("refs").join("tags")
     }
 
+    /// Tag `name` (already validated: `refs::validate_tag`); a `/` in it is
+    /// a subdirectory.
+    pub fn tag(&self, name: &str) -> PathBuf {
+        name.split('/').fold(self.tags_dir(), |p, c| p.join(c))
+    }
+
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// The index `snap reindex` keeps open while it deletes the real one.
+    pub fn reindex_scratch(&self) -> PathBuf {
+        self.tmp_dir().join("reindex.sqlite")
     }
 
     /// Every directory `init` creates.

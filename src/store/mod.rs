@@ -15,6 +15,7 @@
 //!
 //! The order in which a commit makes its files durable lives in `publish`.
 
+pub mod config;
 pub mod durable;
 pub mod failpoint;
 pub mod index;
