@@ -714,4 +714,37 @@ mod tests {
         assert_eq!(trees.keys().collect::<Vec<_>>(), vec![&ids[0]]);
         assert!(index.blobs(&[], PackKind::Data).unwrap().is_empty());
     }
+
+    /// A stat cache row comes back as it was put, per workspace and path;
+    /// totals over an empty index are zero.
+    #[test]
+    fn stat_entries_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut index, created) = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        assert!(created);
+        assert_eq!(index.data_totals().unwrap(), (0, 0, 0));
+        let entry = StatEntry {
+            meta: Meta {
+                size: 1 << 40,
+                mtime_ns: -5,
+                ctime_ns: 1_700_000_000_123_456_789,
+                inode: u64::MAX >> 1,
+                dev: 66306,
+                mode: 0o644,
+            },
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(b"c"),
+                len: 7,
+            }],
+        };
+        index
+            .transaction(|tx| tx.put_stat("/ws", b"a/b.bin", &entry))
+            .unwrap();
+        assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), Some(entry));
+        assert_eq!(index.stat_entry("/other", b"a/b.bin").unwrap(), None);
+        index
+            .transaction(|tx| tx.clear_workspace_stat("/ws"))
+            .unwrap();
+        assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), None);
+    }
 }

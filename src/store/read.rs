@@ -187,3 +187,36 @@ pub fn load_tree(index: &Index, packs: &PackFiles, id: &TreeId) -> Result<Tree> 
     let bytes = decode_verified(PackKind::Tree, &key, loc.codec, &stored, loc.raw_len, None)?;
     Tree::decode(&bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blob is checked against the id of its kind: chunk ids and tree ids
+    /// of the same bytes differ, and neither passes for the other.
+    #[test]
+    fn decode_verified_checks_the_id_of_the_blobs_kind() {
+        let data = b"a tree record or a chunk, the bytes alone do not say".repeat(20);
+        let (codec, stored) = codec::encode(&data, 3);
+        let raw_len = data.len() as u32;
+        let chunk = ChunkId::of(&data);
+        let tree = ChunkId(TreeId::of(&data).0);
+        let check = |kind, id: &ChunkId| decode_verified(kind, id, codec, &stored, raw_len, None);
+        assert_eq!(check(PackKind::Data, &chunk).unwrap(), data);
+        assert_eq!(check(PackKind::Tree, &tree).unwrap(), data);
+        let err = check(PackKind::Tree, &chunk).unwrap_err().to_string();
+        assert!(err.contains(&format!("tree {}", chunk.short())), "{err}");
+        let err = check(PackKind::Data, &tree).unwrap_err().to_string();
+        assert!(err.contains("BLAKE3"), "{err}");
+    }
+
+    /// Bytes that do not decode are an error naming the blob, never data.
+    #[test]
+    fn undecodable_bytes_name_the_blob() {
+        let id = ChunkId::of(b"x");
+        let err = decode_verified(PackKind::Data, &id, Codec::Zstd, b"not zstd", 1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("chunk {}", id.short())), "{err}");
+    }
+}
