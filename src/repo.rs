@@ -21,7 +21,7 @@ use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
-use crate::ops::{resolve, walk};
+use crate::ops::{resolve, suggest, walk};
 use crate::progress::Progress;
 use crate::store::config as store_config;
 use crate::store::index::Index;
@@ -245,41 +245,8 @@ impl Repo {
             Err(e @ Error::UnknownRev { .. }) => e,
             other => return other,
         };
-        let Ok(Journal { entries, .. }) = self.forgotten() else {
-            return Err(err);
-        };
-        let gone: Vec<(SnapshotId, Snapshot)> =
-            entries.iter().map(|(f, s)| (f.id, s.clone())).collect();
-        let gone_tags: Vec<(String, SnapshotId)> = entries
-            .iter()
-            .flat_map(|(f, _)| f.tags.iter().map(|t| (t.clone(), f.id)))
-            .collect();
-        match resolve::resolve(rev, &gone, &gone_tags) {
-            Ok((id, s)) => {
-                let (f, _) = entries
-                    .iter()
-                    .find(|(f, _)| f.id == id)
-                    .expect("resolved among these entries");
-                let when = chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
-                    .with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M");
-                let kept = match &s.session {
-                    Some(name) => {
-                        format!("`snap log --session {name}` lists what is kept of its session")
-                    }
-                    None => "`snap log` lists what is kept".into(),
-                };
-                Err(Error::Forgotten {
-                    rev: rev.to_string(),
-                    detail: format!(
-                        "{when}: snapshot {} (rule {}: {})\n  its files are gone once `snap prune` has run; \
-                         {kept}; `snap log --forgotten` lists what retention forgot",
-                        id.short(),
-                        f.rule,
-                        f.reason
-                    ),
-                })
-            }
+        match self.forgotten() {
+            Ok(journal) => Err(resolve::forgotten(rev, err, &journal.entries)),
             Err(_) => Err(err),
         }
     }
@@ -398,19 +365,7 @@ impl Repo {
         let _lock = self.lock("tag --delete")?;
         if !refs::delete_tag(&self.layout, name)? {
             let known: Vec<String> = self.index.tags()?.into_iter().map(|(n, _)| n).collect();
-            let near = crate::ops::suggest::nearest(name, known.iter().map(String::as_str));
-            let mut why = format!(
-                "no such tag (tags: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            );
-            if let Some(line) = crate::ops::suggest::did_you_mean(&near) {
-                why = format!("{why}\n  {line}");
-            }
-            return Err(Error::invalid("tag", name, why));
+            return Err(suggest::no_such_tag(name, &known));
         }
         self.index.transaction(|tx| tx.delete_tag(name))
     }
