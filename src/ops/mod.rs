@@ -1,5 +1,6 @@
 //! Use cases, one module each. They receive the repository pieces they need,
-//! the time, and a progress sink; they never print.
+//! the time, and a progress sink; they never print. Repository files are
+//! reached only through `store` (by id, never by path).
 
 pub mod cat;
 pub mod check;

@@ -1,4 +1,7 @@
-//! Paths inside a repository directory. Nothing else builds repository paths.
+//! Paths inside a repository directory. Nothing else builds repository
+//! paths, but for the lock files' names inside `locks/` (`store::lock`) and
+//! the random names of temporaries in `tmp/`; `ops/` asks `store/` for the
+//! files themselves and never opens one.
 
 use std::path::{Path, PathBuf};
 
