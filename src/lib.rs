@@ -31,6 +31,7 @@
 //! `codec` -> `format` (pure encode/decode of every on-disk record).
 
 pub mod chunk;
+pub mod ckpt;
 pub mod codec;
 pub mod error;
 pub mod format;

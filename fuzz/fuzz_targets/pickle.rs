@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use snapstore::chunk::{archive, pickle};
+use snapstore::ckpt::{pickle, zip as archive};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(p) = pickle::parse_torch(data) {

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use crate::chunk::segment::Dtype;
+use crate::ckpt::segment::Dtype;
 
 /// Largest `data.pkl` that is parsed.
 pub const MAX_PICKLE: usize = 64 << 20;

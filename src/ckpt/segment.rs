@@ -6,8 +6,8 @@
 //!
 //! Formats: safetensors (8-byte header length + JSON header with data
 //! offsets), NumPy `.npy` (magic, header, data), and zip containers
-//! (`chunk::archive`): a PyTorch `.pt`/`.pth`/`.ckpt` has one segment per
-//! storage, typed by the storage class its `data.pkl` names (`chunk::pickle`),
+//! (`ckpt::zip`): a PyTorch `.pt`/`.pth`/`.ckpt` has one segment per
+//! storage, typed by the storage class its `data.pkl` names (`ckpt::pickle`),
 //! an `.npz` one per stored array after its npy header; other zips one per
 //! stored entry. Anything unknown, malformed or truncated gets one segment:
 //! the whole file, plain CDC. Parsing never fails a commit, and reads at most
@@ -95,7 +95,7 @@ fn detect<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     let mut ranges = if head.starts_with(b"\x93NUMPY") {
         npy(file, 0, size)?
     } else if head.starts_with(b"PK\x03\x04") {
-        crate::chunk::archive::ranges(file, size)?
+        crate::ckpt::zip::ranges(file, size)?
     } else {
         safetensors(file, size)?
     };
@@ -421,7 +421,7 @@ mod tests {
                 pos += s.len;
             }
             proptest::prop_assert_eq!(pos, size);
-            for t in crate::chunk::archive::tensors(&data[..], size, true).unwrap_or_default() {
+            for t in crate::ckpt::zip::tensors(&data[..], size, true).unwrap_or_default() {
                 proptest::prop_assert!(t.start.checked_add(t.len).is_some_and(|e| e <= size));
             }
         }

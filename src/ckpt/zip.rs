@@ -5,7 +5,7 @@
 //! and file range of every tensor).
 //!
 //! A torch zip holds `PREFIX/data.pkl` (the pickled object, see
-//! `chunk::pickle`) and one entry `PREFIX/data/KEY` per storage, stored
+//! `ckpt::pickle`) and one entry `PREFIX/data/KEY` per storage, stored
 //! uncompressed and 64-byte aligned. An npz holds one `NAME.npy` per array,
 //! stored by `np.savez`, deflated by `np.savez_compressed`.
 //!
@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::chunk::pickle::{self, MAX_PICKLE};
-use crate::chunk::segment::{npy_from_reader, npy_header, Dtype, Npy, Source, MAX_HEADER};
+use crate::ckpt::pickle::{self, MAX_PICKLE};
+use crate::ckpt::segment::{npy_from_reader, npy_header, Dtype, Npy, Source, MAX_HEADER};
 
 /// A tensor of a zip checkpoint and the file range that holds its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
