@@ -100,7 +100,7 @@ pub struct FileInfo {
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
-pub use crate::ckpt::segment::CHECKPOINT_EXTENSIONS;
+pub use crate::ckpt::CHECKPOINT_EXTENSIONS;
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TensorCount {

@@ -4,56 +4,15 @@
 //! changed before it in the file. Segmenting only moves cut points: the
 //! file's bytes are stored and restored unchanged.
 //!
-//! Formats: safetensors (8-byte header length + JSON header with data
-//! offsets), NumPy `.npy` (magic, header, data), and zip containers
-//! (`ckpt::zip`): a PyTorch `.pt`/`.pth`/`.ckpt` has one segment per
-//! storage, typed by the storage class its `data.pkl` names (`ckpt::pickle`),
+//! The tensor ranges come from the format parsers (`ckpt::ranges`):
+//! safetensors, npy, and zip containers (a PyTorch `.pt`/`.pth`/`.ckpt` has
+//! one segment per storage, typed by the storage class its `data.pkl` names,
 //! an `.npz` one per stored array after its npy header; other zips one per
-//! stored entry. Anything unknown, malformed or truncated gets one segment:
-//! the whole file, plain CDC. Parsing never fails a commit, and reads at most
-//! `MAX_HEADER` bytes of header (`MAX_PICKLE` of pickle).
+//! stored entry). The gaps between them are untyped segments. Anything
+//! unknown, malformed or truncated gets one segment: the whole file, plain
+//! CDC. Parsing never fails a commit.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
-/// Bytes the parsers can read at any offset: a file (positional reads, the
-/// file's cursor never moves) or a slice (tests and fuzzing).
-pub trait Source {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
-}
-
-impl Source for File {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        FileExt::read_at(self, buf, offset)
-    }
-}
-
-impl Source for [u8] {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.len());
-        let n = buf.len().min(self.len() - start);
-        buf[..n].copy_from_slice(&self[start..start + n]);
-        Ok(n)
-    }
-}
-
-/// Name endings of checkpoint files: `snap show` counts their tensors, and a
-/// commit warns when it stores one that was still being written.
-pub const CHECKPOINT_EXTENSIONS: &[&str] = &[".safetensors", ".pt", ".pth", ".ckpt", ".npz"];
-
-/// Largest header (safetensors JSON, npy dict) that is parsed.
-pub const MAX_HEADER: u64 = 64 << 20;
-
-/// The element type of a tensor segment, when the format says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    BF16,
-    Other,
-}
+use super::{Dtype, Range, Source};
 
 /// A byte range of a file that chunking must not straddle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,186 +28,10 @@ pub struct Segment {
 /// neighbours so that models with many tiny tensors do not become many tiny
 /// chunks.
 pub fn segments<S: Source + ?Sized>(file: &S, size: u64, min_group: u64) -> Vec<Segment> {
-    let ranges = detect(file, size).unwrap_or_default();
+    let ranges = super::ranges(file, size).unwrap_or_default();
     let mut out = cover(ranges, size);
     out = group(out, min_group);
     out
-}
-
-type Range = (u64, u64, Dtype);
-
-pub(crate) fn read_at<S: Source + ?Sized>(file: &S, offset: u64, len: u64) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => done += n,
-        }
-    }
-    Some(buf)
-}
-
-/// Tensor ranges `(start, end, dtype)`, sorted and non-overlapping, or None.
-fn detect<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
-    let head = read_at(file, 0, size.min(16))?;
-    let mut ranges = if head.starts_with(b"\x93NUMPY") {
-        npy(file, 0, size)?
-    } else if head.starts_with(b"PK\x03\x04") {
-        crate::ckpt::zip::ranges(file, size)?
-    } else {
-        safetensors(file, size)?
-    };
-    ranges.sort_unstable_by_key(|r| r.0);
-    let ok = ranges.iter().all(|r| r.0 <= r.1 && r.1 <= size)
-        && ranges.windows(2).all(|w| w[0].1 <= w[1].0);
-    ok.then_some(ranges)
-}
-
-fn dtype_of(name: &str) -> Dtype {
-    match name {
-        "F32" | "<f4" | "float32" => Dtype::F32,
-        "F16" | "<f2" | "float16" => Dtype::F16,
-        "BF16" | "bfloat16" => Dtype::BF16,
-        _ => Dtype::Other,
-    }
-}
-
-/// safetensors: u64 LE header length N, N bytes of JSON, then the data;
-/// each tensor's `data_offsets` are relative to the end of the header.
-fn safetensors<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
-    let n = u64::from_le_bytes(read_at(file, 0, 8)?.try_into().ok()?);
-    if n == 0 || n > MAX_HEADER || 8 + n > size || read_at(file, 8, 1)? != b"{" {
-        return None;
-    }
-    let header = read_at(file, 8, n)?;
-    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).ok()?;
-    let base = 8 + n;
-    let mut out = Vec::new();
-    for (name, t) in &json {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offs = t.get("data_offsets")?.as_array()?;
-        let (b, e) = (offs.first()?.as_u64()?, offs.get(1)?.as_u64()?);
-        let dtype = dtype_of(t.get("dtype")?.as_str()?);
-        out.push((base.checked_add(b)?, base.checked_add(e)?, dtype));
-    }
-    Some(out)
-}
-
-/// An npy header: "\x93NUMPY", version, header length (u16 v1, u32 v2/v3),
-/// then a Python dict literal with 'descr', 'fortran_order' and 'shape'.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Npy {
-    /// Offset of the array data from the start of the npy.
-    pub data: u64,
-    pub dtype: Dtype,
-    /// `F32`, `I64`, `BOOL` ..., or numpy's descr (`>f4`, `<U8`) otherwise.
-    pub dtype_name: String,
-    /// Bytes per element, when the descr says.
-    pub elem: Option<u64>,
-    /// None when the 'shape' is not a tuple of integers.
-    pub shape: Option<Vec<u64>>,
-}
-
-/// `(offset of the dict, its length)` from the first 10 or 12 bytes.
-fn npy_preamble(head: &[u8]) -> Option<(u64, u64)> {
-    if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
-        return None;
-    }
-    let (hlen, data) = match head[6] {
-        1 => (u16::from_le_bytes([head[8], head[9]]) as u64, 10),
-        2 | 3 if head.len() >= 12 => (u32::from_le_bytes(head[8..12].try_into().ok()?) as u64, 12),
-        _ => return None,
-    };
-    (hlen <= MAX_HEADER).then_some((data, hlen))
-}
-
-/// Parses the header dict (`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`).
-fn npy_dict(data: u64, dict: &[u8]) -> Option<Npy> {
-    let dict = String::from_utf8_lossy(dict);
-    let descr = dict.split("'descr':").nth(1)?.split('\'').nth(1)?;
-    let shape = (|| {
-        let t = dict
-            .split("'shape':")
-            .nth(1)?
-            .trim_start()
-            .strip_prefix('(')?;
-        let t = &t[..t.find(')')?];
-        t.split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(|x| x.trim_end_matches('L').parse().ok())
-            .collect::<Option<Vec<u64>>>()
-    })();
-    let (name, elem) = numpy_dtype(descr);
-    Some(Npy {
-        data,
-        dtype: dtype_of(descr),
-        dtype_name: name,
-        elem,
-        shape,
-    })
-}
-
-/// A numpy descr as `snap diff` names dtypes, and its element size.
-fn numpy_dtype(descr: &str) -> (String, Option<u64>) {
-    let little = descr.strip_prefix(['<', '|', '=']);
-    let name = match little {
-        Some("f2") => "F16",
-        Some("f4") => "F32",
-        Some("f8") => "F64",
-        Some("i1") => "I8",
-        Some("i2") => "I16",
-        Some("i4") => "I32",
-        Some("i8") => "I64",
-        Some("u1") => "U8",
-        Some("u2") => "U16",
-        Some("u4") => "U32",
-        Some("u8") => "U64",
-        Some("b1") => "BOOL",
-        Some("c8") => "C64",
-        Some("c16") => "C128",
-        _ => descr,
-    };
-    let digits = descr.trim_start_matches(|c: char| !c.is_ascii_digit());
-    let elem = match descr.chars().nth(1) {
-        Some('U') => digits.parse::<u64>().ok().and_then(|n| n.checked_mul(4)),
-        _ => digits.parse().ok(),
-    };
-    (name.to_string(), elem)
-}
-
-/// The npy header of the array at `start` (ending at `end`) in `file`.
-pub(crate) fn npy_header<S: Source + ?Sized>(file: &S, start: u64, end: u64) -> Option<Npy> {
-    let head = read_at(file, start, 12.min(end.checked_sub(start)?))?;
-    let (data, hlen) = npy_preamble(&head)?;
-    let dict = read_at(file, start + data, hlen)?;
-    let npy = npy_dict(data + hlen, &dict)?;
-    (start.checked_add(npy.data)? <= end).then_some(npy)
-}
-
-/// The npy header at the start of a stream (an inflated npz entry).
-pub(crate) fn npy_from_reader(mut r: impl std::io::Read) -> Option<Npy> {
-    let mut head = [0u8; 10];
-    r.read_exact(&mut head).ok()?;
-    let mut head = head.to_vec();
-    if head[6] != 1 {
-        let mut more = [0u8; 2];
-        r.read_exact(&mut more).ok()?;
-        head.extend_from_slice(&more);
-    }
-    let (data, hlen) = npy_preamble(&head)?;
-    let mut dict = Vec::new();
-    std::io::Read::read_to_end(&mut r.take(hlen), &mut dict).ok()?;
-    (dict.len() as u64 == hlen).then(|| npy_dict(data + hlen, &dict))?
-}
-
-/// npy: the header, then the data to the end of the array.
-fn npy<S: Source + ?Sized>(file: &S, start: u64, size: u64) -> Option<Vec<Range>> {
-    let h = npy_header(file, start, size)?;
-    Some(vec![(start + h.data, size, h.dtype)])
 }
 
 /// Fills the gaps between tensor ranges with untyped segments.
@@ -302,9 +85,11 @@ fn group(segs: Vec<Segment>, min_group: u64) -> Vec<Segment> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write;
 
     use super::*;
+    use crate::ckpt::fixture;
 
     fn file_with(bytes: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();
@@ -376,14 +161,6 @@ mod tests {
         }
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
-
     #[test]
     fn torch_storages_are_typed_segments() {
         let data = fixture("small_v1.pt");
@@ -421,7 +198,7 @@ mod tests {
                 pos += s.len;
             }
             proptest::prop_assert_eq!(pos, size);
-            for t in crate::ckpt::zip::tensors(&data[..], size, true).unwrap_or_default() {
+            for t in crate::ckpt::zip_tensors(&data[..], size, true).unwrap_or_default() {
                 proptest::prop_assert!(t.start.checked_add(t.len).is_some_and(|e| e <= size));
             }
         }

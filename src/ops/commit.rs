@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunk::{Chunker, StreamError};
-use crate::ckpt::segment;
+use crate::ckpt::{self as segment};
 use crate::codec::{self, float::Layout as FloatLayout};
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::RepoConfig;

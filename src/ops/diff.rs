@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use crate::ckpt::segment::Source;
+use crate::ckpt::Source;
 use crate::error::{Error, Result};
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
@@ -204,7 +204,7 @@ pub fn safetensors_tensors(
             .try_into()
             .expect("8 bytes"),
     );
-    if n == 0 || n > crate::ckpt::segment::MAX_HEADER || 8 + n > size {
+    if n == 0 || n > crate::ckpt::MAX_HEADER || 8 + n > size {
         return Ok(None);
     }
     let header = read_range(index, packs, chunks, 8, 8 + n)?;
@@ -261,7 +261,7 @@ pub fn checkpoint_tensors(
         return Err(e);
     }
     if zip {
-        let found = crate::ckpt::zip::tensors(&file, size, locate);
+        let found = crate::ckpt::zip_tensors(&file, size, locate);
         if let Some(e) = file.error.into_inner() {
             return Err(e);
         }
