@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use snapstore::ckpt::{pickle, zip_tensors};
+use snapstore::ckpt::{self, pickle};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(p) = pickle::parse_torch(data) {
@@ -20,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let size = data.len() as u64;
     for locate in [false, true] {
-        for t in zip_tensors(data, size, locate).unwrap_or_default() {
-            assert!(t.start.checked_add(t.len).is_some_and(|e| e <= size));
+        for t in ckpt::tensors(data, size, locate).unwrap_or_default() {
+            assert!(t.offset.checked_add(t.len).is_some_and(|e| e <= size));
         }
     }
 });

@@ -39,7 +39,7 @@ pub mod pickle;
 mod safetensors;
 pub mod segment;
 mod torch;
-pub mod zip;
+mod zip;
 
 pub use segment::{segments, Segment};
 
@@ -95,6 +95,30 @@ impl Dtype {
     }
 }
 
+/// A tensor as its checkpoint describes it, and where its bytes are. The
+/// one tensor type of every format; `snap diff --tensors` shows it as is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Tensor {
+    /// safetensors: the header's key; torch zip: the dotted path in the
+    /// pickle (`model.fc1.weight`); npz: the array name (`weights` for
+    /// `weights.npy`).
+    pub name: String,
+    /// `F32`, `F16`, `BF16`, `I64` ...: safetensors' spelling, which torch
+    /// storage classes and numpy descrs are mapped to (numpy's descr when
+    /// it has no such name); a safetensors header's own string otherwise.
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    /// Elements times element size (safetensors: the `data_offsets` extent).
+    pub bytes: u64,
+    /// The file range holding the tensor's bytes: for a strided PyTorch
+    /// view all it spans, for a deflated npz array its compressed entry;
+    /// (0, 0) when not located.
+    #[serde(skip)]
+    pub offset: u64,
+    #[serde(skip)]
+    pub len: u64,
+}
+
 /// A tensor's bytes `(start, end, dtype)` in a file, for segmenting.
 pub(crate) type Range = (u64, u64, Dtype);
 
@@ -139,15 +163,22 @@ fn zip_ranges<S: Source + ?Sized>(file: &S, size: u64) -> Option<Vec<Range>> {
     }
 }
 
-/// The tensors of a torch zip or an npz, in file order for an npz and
-/// pickle order for a torch zip; None for any other or a malformed file.
-/// With `locate`, each tensor's file range is found (reading the local
-/// header of its entry); without, only names, dtypes, shapes and sizes.
-pub fn zip_tensors<S: Source + ?Sized>(
-    file: &S,
-    size: u64,
-    locate: bool,
-) -> Option<Vec<zip::Located>> {
+/// The tensors of a checkpoint told apart by content: a torch zip or an npz
+/// (in pickle order for a torch zip, file order for an npz), or a
+/// safetensors file (header order, always located); None for anything else
+/// or a malformed file. npy files are segmented but not listed. With
+/// `locate`, each tensor's file range is found (for a zip, reading the
+/// local header of its entry); without, a zip's ranges are 0.
+pub fn tensors<S: Source + ?Sized>(file: &S, size: u64, locate: bool) -> Option<Vec<Tensor>> {
+    if read_at(file, 0, 4).is_some_and(|m| m == zip::MAGIC) {
+        zip_tensors(file, size, locate)
+    } else {
+        safetensors::tensors(file, size)
+    }
+}
+
+/// The tensors of a torch zip (when it has a `data.pkl`) or an npz.
+fn zip_tensors<S: Source + ?Sized>(file: &S, size: u64, locate: bool) -> Option<Vec<Tensor>> {
     let mut z = zip::open(file, size)?;
     match torch::pickle_entry(&z) {
         Some((i, prefix)) => torch::tensors(&mut z, i, &prefix, locate),

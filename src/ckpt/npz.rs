@@ -5,8 +5,8 @@
 use std::io::Read;
 
 use super::npy;
-use super::zip::{entry_range, Archive, Located};
-use super::{Dtype, Range, Source, MAX_HEADER};
+use super::zip::{entry_range, Archive};
+use super::{Dtype, Range, Source, Tensor, MAX_HEADER};
 
 /// Tensor ranges for segmenting a zip that is not a torch checkpoint: every
 /// stored entry is a range (`Other`), a stored `.npy` split into its header
@@ -33,7 +33,7 @@ pub(super) fn tensors<S: Source + ?Sized>(
     file: &S,
     z: &mut Archive<'_, S>,
     locate: bool,
-) -> Option<Vec<Located>> {
+) -> Option<Vec<Tensor>> {
     let names: Vec<String> = (0..z.len())
         .map(|i| z.name_for_index(i).map(str::to_string))
         .collect::<Option<_>>()?;
@@ -56,7 +56,7 @@ pub(super) fn tensors<S: Source + ?Sized>(
         let (start, len) = if locate { (start, len) } else { (0, 0) };
         let shape = npy.shape?;
         let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
-        out.push(Located {
+        out.push(Tensor {
             name: name.strip_suffix(".npy").unwrap_or(name).to_string(),
             bytes: match npy.elem {
                 Some(e) => numel.checked_mul(e)?,
@@ -65,7 +65,7 @@ pub(super) fn tensors<S: Source + ?Sized>(
             },
             dtype: npy.dtype_name,
             shape,
-            start,
+            offset: start,
             len,
         });
     }
@@ -97,7 +97,7 @@ mod tests {
             );
             let w = &ts[3];
             let npy = entry(&data, "weights.npy");
-            let range = &data[w.start as usize..(w.start + w.len) as usize];
+            let range = &data[w.offset as usize..(w.offset + w.len) as usize];
             if name == "arrays.npz" {
                 assert_eq!(range, &npy[npy.len() - 48..]);
             } else {

@@ -198,8 +198,8 @@ mod tests {
                 pos += s.len;
             }
             proptest::prop_assert_eq!(pos, size);
-            for t in crate::ckpt::zip_tensors(&data[..], size, true).unwrap_or_default() {
-                proptest::prop_assert!(t.start.checked_add(t.len).is_some_and(|e| e <= size));
+            for t in crate::ckpt::tensors(&data[..], size, true).unwrap_or_default() {
+                proptest::prop_assert!(t.offset.checked_add(t.len).is_some_and(|e| e <= size));
             }
         }
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::pickle::{self, TorchPickle, MAX_PICKLE};
-use super::zip::{entry_range, Archive, Located};
-use super::{Dtype, Range, Source};
+use super::zip::{entry_range, Archive};
+use super::{Dtype, Range, Source, Tensor};
 
 /// The prefix (`archive/`) of a torch zip's `data.pkl`, and its index.
 pub(super) fn pickle_entry<S: Source + ?Sized>(z: &Archive<'_, S>) -> Option<(usize, String)> {
@@ -76,7 +76,7 @@ pub(super) fn tensors<S: Source + ?Sized>(
     pickle_index: usize,
     prefix: &str,
     locate: bool,
-) -> Option<Vec<Located>> {
+) -> Option<Vec<Tensor>> {
     let parsed = pickle::parse_torch(&read_pickle(z, pickle_index)?)?;
     let entries = storage_entries(z, prefix);
     let mut ranges: HashMap<&str, (u64, u64, bool)> = HashMap::new();
@@ -101,12 +101,12 @@ pub(super) fn tensors<S: Source + ?Sized>(
                 (b, n)
             };
         }
-        out.push(Located {
+        out.push(Tensor {
             name: t.name.clone(),
             dtype: t.ty.name.to_string(),
             shape: t.shape.clone(),
             bytes: t.bytes,
-            start,
+            offset: start,
             len,
         });
     }
@@ -126,9 +126,9 @@ mod tests {
         let by_name = |n: &str| ts.iter().find(|t| t.name == n).unwrap();
         let storage0 = entry(&data, "small_v1/data/0");
         let w = by_name("model.fc1.weight");
-        let range = |t: &Located| &data[t.start as usize..(t.start + t.len) as usize];
+        let range = |t: &Tensor| &data[t.offset as usize..(t.offset + t.len) as usize];
         assert_eq!(range(w), &storage0[..]);
-        assert_eq!(w.start % 64, 0, "torch aligns storages to 64 bytes");
+        assert_eq!(w.offset % 64, 0, "torch aligns storages to 64 bytes");
         let rows = by_name("model.fc1.rows");
         assert_eq!(range(rows), &storage0[64..128]);
         let emb = by_name("model.emb.weight");
@@ -137,7 +137,7 @@ mod tests {
         // Unlocated: the same list without ranges.
         let quick = tensors(&data[..], data.len() as u64, false).unwrap();
         assert_eq!(quick.len(), 13);
-        assert!(quick.iter().all(|t| (t.start, t.len) == (0, 0)));
+        assert!(quick.iter().all(|t| (t.offset, t.len) == (0, 0)));
         assert_eq!(quick[0].name, ts[0].name);
     }
 }

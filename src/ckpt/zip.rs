@@ -11,23 +11,6 @@ use super::Source;
 /// The first bytes of a zip (a local file header).
 pub(super) const MAGIC: &[u8] = b"PK\x03\x04";
 
-/// A tensor of a zip checkpoint and the file range that holds its bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Located {
-    /// The dotted path in the pickle (`model.fc1.weight`), or the array
-    /// name in an npz (`weights` for `weights.npy`).
-    pub name: String,
-    /// `F32`, `F16`, `BF16`, `I64` ... (numpy's descr when it has no such name).
-    pub dtype: String,
-    pub shape: Vec<u64>,
-    /// Elements times element size.
-    pub bytes: u64,
-    /// The file range holding the tensor's bytes (0, 0 unless located). A
-    /// deflated npz array's range is its compressed entry.
-    pub start: u64,
-    pub len: u64,
-}
-
 /// A zip over a file of `size` bytes.
 pub(super) struct Archive<'a, S: Source + ?Sized> {
     zip: zip::ZipArchive<PosReader<'a, S>>,
