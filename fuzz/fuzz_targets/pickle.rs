@@ -1,11 +1,11 @@
-//! The PyTorch pickle reader and the zip checkpoint reader on arbitrary
+//! The PyTorch pickle reader and the checkpoint tensor listing on arbitrary
 //! bytes: never panic, and what they return is consistent.
 //!
 //! The input is read twice: as a `data.pkl` (tensors must lie in storages
-//! the pickle names, spans at least one element), and as a whole zip file
-//! (tensor ranges must lie inside the file). Seed the corpus with the
-//! fixtures: `cp ../tests/fixtures/*.pt ../tests/fixtures/*.npz corpus/pickle/`,
-//! plus their `data.pkl` entries.
+//! the pickle names, spans at least one element), and as a whole checkpoint
+//! file, a zip or a safetensors (tensor ranges must lie inside the file).
+//! Seed the corpus with the fixtures: `cp ../tests/fixtures/*.pt
+//! ../tests/fixtures/*.npz corpus/pickle/`, plus their `data.pkl` entries.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
