@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod check;
+pub mod checkpoint;
 pub mod commit;
 pub mod diff;
 pub mod import;
