@@ -27,10 +27,12 @@
 //! ```
 //!
 //! Layers, top to bottom: `repo` (one method per use case) -> `ops` (commit,
-//! restore, check, ...) -> `store` (files, packs, lock, index) and `chunk` /
-//! `codec` -> `format` (pure encode/decode of every on-disk record).
+//! restore, check, ...) -> `store` (files, packs, lock, index), `ckpt`
+//! (checkpoint formats), `chunk` (FastCDC) and `codec` -> `format` (pure
+//! encode/decode of every on-disk record).
 
 pub mod chunk;
+pub mod ckpt;
 pub mod codec;
 pub mod error;
 pub mod format;

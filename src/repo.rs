@@ -13,6 +13,7 @@ use crate::format::tree::EntryKind;
 use crate::id::SnapshotId;
 use crate::ops::cat;
 use crate::ops::check::{self, CheckReport};
+use crate::ops::checkpoint;
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
 use crate::ops::forget;
@@ -94,7 +95,7 @@ pub struct FileInfo {
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
-pub use crate::chunk::segment::CHECKPOINT_EXTENSIONS;
+pub use crate::ckpt::CHECKPOINT_EXTENSIONS;
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TensorCount {
@@ -260,12 +261,12 @@ impl Repo {
             let (kind, size, chunks, target, tensors) = match &w.entry.kind {
                 EntryKind::File { size, chunks } => {
                     let tensors = if CHECKPOINT_EXTENSIONS.iter().any(|x| path.ends_with(x)) {
-                        diff::checkpoint_tensors(&self.index, &packs, chunks, *size, false)?.map(
-                            |t| TensorCount {
+                        checkpoint::tensors(&self.index, &packs, chunks, *size, false)?.map(|t| {
+                            TensorCount {
                                 count: t.len(),
                                 bytes: t.iter().map(|x| x.bytes).sum(),
-                            },
-                        )
+                            }
+                        })
                     } else {
                         None
                     };

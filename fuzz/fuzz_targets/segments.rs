@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use snapstore::chunk::segment::segments;
+use snapstore::ckpt::segments;
 
 fuzz_target!(|data: &[u8]| {
     let segs = segments(data, data.len() as u64, 256);

@@ -10,10 +10,6 @@
 
 use std::io::Read;
 
-pub mod archive;
-pub mod pickle;
-pub mod segment;
-
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, MASKS};
 
 use crate::format::config::ChunkerParams;

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunk::{segment, Chunker, StreamError};
+use crate::chunk::{Chunker, StreamError};
+use crate::ckpt::{self as segment};
 use crate::codec::{self, float::Layout as FloatLayout};
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::RepoConfig;

@@ -4,6 +4,7 @@
 
 pub mod cat;
 pub mod check;
+pub mod checkpoint;
 pub mod commit;
 pub mod diff;
 pub mod forget;

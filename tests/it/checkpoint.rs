@@ -253,3 +253,65 @@ fn malformed_checkpoints_are_stored_as_plain_files() {
     );
     ws.ok(&["check", "--read-data"]);
 }
+
+/// A safetensors file from a raw JSON header and `data` bytes of tensor data.
+fn raw_safetensors(header: &str, data: usize) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend(std::iter::repeat_n(3u8, data));
+    out
+}
+
+/// `snap show` and `snap diff --tensors` read safetensors headers with the
+/// parser commit segments with: a header it would not cut at (offsets that
+/// overflow or leave the file, overlapping tensors, no dtype, a byte 8 that
+/// is not `{`) lists no tensors, and nothing panics.
+#[test]
+fn show_and_diff_refuse_the_headers_commit_refuses() {
+    let ws = Ws::new();
+    let w = |offs: &str| format!(r#""w":{{"dtype":"F32","shape":[2],"data_offsets":{offs}}}"#);
+    let hostile = [
+        ("overflow", format!("{{{}}}", w("[0,18446744073709551615]"))),
+        ("beyond", format!("{{{}}}", w("[0,20]"))),
+        ("reversed", format!("{{{}}}", w("[8,0]"))),
+        (
+            "overlap",
+            format!(
+                r#"{{{},"v":{{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}}}"#,
+                w("[0,8]")
+            ),
+        ),
+        (
+            "nodtype",
+            r#"{"w":{"shape":[2],"data_offsets":[0,8]}}"#.to_string(),
+        ),
+        ("space", format!(" {{{}}}", w("[0,8]"))),
+    ];
+    let good = format!("{{{}}}", w("[0,8]"));
+    let write_all = |extra: usize| {
+        ws.write("good.safetensors", &raw_safetensors(&good, 8 + extra));
+        for (name, header) in &hostile {
+            ws.write(
+                &format!("{name}.safetensors"),
+                &raw_safetensors(header, 8 + extra),
+            );
+        }
+    };
+    write_all(0);
+    let a = ws.commit_id(&[]);
+    write_all(1);
+    let b = ws.commit_id(&[]);
+    let files = ws.show_files(&b);
+    assert_eq!(files["good.safetensors"]["tensors"]["count"], 1);
+    for (name, _) in &hostile {
+        let f = &files[format!("{name}.safetensors").as_str()];
+        assert!(f.get("tensors").is_none(), "{name}: {f}");
+    }
+    let d = ws.json(&["diff", &a, &b, "--tensors"]);
+    let changed = d["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), hostile.len() + 1);
+    for c in changed {
+        let has = c.get("tensors").is_some();
+        assert_eq!(has, c["path"] == "good.safetensors", "{c}");
+    }
+}
