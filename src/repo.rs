@@ -9,11 +9,9 @@ use std::time::Duration;
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{ChunkerParams, RepoConfig};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::EntryKind;
 use crate::id::SnapshotId;
 use crate::ops::cat;
 use crate::ops::check::{self, CheckReport};
-use crate::ops::checkpoint;
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
 use crate::ops::forget;
@@ -22,7 +20,7 @@ use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
-use crate::ops::{resolve, suggest, walk};
+use crate::ops::{resolve, show, suggest};
 use crate::progress::Progress;
 use crate::store::config as store_config;
 use crate::store::index::Index;
@@ -77,32 +75,12 @@ pub struct Imported {
     pub result: std::result::Result<CommitSummary, String>,
 }
 
-/// One entry of `snap show`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FileInfo {
-    pub path: String,
-    pub kind: &'static str,
-    pub size: u64,
-    pub mode: u32,
-    pub mtime_ns: i64,
-    pub chunks: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// For checkpoints (`CHECKPOINT_EXTENSIONS`): how many tensors and their bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tensors: Option<TensorCount>,
-}
+/// One entry of `snap show`, and its tensor count.
+pub use crate::ops::show::{FileInfo, TensorCount};
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
 pub use crate::ckpt::CHECKPOINT_EXTENSIONS;
-
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub struct TensorCount {
-    pub count: usize,
-    /// The tensors' sizes added up (views sharing a storage count each).
-    pub bytes: u64,
-}
 
 impl Repo {
     /// Creates a repository at `path` (which must not already hold one).
@@ -255,44 +233,7 @@ impl Repo {
     /// The files of a snapshot.
     pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
         let packs = PackFiles::new(&self.layout);
-        let mut out = Vec::new();
-        for w in walk::walk_all(&self.index, &packs, &snapshot.root)? {
-            let path = w.path.display().to_string();
-            let (kind, size, chunks, target, tensors) = match &w.entry.kind {
-                EntryKind::File { size, chunks } => {
-                    let tensors = if CHECKPOINT_EXTENSIONS.iter().any(|x| path.ends_with(x)) {
-                        checkpoint::tensors(&self.index, &packs, chunks, *size, false)?.map(|t| {
-                            TensorCount {
-                                count: t.len(),
-                                bytes: t.iter().map(|x| x.bytes).sum(),
-                            }
-                        })
-                    } else {
-                        None
-                    };
-                    ("file", *size, chunks.len(), None, tensors)
-                }
-                EntryKind::Dir { .. } => ("dir", 0, 0, None, None),
-                EntryKind::Symlink { target } => (
-                    "symlink",
-                    0,
-                    0,
-                    Some(String::from_utf8_lossy(target).into_owned()),
-                    None,
-                ),
-            };
-            out.push(FileInfo {
-                path,
-                kind,
-                size,
-                mode: w.entry.mode,
-                mtime_ns: w.entry.mtime_ns,
-                chunks,
-                target,
-                tensors,
-            });
-        }
-        Ok(out)
+        show::files(&self.index, &packs, &snapshot.root)
     }
 
     /// Files added, removed and changed from `old` to `new`; with `tensors`,

@@ -15,6 +15,7 @@ pub mod resolve;
 pub mod restore;
 pub mod retention;
 pub mod scan;
+pub mod show;
 pub mod stats;
 pub mod suggest;
 pub mod walk;
