@@ -11,7 +11,6 @@ pub mod prune;
 pub mod resolve;
 pub mod restore;
 pub mod retention;
-pub mod scan;
 pub mod stats;
 pub mod suggest;
 pub mod sync;

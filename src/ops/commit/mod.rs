@@ -29,13 +29,15 @@ use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
 use crate::id::{ChunkId, SnapshotId, TreeId};
 use crate::ops::blobs::{load_tree, PackFiles};
-use crate::ops::scan::{self, Item, ItemKind, Meta};
+use scan::{Item, ItemKind, Meta};
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index, StatEntry};
 use crate::store::packs::{FinishedPack, PackWriter};
 use crate::store::publish::{self, Publication};
 use crate::store::Layout;
 use crate::workspace::Workspace;
+
+mod scan;
 
 /// Chunk bytes that may be waiting for hashing/compression at once.
 const IN_FLIGHT_BYTES: usize = 64 << 20;
