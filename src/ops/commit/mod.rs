@@ -79,7 +79,7 @@ pub fn commit(
         .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
     let (items, warnings) = scan::scan(ws, &opts.paths)?;
     let latest = publish::latest_of_workspace(index, &workspace)?;
-    let mut previous = bases::Previous::new(latest.map(|(_, root)| root));
+    let previous = bases::Previous::new(latest.map(|(_, root)| root));
 
     let mut seen = HashSet::new();
     let use_cache = !opts.no_stat_cache;
@@ -90,30 +90,22 @@ pub fn commit(
         warnings,
     };
     progress.start("commit", to_read);
-    let stored = pipeline::run(
-        layout,
-        config,
-        index,
-        seen,
-        &mut files,
-        &mut previous,
-        progress,
-    )?;
+    let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)?;
     progress.finish();
 
     let mut summary = Summary {
-        new_chunks: stored.new_chunks,
-        new_raw_bytes: stored.new_raw_bytes,
-        new_stored_bytes: stored.new_stored_bytes,
+        new_chunks: written.new_chunks,
+        new_raw_bytes: written.new_raw_bytes,
+        new_stored_bytes: written.new_stored_bytes,
         ..Summary::default()
     };
     let (entries, stat_rows) = trees::entries(&files.items, files.data, use_cache, &mut summary);
     crate::store::failpoint::hit("commit:before-trees");
     let (root, tree_pack) = trees::build_trees(layout, config, index, entries)?;
-    let mut packs = stored.packs;
+    let mut packs = written.packs;
     packs.extend(tree_pack);
 
-    let stored = publish::Stored {
+    let draft = publish::Draft {
         workspace,
         parent: latest.map(|(id, _)| id),
         root,
@@ -122,7 +114,7 @@ pub fn commit(
         stat_rows,
         warnings: files.warnings,
     };
-    publish::publish(layout, index, ws, opts, stored)
+    publish::publish(layout, index, ws, opts, draft)
 }
 
 /// The current time, Unix nanoseconds.

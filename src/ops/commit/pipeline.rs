@@ -39,7 +39,7 @@ const IN_FLIGHT_BYTES: usize = 64 << 20;
 const WRITER_QUEUE: usize = 8;
 
 /// What the pipeline stored: the finished data packs and the new chunks.
-pub(super) struct Stored {
+pub(super) struct Written {
     pub packs: Vec<FinishedPack>,
     pub new_chunks: u64,
     pub new_raw_bytes: u64,
@@ -49,16 +49,17 @@ pub(super) struct Stored {
 /// Reads every `Pending` file of `files` through the pipeline (each becomes
 /// `Read` or `Skipped`) and waits until every new chunk is in a finished
 /// pack. `seen` holds the chunks known to be stored already (the stat
-/// cache's hits).
+/// cache's hits), `previous` the parent's trees, where float-delta bases
+/// come from.
 pub(super) fn run(
     layout: &Layout,
     config: &RepoConfig,
     index: &mut Index,
     seen: HashSet<ChunkId>,
     files: &mut Files,
-    previous: &mut Previous,
+    mut previous: Previous,
     progress: &dyn Progress,
-) -> Result<Stored> {
+) -> Result<Written> {
     let (tx, rx) = bounded::<Encoded>(WRITER_QUEUE);
     let writer = {
         let layout = layout.clone();
@@ -85,8 +86,9 @@ pub(super) fn run(
         progress,
     };
     let chunker = Chunker::new(&config.chunker);
-    let read_result: Result<()> =
-        rayon::in_place_scope(|scope| read::read_files(scope, &shared, &chunker, previous, files));
+    let read_result: Result<()> = rayon::in_place_scope(|scope| {
+        read::read_files(scope, &shared, &chunker, &mut previous, files)
+    });
     let Shared {
         tx,
         error,
@@ -103,7 +105,7 @@ pub(super) fn run(
     if let Some(e) = error.into_inner().expect("error poisoned") {
         return Err(e);
     }
-    Ok(Stored {
+    Ok(Written {
         packs: data_packs?,
         new_chunks: new_chunks.into_inner(),
         new_raw_bytes: new_raw.into_inner(),

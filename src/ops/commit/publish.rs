@@ -28,7 +28,7 @@ pub(super) fn latest_of_workspace(
 }
 
 /// What a commit stored, ready to become a snapshot.
-pub(super) struct Stored {
+pub(super) struct Draft {
     /// The workspace key: its root, or the import's label.
     pub workspace: String,
     pub parent: Option<SnapshotId>,
@@ -40,19 +40,19 @@ pub(super) struct Stored {
     pub warnings: Vec<String>,
 }
 
-/// Writes the snapshot record of `stored` with the metadata of `opts` and
+/// Writes the snapshot record of `draft` with the metadata of `opts` and
 /// publishes it with its packs, stat cache rows and tags.
 pub(super) fn publish(
     layout: &Layout,
     index: &mut Index,
     ws: &Workspace,
     opts: CommitOptions,
-    stored: Stored,
+    draft: Draft,
 ) -> Result<CommitSummary> {
     let snapshot = Snapshot {
         time_ns: opts.now_ns,
         host: gethostname::gethostname().to_string_lossy().into_owned(),
-        workspace: stored.workspace.clone(),
+        workspace: draft.workspace.clone(),
         paths: opts
             .paths
             .iter()
@@ -65,22 +65,22 @@ pub(super) fn publish(
         metrics: opts.metrics,
         message: opts.message,
         labels: opts.labels,
-        parent: stored.parent,
-        root: stored.root,
-        summary: stored.summary,
+        parent: draft.parent,
+        root: draft.root,
+        summary: draft.summary,
     };
     let (id, record) = snapshot.encode();
-    let packs_written = stored.packs.len();
+    let packs_written = draft.packs.len();
     publish::publish(
         layout,
         index,
         Publication {
-            packs: stored.packs,
+            packs: draft.packs,
             snapshot_id: id,
             snapshot: snapshot.clone(),
             record,
-            stat_workspace: stored.workspace,
-            stat_entries: stored.stat_rows,
+            stat_workspace: draft.workspace,
+            stat_entries: draft.stat_rows,
             stat_replace_all: opts.paths.is_empty() && !opts.no_stat_cache,
             tags: opts.tags,
         },
@@ -89,6 +89,6 @@ pub(super) fn publish(
         id,
         snapshot,
         packs_written,
-        warnings: stored.warnings,
+        warnings: draft.warnings,
     })
 }
