@@ -12,7 +12,6 @@ pub mod prune;
 pub mod resolve;
 pub mod restore;
 pub mod retention;
-pub mod scan;
 pub mod stats;
 pub mod suggest;
 pub mod sync;
