@@ -14,7 +14,6 @@ pub mod prune;
 pub mod resolve;
 pub mod restore;
 pub mod retention;
-pub mod scan;
 pub mod show;
 pub mod stats;
 pub mod suggest;

@@ -1,15 +1,32 @@
-//! Listing what a commit tracks: walk the workspace (or the given paths, or
-//! what `snap.toml`'s `track` selects), honouring `.snapignore` and
-//! `ignore`, and stat every entry. Symlinks
-//! are listed as links and never followed.
+//! Listing what a commit tracks, and the stat cache.
+//!
+//! `scan` walks the workspace (or the given paths, or what `snap.toml`'s
+//! `track` selects), honouring `.snapignore` and `ignore`, and stats every
+//! entry. Symlinks are listed as links and never followed.
+//!
+//! `use_stat_cache` then decides per file whether it must be read: a file
+//! whose size, times, inode and device equal its `statcache` row, and whose
+//! chunks are all still stored, reuses the row's chunk list unopened.
+//! `cacheable` and `stat_row` decide which files read by this commit get a
+//! row.
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::pipeline::Slots;
 use crate::error::{Error, Result};
+use crate::format::pack::PackKind;
+use crate::format::tree::ChunkRef;
+use crate::id::ChunkId;
+use crate::store::index::{Index, StatEntry};
 use crate::track::{Track, TrackKind};
 use crate::workspace::{self, Workspace};
+
+/// A file modified less than this before it was read is not put in the stat
+/// cache: file timestamps come from a coarse clock (one kernel tick, at most
+/// 10 ms), so a change right after the read could keep the same mtime.
+const RACY_MARGIN_NS: i64 = 50_000_000;
 
 /// What `lstat`/`fstat` says of an entry; the stat cache stores the same.
 pub use crate::store::index::Meta;
@@ -253,4 +270,103 @@ fn push_item(ws: &Workspace, rel: &Path, items: &mut Vec<Item>, warnings: &mut V
         kind,
         meta: Meta::of(&meta),
     });
+}
+
+/// The entries of one commit, from the scan on: what each is, how its
+/// content was obtained, and what was skipped on the way.
+pub(super) struct Files {
+    pub items: Vec<Item>,
+    /// One per item, in the same order.
+    pub data: Vec<FileData>,
+    pub warnings: Vec<String>,
+}
+
+/// How a file's content was obtained.
+pub(super) enum FileData {
+    /// From the stat cache, unopened.
+    Cached(Vec<ChunkRef>),
+    /// To be read by the pipeline.
+    Pending,
+    Read {
+        slots: Slots,
+        read_start_ns: i64,
+        /// Only the prefix the file had when first opened was stored (it
+        /// grew while being read): never a stat cache entry.
+        prefix: bool,
+    },
+    /// Not a file, or a file that vanished or kept changing while read.
+    Skipped,
+}
+
+/// Decides per item: a stat cache hit (`Cached`), a file to read
+/// (`Pending`) or nothing to read (`Skipped`). Chunks of a hit are added
+/// to `seen`, the chunks this commit knows to be stored. Returns the
+/// decisions and the bytes to read.
+pub(super) fn use_stat_cache(
+    index: &Index,
+    workspace: &str,
+    items: &[Item],
+    enabled: bool,
+    seen: &mut HashSet<ChunkId>,
+) -> Result<(Vec<FileData>, u64)> {
+    let mut data = Vec::with_capacity(items.len());
+    let mut to_read_bytes = 0;
+    for item in items {
+        if item.kind != ItemKind::File {
+            data.push(FileData::Skipped);
+            continue;
+        }
+        let cached = if enabled {
+            index.stat_entry(workspace, item.rel.as_os_str().as_encoded_bytes())?
+        } else {
+            None
+        };
+        match cached {
+            Some(c) if same_file(&c, &item.meta) && all_present(index, seen, &c.chunks)? => {
+                data.push(FileData::Cached(c.chunks))
+            }
+            _ => {
+                to_read_bytes += item.meta.size;
+                data.push(FileData::Pending);
+            }
+        }
+    }
+    Ok((data, to_read_bytes))
+}
+
+fn same_file(c: &StatEntry, m: &Meta) -> bool {
+    let c = &c.meta;
+    c.size == m.size
+        && c.mtime_ns == m.mtime_ns
+        && c.ctime_ns == m.ctime_ns
+        && c.inode == m.inode
+        && c.dev == m.dev
+}
+
+/// True if every chunk is stored or already seen (a stat cache hit is only
+/// trusted if its chunks still exist).
+fn all_present(index: &Index, seen: &mut HashSet<ChunkId>, chunks: &[ChunkRef]) -> Result<bool> {
+    for c in chunks {
+        if seen.contains(&c.id) {
+            continue;
+        }
+        if !index.has_blob(&c.id, PackKind::Data)? {
+            return Ok(false);
+        }
+        seen.insert(c.id);
+    }
+    Ok(true)
+}
+
+/// True if a file read by this commit may get a stat cache row: all of it
+/// was stored, and it had not been modified within `RACY_MARGIN_NS` of the
+/// start of the read.
+pub(super) fn cacheable(meta: &Meta, read_start_ns: i64, prefix: bool) -> bool {
+    let newest = meta.mtime_ns.max(meta.ctime_ns);
+    !prefix && newest < read_start_ns - RACY_MARGIN_NS
+}
+
+/// The stat cache row of a file as committed.
+pub(super) fn stat_row(m: &Meta, chunks: Vec<ChunkRef>) -> StatEntry {
+    StatEntry { meta: *m, chunks }
 }

@@ -1,0 +1,338 @@
+//! Hash, claim and compress on rayon, with one pack-writer thread.
+//!
+//! The calling thread reads the files and cuts them into chunks (`read`,
+//! sequential by nature); each chunk then becomes a rayon task that hashes
+//! it, claims it (not in the index and not claimed by this commit) and, if
+//! new, compresses it: as a float delta against its base when it has one
+//! and that pays, else with the float codec for float tensor data, else
+//! zstd or raw. One writer thread appends the encoded chunks to the open
+//! data pack and finishes each pack at the config's `pack_target_size`. So
+//! a single large checkpoint is hashed and compressed on every core, and
+//! memory is bounded by `IN_FLIGHT_BYTES` of chunks plus the writer's
+//! channel.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::bases::Previous;
+use super::read;
+use super::scan::Files;
+use crate::chunk::Chunker;
+use crate::codec::{self, float::Layout as FloatLayout};
+use crate::error::{Error, Result};
+use crate::format::config::RepoConfig;
+use crate::format::pack::{Codec, PackKind};
+use crate::format::tree::ChunkRef;
+use crate::id::ChunkId;
+use crate::progress::Progress;
+use crate::store::index::{BlobLoc, Index};
+use crate::store::packs::{FinishedPack, PackWriter};
+use crate::store::read::PackFiles;
+use crate::store::Layout;
+
+/// Chunk bytes that may be waiting for hashing/compression at once.
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+/// Encoded chunks waiting for the pack writer.
+const WRITER_QUEUE: usize = 8;
+
+/// What the pipeline stored: the finished data packs and the new chunks.
+pub(super) struct Written {
+    pub packs: Vec<FinishedPack>,
+    pub new_chunks: u64,
+    pub new_raw_bytes: u64,
+    pub new_stored_bytes: u64,
+}
+
+/// Reads every `Pending` file of `files` through the pipeline (each becomes
+/// `Read` or `Skipped`) and waits until every new chunk is in a finished
+/// pack. `seen` holds the chunks known to be stored already (the stat
+/// cache's hits), `previous` the parent's trees, where float-delta bases
+/// come from.
+pub(super) fn run(
+    layout: &Layout,
+    config: &RepoConfig,
+    index: &mut Index,
+    seen: HashSet<ChunkId>,
+    files: &mut Files,
+    mut previous: Previous,
+    progress: &dyn Progress,
+) -> Result<Written> {
+    let (tx, rx) = bounded::<Encoded>(WRITER_QUEUE);
+    let writer = {
+        let layout = layout.clone();
+        let target = config.pack_target_size;
+        std::thread::Builder::new()
+            .name("snap-pack-writer".into())
+            .spawn(move || write_packs(&layout, PackKind::Data, target, rx))
+            .map_err(|e| Error::io("start thread", "pack writer", e))?
+    };
+    let shared = Shared {
+        index: Mutex::new(index),
+        seen: Mutex::new(seen),
+        tx,
+        level: config.zstd_level,
+        budget: Budget {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        },
+        packs: PackFiles::new(layout),
+        error: Mutex::new(None),
+        new_chunks: AtomicU64::new(0),
+        new_raw: AtomicU64::new(0),
+        new_stored: AtomicU64::new(0),
+        progress,
+    };
+    let chunker = Chunker::new(&config.chunker);
+    let read_result: Result<()> = rayon::in_place_scope(|scope| {
+        read::read_files(scope, &shared, &chunker, &mut previous, files)
+    });
+    let Shared {
+        tx,
+        error,
+        new_chunks,
+        new_raw,
+        new_stored,
+        ..
+    } = shared;
+    drop(tx);
+    let data_packs = writer
+        .join()
+        .map_err(|_| Error::Other("the pack writer panicked".into()))?;
+    read_result?;
+    if let Some(e) = error.into_inner().expect("error poisoned") {
+        return Err(e);
+    }
+    Ok(Written {
+        packs: data_packs?,
+        new_chunks: new_chunks.into_inner(),
+        new_raw_bytes: new_raw.into_inner(),
+        new_stored_bytes: new_stored.into_inner(),
+    })
+}
+
+/// An encoded chunk on its way to the pack writer.
+struct Encoded {
+    id: ChunkId,
+    codec: Codec,
+    bytes: Vec<u8>,
+    raw_len: u32,
+    base: Option<ChunkId>,
+}
+
+/// Counting semaphore over bytes in flight.
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn acquire(&self, n: usize) {
+        let mut used = self.used.lock().expect("budget poisoned");
+        while *used > 0 && *used + n > IN_FLIGHT_BYTES {
+            used = self.freed.wait(used).expect("budget poisoned");
+        }
+        *used += n;
+    }
+
+    fn release(&self, n: usize) {
+        *self.used.lock().expect("budget poisoned") -= n;
+        self.freed.notify_all();
+    }
+}
+
+/// State shared by the chunk tasks of one commit.
+pub(super) struct Shared<'a> {
+    pub index: Mutex<&'a mut Index>,
+    /// Every chunk id this commit has seen, whether new or already stored.
+    seen: Mutex<HashSet<ChunkId>>,
+    tx: Sender<Encoded>,
+    level: i32,
+    budget: Budget,
+    /// Reads float-delta bases (and the parent's trees).
+    pub packs: PackFiles,
+    error: Mutex<Option<Error>>,
+    new_chunks: AtomicU64,
+    new_raw: AtomicU64,
+    new_stored: AtomicU64,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Shared<'a> {
+    /// True if `id` is neither stored nor already claimed by this commit;
+    /// the caller then owns storing it.
+    fn claim(&self, id: &ChunkId) -> Result<bool> {
+        if !self.seen.lock().expect("seen poisoned").insert(*id) {
+            return Ok(false);
+        }
+        let known = self
+            .index
+            .lock()
+            .expect("index poisoned")
+            .has_blob(id, PackKind::Data)?;
+        Ok(!known)
+    }
+
+    fn fail(&self, e: Error) {
+        self.error.lock().expect("error poisoned").get_or_insert(e);
+    }
+
+    /// True once a chunk task failed: the commit stops reading.
+    pub fn failed(&self) -> bool {
+        self.error.lock().expect("error poisoned").is_some()
+    }
+
+    /// Queues one chunk of a file: waits for room in the in-flight budget,
+    /// gives it the next slot of `slots` and spawns its task. `float` and
+    /// `base` as in `process_chunk`.
+    pub fn spawn_chunk<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        slots: &Slots,
+        bytes: &[u8],
+        float: Option<FloatLayout>,
+        base: Option<(ChunkId, BlobLoc)>,
+    ) where
+        'a: 's,
+    {
+        let len = bytes.len();
+        self.budget.acquire(len);
+        let data = bytes.to_vec();
+        let slot = slots.push(len as u32);
+        let slots = slots.clone();
+        scope.spawn(move |_| {
+            let id = ChunkId::of(&data);
+            slots.fill(slot, id);
+            self.process_chunk(id, &data, float, base.as_ref());
+            self.budget.release(len);
+            self.progress.advance(len as u64);
+        });
+    }
+
+    /// Stores the chunk if it is new. `float` is the element type of the
+    /// float tensor it belongs to, if known (such chunks try the float
+    /// codec), and `base` the same place of the file's previous version,
+    /// if that is float data too (then a float delta is tried first).
+    fn process_chunk(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+        float: Option<FloatLayout>,
+        base: Option<&(ChunkId, BlobLoc)>,
+    ) {
+        match self.claim(&id) {
+            Ok(true) => {
+                let (codec, bytes, base) = self.encode(data, float, base);
+                self.new_chunks.fetch_add(1, Ordering::Relaxed);
+                self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.new_stored
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let enc = Encoded {
+                    id,
+                    codec,
+                    bytes,
+                    raw_len: data.len() as u32,
+                    base,
+                };
+                if self.tx.send(enc).is_err() {
+                    self.fail(Error::Other("the pack writer stopped".into()));
+                }
+            }
+            Ok(false) => {}
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The codec, the stored bytes and the delta base of a new chunk. A
+    /// base that cannot be read or does not verify is not used.
+    fn encode(
+        &self,
+        data: &[u8],
+        float: Option<FloatLayout>,
+        base: Option<&(ChunkId, BlobLoc)>,
+    ) -> (Codec, Vec<u8>, Option<ChunkId>) {
+        let delta = match (float, base) {
+            (Some(layout), Some((base_id, loc))) => self
+                .packs
+                .read_verified(loc, PackKind::Data, base_id)
+                .ok()
+                .and_then(|b| codec::encode_delta(data, &b, layout))
+                .map(|d| (Codec::FloatDelta, d, Some(*base_id))),
+            _ => None,
+        };
+        delta.unwrap_or_else(|| {
+            let (codec, bytes) = match float {
+                Some(layout) => codec::encode_tensor(data, self.level, layout),
+                None => codec::encode(data, self.level),
+            };
+            (codec, bytes, None)
+        })
+    }
+}
+
+/// Chunk lengths and ids of one read of one file, in file order; the ids
+/// are filled in by the chunk tasks.
+#[derive(Default)]
+pub(super) struct SlotList {
+    slots: Mutex<Vec<(u32, Option<ChunkId>)>>,
+    filled: Condvar,
+}
+
+pub(super) type Slots = Arc<SlotList>;
+
+impl SlotList {
+    /// Adds a slot for a chunk of `len` bytes; returns its number.
+    fn push(&self, len: u32) -> usize {
+        let mut s = self.slots.lock().expect("slots poisoned");
+        s.push((len, None));
+        s.len() - 1
+    }
+
+    fn fill(&self, slot: usize, id: ChunkId) {
+        self.slots.lock().expect("slots poisoned")[slot].1 = Some(id);
+        self.filled.notify_all();
+    }
+
+    /// The chunks once every task of this read has hashed its chunk.
+    /// (The tasks run on the rayon pool, never on the thread that waits.)
+    pub fn wait_all(&self) -> Vec<ChunkRef> {
+        let mut s = self.slots.lock().expect("slots poisoned");
+        while s.iter().any(|(_, id)| id.is_none()) {
+            s = self.filled.wait(s).expect("slots poisoned");
+        }
+        s.iter()
+            .map(|&(len, id)| ChunkRef {
+                id: id.expect("checked above"),
+                len,
+            })
+            .collect()
+    }
+}
+
+/// Appends encoded blobs to packs of `kind`, closing each at `target` bytes.
+fn write_packs(
+    layout: &Layout,
+    kind: PackKind,
+    target: u64,
+    rx: Receiver<Encoded>,
+) -> Result<Vec<FinishedPack>> {
+    let mut done = Vec::new();
+    let mut current: Option<PackWriter> = None;
+    for enc in rx {
+        let w = match current.as_mut() {
+            Some(w) => w,
+            None => current.insert(PackWriter::create(layout, kind)?),
+        };
+        w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len, enc.base)?;
+        if w.size() >= target {
+            done.push(current.take().expect("just used").finish(layout)?);
+            crate::store::failpoint::hit("commit:after-first-pack");
+        }
+    }
+    if let Some(w) = current {
+        done.push(w.finish(layout)?);
+    }
+    Ok(done)
+}

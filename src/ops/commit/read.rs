@@ -1,0 +1,257 @@
+//! Reading the files a commit stores, never storing a torn read.
+//!
+//! Each file is opened with `O_NOFOLLOW` and exactly the size of its first
+//! `fstat` is streamed through the chunker, cut at tensor boundaries first
+//! when it is a checkpoint (`ckpt::segments`); every chunk goes to the
+//! pipeline as it is cut. The stat before and after the read must agree,
+//! or show that the file only grew and a second read of the prefix give the
+//! same chunks; otherwise the file is read again (`read_file`).
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bases::{self, Bases, Previous};
+use super::pipeline::{Shared, Slots};
+use super::scan::{FileData, Files, Item, Meta};
+use crate::chunk::{Chunker, StreamError};
+use crate::ckpt;
+use crate::codec::float::Layout as FloatLayout;
+use crate::error::{Error, IoContext, Result};
+use crate::format::tree::ChunkRef;
+use crate::id::ChunkId;
+
+/// How often a file that changes while being read is read again.
+const READ_ATTEMPTS: u32 = 5;
+
+/// Reads every `Pending` file into chunk tasks on `scope`, turning it into
+/// `Read` (with the metadata of what was stored) or `Skipped` with a
+/// warning. Stops early once a chunk task failed.
+pub(super) fn read_files<'s, 'a: 's>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'a>,
+    chunker: &Chunker,
+    previous: &mut Previous,
+    files: &mut Files,
+) -> Result<()> {
+    for (item, d) in files.items.iter_mut().zip(files.data.iter_mut()) {
+        if !matches!(d, FileData::Pending) {
+            continue;
+        }
+        if shared.failed() {
+            break;
+        }
+        let Some(r) = read_file(scope, shared, chunker, previous, item)? else {
+            *d = FileData::Skipped;
+            files.warnings.push(format!(
+                "skipped {}: it vanished, or kept being rewritten while being read",
+                item.rel.display()
+            ));
+            continue;
+        };
+        // A log that grows is the normal case; a checkpoint that grows is
+        // still being written.
+        let name = item.rel.as_os_str().as_encoded_bytes();
+        if r.prefix
+            && ckpt::CHECKPOINT_EXTENSIONS
+                .iter()
+                .any(|x| name.ends_with(x.as_bytes()))
+        {
+            files.warnings.push(format!(
+                "{} was still being written: stored its first {} bytes, the size \
+                 it had when the commit opened it\n  commit again once it is complete",
+                item.rel.display(),
+                r.meta.size
+            ));
+        }
+        item.meta = r.meta;
+        *d = FileData::Read {
+            slots: r.slots,
+            read_start_ns: r.read_start_ns,
+            prefix: r.prefix,
+        };
+    }
+    Ok(())
+}
+
+/// A file read into chunk tasks.
+struct FileRead {
+    slots: Slots,
+    /// What was stored: size, times and identity of the file as read.
+    meta: Meta,
+    read_start_ns: i64,
+    /// The file grew while being read and its first `meta.size` bytes were
+    /// stored (see `read_file`).
+    prefix: bool,
+}
+
+/// Reads one file into chunk tasks. Returns `None` if the file vanished or
+/// kept changing; nothing torn is ever stored. Exactly `size` bytes are
+/// read, the size at the open's `fstat`, and the read is accepted if:
+///
+/// - the file is unchanged: identity, size, mode and times are the same
+///   before and after the read, and the path still names it; or
+/// - the file only grew: same inode, device and mode, a larger size, times
+///   that only moved forward, the path still names it, and a second read of
+///   the first `size` bytes yields the same chunks as the first (so no byte
+///   of that prefix changed while it was read). The prefix is then what
+///   the file held when it was opened, as long as its writer only appends,
+///   and it is recorded with the first `fstat` (size `size`): the stat cache
+///   never takes it for the grown file.
+///
+/// Anything else (shrunk, replaced, changed inside, or grown with its
+/// prefix changing) is read again, up to `READ_ATTEMPTS` times.
+fn read_file<'s, 'a: 's>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'a>,
+    chunker: &Chunker,
+    previous: &mut Previous,
+    item: &Item,
+) -> Result<Option<FileRead>> {
+    for attempt in 0..READ_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(20 << attempt));
+        }
+        let file = match open_nofollow(&item.abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &item.abs, e)),
+        };
+        let stat = file.metadata().ctx("stat", &item.abs)?;
+        if !stat.is_file() {
+            return Ok(None);
+        }
+        let before = Meta::of(&stat);
+        let read_start_ns = super::now_ns();
+        let slots: Slots = Arc::default();
+        // Checkpoint formats are cut at tensor boundaries first (header, one
+        // segment per tensor); tensor data is then cut into fixed chunks
+        // aligned to the tensor start, everything else by FastCDC.
+        let segments = ckpt::segments(&file, before.size, chunker.min_size() as u64);
+        let anchor = segments
+            .iter()
+            .find(|s| float_layout(s.dtype).is_some())
+            .map(|s| s.offset);
+        let bases: Bases = if anchor.is_some() {
+            let index = shared.index.lock().expect("index poisoned");
+            bases::for_file(&index, &shared.packs, previous, &item.rel)?
+        } else {
+            Bases::default()
+        };
+        let emit = |seg: &ckpt::Segment, off: u64, bytes: &[u8]| {
+            let float = float_layout(seg.dtype);
+            let base = float
+                .zip(anchor)
+                .and_then(|(_, a)| bases.get(&(seg.offset + off - a, bytes.len() as u32)))
+                .copied();
+            if shared.failed() {
+                return Err(());
+            }
+            shared.spawn_chunk(scope, &slots, bytes, float, base);
+            Ok(())
+        };
+        let read = match stream_segments(&file, &item.abs, &segments, chunker, emit)? {
+            Some(n) => n,
+            None => return Ok(None),
+        };
+        let after = Meta::of(&file.metadata().ctx("stat", &item.abs)?);
+        let now_at_path = item.abs.symlink_metadata().map(|m| Meta::of(&m)).ok();
+        if read != before.size {
+            continue; // shrunk while being read
+        }
+        if before == after && now_at_path == Some(after) {
+            return Ok(Some(FileRead {
+                slots,
+                meta: before,
+                read_start_ns,
+                prefix: false,
+            }));
+        }
+        let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
+        if same_file && only_grew(&before, &after) {
+            let mut again = Vec::new();
+            let reread = stream_segments(&file, &item.abs, &segments, chunker, |_, _, b| {
+                again.push(ChunkRef {
+                    id: ChunkId::of(b),
+                    len: b.len() as u32,
+                });
+                Ok::<(), ()>(())
+            })?;
+            if reread == Some(before.size) && again == slots.wait_all() {
+                return Ok(Some(FileRead {
+                    slots,
+                    meta: before,
+                    read_start_ns,
+                    prefix: true,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// True if `after` is `before` with more bytes appended, as far as `fstat`
+/// can tell: same file and mode, larger, and no time moved backwards.
+fn only_grew(before: &Meta, after: &Meta) -> bool {
+    after.inode == before.inode
+        && after.dev == before.dev
+        && after.mode == before.mode
+        && after.size > before.size
+        && after.mtime_ns >= before.mtime_ns
+        && after.ctime_ns >= before.ctime_ns
+}
+
+/// Streams the bytes `segments` cover, from the start of `file`, through
+/// the chunker: tensor segments in fixed chunks, the rest by FastCDC.
+/// Calls `emit(segment, offset in the segment, chunk)` in file order and
+/// returns the bytes read (fewer than the segments cover if the file
+/// shrank), or `None` if `emit` stopped the read.
+fn stream_segments<E>(
+    file: &File,
+    path: &Path,
+    segments: &[ckpt::Segment],
+    chunker: &Chunker,
+    mut emit: impl FnMut(&ckpt::Segment, u64, &[u8]) -> std::result::Result<(), E>,
+) -> Result<Option<u64>> {
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(0)).ctx("seek", path)?;
+    let mut read = 0;
+    for seg in segments {
+        let part = reader.take(seg.len);
+        let streamed = if seg.dtype.is_some() {
+            chunker.stream_fixed(part, |off, b| emit(seg, off, b))
+        } else {
+            chunker.stream(part, |off, b| emit(seg, off, b))
+        };
+        match streamed {
+            Ok(n) => read += n,
+            Err(StreamError::Io(e)) => return Err(Error::io("read", path, e)),
+            Err(StreamError::Emit(_)) => return Ok(None),
+        }
+        if read < seg.offset + seg.len {
+            break;
+        }
+    }
+    Ok(Some(read))
+}
+
+/// The float codec layout of a segment's element type.
+fn float_layout(dtype: Option<ckpt::Dtype>) -> Option<FloatLayout> {
+    match dtype {
+        Some(ckpt::Dtype::F32) => Some(FloatLayout::F32),
+        Some(ckpt::Dtype::F16) => Some(FloatLayout::F16),
+        Some(ckpt::Dtype::BF16) => Some(FloatLayout::BF16),
+        _ => None,
+    }
+}
+
+/// Opens without following a symlink swapped in after the scan.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
