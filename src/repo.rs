@@ -8,28 +8,27 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{ChunkerParams, RepoConfig};
-use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::EntryKind;
 use crate::id::SnapshotId;
-use crate::ops::blobs::{self, PackFiles};
+use crate::ops::cat;
 use crate::ops::check::{self, CheckReport};
-use crate::ops::checkpoint;
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
+use crate::ops::forget;
 use crate::ops::import;
-use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::prune::{self, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
-use crate::ops::retention::{self, Decision, Policy};
+use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
-use crate::ops::sync::{self, SyncReport};
-use crate::ops::{resolve, walk};
+use crate::ops::{resolve, show, suggest};
 use crate::progress::Progress;
+use crate::store::config as store_config;
 use crate::store::index::Index;
 use crate::store::journal::{self, Journal};
-use crate::store::lock::{running_sessions, SessionLock, WriterLock};
+use crate::store::lock::{SessionLock, WriterLock};
 use crate::store::publish;
+use crate::store::read::PackFiles;
+use crate::store::sync::{self, SyncReport};
 use crate::store::{durable, refs, Layout};
 use crate::workspace::{self, RepoPointer, Workspace};
 
@@ -54,15 +53,8 @@ pub struct LogEntry {
     pub tags: Vec<String>,
 }
 
-/// The outcome of `forget`: a decision for every snapshot.
-#[derive(Clone, Debug)]
-pub struct ForgetReport {
-    pub decisions: Vec<Decision>,
-    /// The snapshots the decisions are about, oldest first.
-    pub snapshots: Vec<(SnapshotId, Snapshot)>,
-    pub dropped_tags: Vec<String>,
-    pub dry_run: bool,
-}
+/// The outcome of `forget`.
+pub use crate::ops::forget::ForgetReport;
 
 /// What `Repo::init_workspace` set up besides the repository.
 #[derive(Clone, Debug)]
@@ -83,46 +75,23 @@ pub struct Imported {
     pub result: std::result::Result<CommitSummary, String>,
 }
 
-/// One entry of `snap show`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FileInfo {
-    pub path: String,
-    pub kind: &'static str,
-    pub size: u64,
-    pub mode: u32,
-    pub mtime_ns: i64,
-    pub chunks: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// For checkpoints (`CHECKPOINT_EXTENSIONS`): how many tensors and their bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tensors: Option<TensorCount>,
-}
+/// One entry of `snap show`, and its tensor count.
+pub use crate::ops::show::{FileInfo, TensorCount};
 
 /// Files whose tensors `snap show` counts, read from the stored header
 /// (safetensors) or central directory and `data.pkl` / npy headers (zips).
 pub use crate::ckpt::CHECKPOINT_EXTENSIONS;
 
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub struct TensorCount {
-    pub count: usize,
-    /// The tensors' sizes added up (views sharing a storage count each).
-    pub bytes: u64,
-}
-
 impl Repo {
     /// Creates a repository at `path` (which must not already hold one).
     pub fn init(path: &Path, chunker: ChunkerParams, now_ns: i64) -> Result<Repo> {
         let layout = Layout::new(path);
-        if layout.config().exists() {
+        if store_config::exists(&layout) {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
             });
         }
         chunker.validate()?;
-        for dir in layout.dirs() {
-            durable::create_dir_durable(&dir)?;
-        }
         let mut rid = [0u8; 16];
         getrandom_fill(&mut rid);
         let config = RepoConfig {
@@ -132,7 +101,7 @@ impl Repo {
             zstd_level: 3,
             pack_target_size: 32 << 20,
         };
-        durable::write_atomic(&layout.tmp_dir(), &layout.config(), &config.encode())?;
+        store_config::create(&layout, &config)?;
         Repo::open(path)
     }
 
@@ -148,7 +117,7 @@ impl Repo {
         now_ns: i64,
     ) -> Result<(Repo, InitReport)> {
         let plan = workspace::plan_pointer(ws_root, path)?;
-        if Layout::new(path).config().exists() {
+        if store_config::exists(&Layout::new(path)) {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
             });
@@ -171,43 +140,7 @@ impl Repo {
     /// Opens an existing repository and brings its index up to date.
     pub fn open(path: &Path) -> Result<Repo> {
         let layout = Layout::new(path);
-        let cfg_path = layout.config();
-        let bytes = match std::fs::read(&cfg_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotARepository {
-                    path: path.to_path_buf(),
-                    why: "no config file".into(),
-                })
-            }
-            Err(e) => return Err(Error::io("read", &cfg_path, e)),
-        };
-        let version = match bytes.get(..6) {
-            Some(h) if &h[..4] == crate::format::config::MAGIC => u16::from_le_bytes([h[4], h[5]]),
-            _ => 0,
-        };
-        if version > crate::format::config::VERSION {
-            return Err(Error::NewerFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: crate::format::config::VERSION,
-            });
-        }
-        let config = RepoConfig::decode(&bytes).map_err(|e| match e {
-            Error::Corrupt { detail, .. } => Error::NotARepository {
-                path: path.to_path_buf(),
-                why: detail,
-            },
-            other => other,
-        })?;
-        for dir in layout.dirs() {
-            if !dir.is_dir() {
-                return Err(Error::NotARepository {
-                    path: path.to_path_buf(),
-                    why: format!("{} is missing", dir.display()),
-                });
-            }
-        }
+        let config = store_config::read(&layout)?;
         let (mut index, _) = Index::open(&layout.index())?;
         let damaged = sync::sync(&layout, &mut index)?.damaged;
         Ok(Repo {
@@ -291,41 +224,8 @@ impl Repo {
             Err(e @ Error::UnknownRev { .. }) => e,
             other => return other,
         };
-        let Ok(Journal { entries, .. }) = self.forgotten() else {
-            return Err(err);
-        };
-        let gone: Vec<(SnapshotId, Snapshot)> =
-            entries.iter().map(|(f, s)| (f.id, s.clone())).collect();
-        let gone_tags: Vec<(String, SnapshotId)> = entries
-            .iter()
-            .flat_map(|(f, _)| f.tags.iter().map(|t| (t.clone(), f.id)))
-            .collect();
-        match resolve::resolve(rev, &gone, &gone_tags) {
-            Ok((id, s)) => {
-                let (f, _) = entries
-                    .iter()
-                    .find(|(f, _)| f.id == id)
-                    .expect("resolved among these entries");
-                let when = chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
-                    .with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M");
-                let kept = match &s.session {
-                    Some(name) => {
-                        format!("`snap log --session {name}` lists what is kept of its session")
-                    }
-                    None => "`snap log` lists what is kept".into(),
-                };
-                Err(Error::Forgotten {
-                    rev: rev.to_string(),
-                    detail: format!(
-                        "{when}: snapshot {} (rule {}: {})\n  its files are gone once `snap prune` has run; \
-                         {kept}; `snap log --forgotten` lists what retention forgot",
-                        id.short(),
-                        f.rule,
-                        f.reason
-                    ),
-                })
-            }
+        match self.forgotten() {
+            Ok(journal) => Err(resolve::forgotten(rev, err, &journal.entries)),
             Err(_) => Err(err),
         }
     }
@@ -333,44 +233,7 @@ impl Repo {
     /// The files of a snapshot.
     pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
         let packs = PackFiles::new(&self.layout);
-        let mut out = Vec::new();
-        for w in walk::walk_all(&self.index, &packs, &snapshot.root)? {
-            let path = w.path.display().to_string();
-            let (kind, size, chunks, target, tensors) = match &w.entry.kind {
-                EntryKind::File { size, chunks } => {
-                    let tensors = if CHECKPOINT_EXTENSIONS.iter().any(|x| path.ends_with(x)) {
-                        checkpoint::tensors(&self.index, &packs, chunks, *size, false)?.map(|t| {
-                            TensorCount {
-                                count: t.len(),
-                                bytes: t.iter().map(|x| x.bytes).sum(),
-                            }
-                        })
-                    } else {
-                        None
-                    };
-                    ("file", *size, chunks.len(), None, tensors)
-                }
-                EntryKind::Dir { .. } => ("dir", 0, 0, None, None),
-                EntryKind::Symlink { target } => (
-                    "symlink",
-                    0,
-                    0,
-                    Some(String::from_utf8_lossy(target).into_owned()),
-                    None,
-                ),
-            };
-            out.push(FileInfo {
-                path,
-                kind,
-                size,
-                mode: w.entry.mode,
-                mtime_ns: w.entry.mtime_ns,
-                chunks,
-                target,
-                tensors,
-            });
-        }
-        Ok(out)
+        show::files(&self.index, &packs, &snapshot.root)
     }
 
     /// Files added, removed and changed from `old` to `new`; with `tensors`,
@@ -393,30 +256,7 @@ impl Repo {
     pub fn cat(&self, rev: &str, base: &Path, path: &str, out: &mut dyn Write) -> Result<()> {
         let (id, snap) = self.resolve(rev)?;
         let packs = PackFiles::new(&self.layout);
-        let spec = PathSpec::parse(base, path, &id.short())?;
-        let found = pathspec::select_file(&self.index, &packs, &snap.root, &spec, &id.short())?;
-        let shown = found.path.display().to_string();
-        match found.entry.kind {
-            EntryKind::File { chunks, .. } => {
-                for c in chunks {
-                    let data = blobs::read_chunk(&self.index, &packs, &c.id).map_err(|e| {
-                        Error::corrupt(format!("{shown} in snapshot {}", id.short()), e.to_string())
-                    })?;
-                    out.write_all(&data).ctx("write", "standard output")?;
-                }
-                Ok(())
-            }
-            EntryKind::Dir { .. } => Err(Error::invalid(
-                "path",
-                shown,
-                format!("is a directory; list it with `snap show {}`", id.short()),
-            )),
-            EntryKind::Symlink { target } => Err(Error::invalid(
-                "path",
-                shown,
-                format!("is a symlink to {}", String::from_utf8_lossy(&target)),
-            )),
-        }
+        cat::cat(&self.index, &packs, (&id, &snap), base, path, out)
     }
 
     /// What restoring `rev` with `opts` would do, entry by entry; writes
@@ -465,21 +305,9 @@ impl Repo {
 
     pub fn delete_tag(&mut self, name: &str) -> Result<()> {
         let _lock = self.lock("tag --delete")?;
-        if !refs::delete_tag(&self.layout.tags_dir(), name)? {
+        if !refs::delete_tag(&self.layout, name)? {
             let known: Vec<String> = self.index.tags()?.into_iter().map(|(n, _)| n).collect();
-            let near = crate::ops::suggest::nearest(name, known.iter().map(String::as_str));
-            let mut why = format!(
-                "no such tag (tags: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            );
-            if let Some(line) = crate::ops::suggest::did_you_mean(&near) {
-                why = format!("{why}\n  {line}");
-            }
-            return Err(Error::invalid("tag", name, why));
+            return Err(suggest::no_such_tag(name, &known));
         }
         self.index.transaction(|tx| tx.delete_tag(name))
     }
@@ -502,12 +330,11 @@ impl Repo {
         Ok(report)
     }
 
-    /// Applies a retention policy: computes the decision for every snapshot
-    /// and, unless `dry_run`, journals the forgotten ones (`journal/`) and
-    /// then deletes their records (their data stays until `prune`). Tags of
-    /// forgotten snapshots (possible only when `keep_tags` is narrowed) are
-    /// deleted with them and listed. `this_run` is the session of the
-    /// `snap run` applying retention: its pre-run, final and best stay.
+    /// Applies a retention policy (`ops::forget`): computes the decision for
+    /// every snapshot and, unless `dry_run`, journals the forgotten ones and
+    /// then deletes their records (their data stays until `prune`).
+    /// `this_run` is the session of the `snap run` applying retention: its
+    /// pre-run, final and best stay.
     pub fn forget(
         &mut self,
         policy: &Policy,
@@ -520,68 +347,14 @@ impl Repo {
         } else {
             Some(self.lock("forget")?)
         };
-        let snapshots = self.index.snapshots()?;
-        let tags = self.index.tags()?;
-        let running = running_sessions(&self.layout.locks_dir())?;
-        let decisions = retention::plan(&snapshots, &tags, &running, this_run, policy, now_ns)?;
-        let forgotten: Vec<&Decision> = decisions.iter().filter(|d| !d.keep).collect();
-        let dropped_tags: Vec<String> = tags
-            .iter()
-            .filter(|(_, id)| forgotten.iter().any(|d| d.id == *id))
-            .map(|(n, _)| n.clone())
-            .collect();
-        if !dry_run && !forgotten.is_empty() {
-            // The journal first: a snapshot is never gone without a word.
-            let mut entries = Vec::with_capacity(forgotten.len());
-            for d in &forgotten {
-                let path = self.layout.snapshot(&d.id);
-                let record = std::fs::read(&path).map_err(|e| {
-                    Error::Other(format!(
-                        "cannot read {} to journal it before forgetting it: {e}\n  \
-                         nothing was forgotten; run `snap check`",
-                        path.display()
-                    ))
-                })?;
-                let why = &d.reasons[0];
-                entries.push(Forgotten {
-                    id: d.id,
-                    forgotten_ns: now_ns,
-                    rule: why.rule(policy),
-                    reason: why.to_string(),
-                    tags: tags
-                        .iter()
-                        .filter(|(_, t)| *t == d.id)
-                        .map(|(n, _)| n.clone())
-                        .collect(),
-                    record,
-                });
-            }
-            journal::write(&self.layout, &entries)?;
-            for name in &dropped_tags {
-                refs::delete_tag(&self.layout.tags_dir(), name)?;
-            }
-            let paths: Vec<PathBuf> = forgotten
-                .iter()
-                .map(|d| self.layout.snapshot(&d.id))
-                .collect();
-            durable::remove_durable(paths.iter().map(|p| p.as_path()), || {})?;
-            crate::store::failpoint::hit("forget:before-index");
-            self.index.transaction(|tx| {
-                for d in &forgotten {
-                    tx.delete_snapshot(&d.id)?;
-                }
-                for name in &dropped_tags {
-                    tx.delete_tag(name)?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(ForgetReport {
-            decisions,
-            snapshots,
-            dropped_tags,
+        forget::forget(
+            &self.layout,
+            &mut self.index,
+            policy,
+            this_run,
             dry_run,
-        })
+            now_ns,
+        )
     }
 
     /// What retention forgot, oldest first: journal entries whose snapshot
@@ -633,48 +406,15 @@ impl Repo {
         let mut out = Vec::new();
         for zip in zips {
             let session = import::session_name(zip);
-            let result = (|| {
-                let staging = tempfile::Builder::new()
-                    .prefix("import-")
-                    .tempdir_in(self.layout.tmp_dir())
-                    .ctx("create staging directory in", self.layout.tmp_dir())?;
-                let extracted = import::extract(zip, staging.path())?;
-                let time_ns = zip
-                    .file_name()
-                    .and_then(|n| import::time_from_name(&n.to_string_lossy()))
-                    .or(extracted.newest_ns)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "zip archive",
-                            zip.display().to_string(),
-                            "has no date in its name and no dated entries",
-                        )
-                    })?;
-                let staged = Workspace {
-                    repo: ws.repo.clone(),
-                    root: staging.path().to_path_buf(),
-                    config: Default::default(),
-                };
-                let mut labels = std::collections::BTreeMap::new();
-                labels.insert("imported_from".to_string(), zip.display().to_string());
-                let opts = CommitOptions {
-                    session: Some(session.clone()),
-                    message: Some(format!("imported from {}", zip.display())),
-                    labels,
-                    now_ns: time_ns,
-                    workspace_label: Some(ws.root.to_string_lossy().into_owned()),
-                    no_stat_cache: true,
-                    ..CommitOptions::default()
-                };
-                commit::commit(
-                    &self.layout,
-                    &self.config,
-                    &mut self.index,
-                    &staged,
-                    opts,
-                    progress,
-                )
-            })();
+            let result = import::import_zip(
+                &self.layout,
+                &self.config,
+                &mut self.index,
+                ws,
+                zip,
+                &session,
+                progress,
+            );
             out.push(Imported {
                 zip: zip.clone(),
                 session,
@@ -692,23 +432,7 @@ impl Repo {
     /// Deletes the index and rebuilds it from packs, snapshots and refs.
     pub fn reindex(&mut self) -> Result<SyncReport> {
         let _lock = self.lock("reindex")?;
-        let path = self.layout.index();
-        // Replace the open connection before deleting its files.
-        let (tmp_index, _) = Index::open(&self.layout.tmp_dir().join("reindex.sqlite"))?;
-        drop(std::mem::replace(&mut self.index, tmp_index));
-        for suffix in ["", "-wal", "-shm"] {
-            let p = PathBuf::from(format!("{}{}", path.display(), suffix));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("delete", &p, e)),
-            }
-        }
-        let (mut index, _) = Index::open(&path)?;
-        let report = sync::sync(&self.layout, &mut index)?;
-        self.index = index;
-        durable::clean_tmp(&self.layout.tmp_dir())?;
-        Ok(report)
+        sync::reindex(&self.layout, &mut self.index)
     }
 }
 

@@ -8,16 +8,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rayon::prelude::*;
 
-use crate::codec;
-use crate::error::Result;
-use crate::format::pack::{PackKind, FOOTER_LEN};
+use crate::error::{Error, Result};
+use crate::format::pack::{PackEntry, PackKind, FOOTER_LEN};
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::ops::blobs::{self, PackFiles};
 use crate::ops::walk;
 use crate::progress::Progress;
 use crate::store::index::Index;
-use crate::store::{packs, refs, Layout};
+use crate::store::read::{self, PackFiles};
+use crate::store::{packs, refs, snapshots, Layout};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CheckReport {
@@ -62,8 +61,8 @@ pub fn check(
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
     let mut trailer_ok: HashSet<PackId> = HashSet::new();
-    for (id, path) in &on_disk {
-        match packs::read_pack_index(path) {
+    for id in &on_disk {
+        match pack_files.read_trailer(id) {
             Ok(_) => {
                 trailer_ok.insert(*id);
             }
@@ -77,7 +76,7 @@ pub fn check(
     let mut bad_chunks: HashMap<ChunkId, String> = HashMap::new();
     let mut used_chunks: HashSet<ChunkId> = HashSet::new();
     for (id, _) in &snapshots {
-        if let Err(e) = crate::store::snapshots::read(&layout.snapshot(id), id) {
+        if let Err(e) = snapshots::read(layout, id) {
             report.errors.push(format!("snapshot {}: {e}", id.short()));
         }
     }
@@ -125,7 +124,7 @@ pub fn check(
         }
         files_by_snapshot.push((*id, files));
     }
-    let (tags, bad_tags) = refs::list_tags(&layout.tags_dir())?;
+    let (tags, bad_tags) = refs::list_tags(layout)?;
     report.errors.extend(bad_tags);
     for (name, id) in tags {
         if !snapshots.iter().any(|(s, _)| *s == id) {
@@ -139,8 +138,8 @@ pub fn check(
     if read_data {
         let total: u64 = index.packs()?.iter().map(|p| p.2).sum();
         progress.start("check", total);
-        for (id, path) in &on_disk {
-            let result = verify_pack(index, &pack_files, id, path, progress);
+        for id in &on_disk {
+            let result = verify_pack(index, &pack_files, id, progress);
             match result {
                 Ok(v) => {
                     report.chunks_checked += v.blobs;
@@ -221,11 +220,9 @@ fn verify_pack(
     index: &Index,
     pack_files: &PackFiles,
     id: &PackId,
-    path: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<PackVerdict> {
-    let (kind, len, entries) = packs::read_pack_index(path)?;
-    let file = pack_files.get(id)?;
+    let (kind, len, entries) = pack_files.read_trailer(id)?;
     let mut hasher = PackId::hasher();
     let mut verdict = PackVerdict {
         blobs: entries.len() as u64,
@@ -234,41 +231,29 @@ fn verify_pack(
         bad: BTreeSet::new(),
     };
     let mut pos = 0u64;
-    let mut batch: Vec<(crate::format::pack::PackEntry, Vec<u8>)> = Vec::new();
-    let flush = |batch: &mut Vec<(crate::format::pack::PackEntry, Vec<u8>)>,
-                 verdict: &mut PackVerdict| {
+    let mut batch: Vec<(PackEntry, Vec<u8>)> = Vec::new();
+    let flush = |batch: &mut Vec<(PackEntry, Vec<u8>)>, verdict: &mut PackVerdict| {
         // Float deltas decode against their bases, read (once each) first.
         let mut bases: HashMap<ChunkId, std::result::Result<Vec<u8>, String>> = HashMap::new();
         for b in batch.iter().filter_map(|(e, _)| e.base) {
             bases.entry(b).or_insert_with(|| {
-                blobs::read_base(index, pack_files, &b).map_err(|e| e.to_string())
+                read::read_base(index, pack_files, &b).map_err(|e| e.to_string())
             });
         }
         let bad: Vec<(ChunkId, String)> = batch
             .par_iter()
             .filter_map(|(e, stored)| {
-                let decoded = match e.base.map(|b| &bases[&b]) {
-                    Some(Ok(base)) => codec::decode_delta(stored, e.raw_len as usize, base),
-                    Some(Err(why)) => Err(crate::error::Error::corrupt(
-                        "its float-delta base",
-                        why.clone(),
-                    )),
-                    None => codec::decode(e.codec, stored, e.raw_len as usize),
-                };
-                let res = decoded.and_then(|d| match kind {
-                    PackKind::Data => blobs::verify_chunk(&e.id, &d),
-                    PackKind::Tree => {
-                        if crate::id::TreeId::of(&d).0 == e.id.0 {
-                            Ok(())
-                        } else {
-                            Err(crate::error::Error::corrupt(
-                                "tree",
-                                "content does not match its id",
-                            ))
-                        }
+                let base = match e.base.map(|b| &bases[&b]) {
+                    Some(Ok(base)) => Some(&base[..]),
+                    Some(Err(why)) => {
+                        let err = Error::corrupt("its float-delta base", why.clone());
+                        return Some((e.id, err.to_string()));
                     }
-                });
-                res.err().map(|err| (e.id, err.to_string()))
+                    None => None,
+                };
+                read::decode_verified(kind, &e.id, e.codec, stored, e.raw_len, base)
+                    .err()
+                    .map(|err| (e.id, err.to_string()))
             })
             .collect();
         verdict.bad.extend(bad);
@@ -277,10 +262,10 @@ fn verify_pack(
     let mut batch_bytes = 0usize;
     for e in &entries {
         if e.offset > pos {
-            let gap = packs::read_at(&file, path, pos, (e.offset - pos) as usize)?;
+            let gap = pack_files.read_range(id, pos, (e.offset - pos) as usize)?;
             hasher.update(&gap);
         }
-        let stored = packs::read_at(&file, path, e.offset, e.stored_len as usize)?;
+        let stored = pack_files.read_range(id, e.offset, e.stored_len as usize)?;
         hasher.update(&stored);
         pos = e.offset + e.stored_len as u64;
         progress.advance(stored.len() as u64);
@@ -292,7 +277,7 @@ fn verify_pack(
         }
     }
     flush(&mut batch, &mut verdict);
-    let rest = packs::read_at(&file, path, pos, (len - pos) as usize)?;
+    let rest = pack_files.read_range(id, pos, (len - pos) as usize)?;
     debug_assert!(rest.len() >= FOOTER_LEN);
     hasher.update(&rest);
     verdict.hash_ok = PackId::from_hasher(&hasher) == *id;

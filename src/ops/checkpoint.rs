@@ -11,8 +11,8 @@ use std::rc::Rc;
 use crate::ckpt::{self, Source, Tensor};
 use crate::error::{Error, Result};
 use crate::format::tree::ChunkRef;
-use crate::ops::blobs::{read_chunk, PackFiles};
 use crate::store::index::Index;
+use crate::store::read::{read_chunk, PackFiles};
 
 /// The tensors of a stored file of `size` bytes made of `chunks`
 /// (`ckpt::tensors`: safetensors, a PyTorch zip or an npz, told apart by

@@ -11,9 +11,9 @@ use crate::ckpt::Tensor;
 use crate::error::Result;
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
-use crate::ops::blobs::{read_chunk, PackFiles};
 use crate::ops::{checkpoint, walk};
 use crate::store::index::Index;
+use crate::store::read::{read_chunk, PackFiles};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Diff {

@@ -8,6 +8,7 @@
 //! to the workspace root, where the backup script found them, so imported
 //! snapshots line up (and dedup) with live ones.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -16,6 +17,12 @@ use std::path::{Path, PathBuf};
 use chrono::{Local, NaiveDate, TimeZone};
 
 use crate::error::{Error, IoContext, Result};
+use crate::format::config::RepoConfig;
+use crate::ops::commit::{self, CommitOptions, CommitSummary};
+use crate::progress::Progress;
+use crate::store::index::Index;
+use crate::store::{durable, Layout};
+use crate::workspace::Workspace;
 
 /// The folder the backup script used for checkpoints from the workspace root.
 pub const ROOT_CHECKPOINTS: &str = "root_checkpoints";
@@ -27,6 +34,52 @@ pub struct Extracted {
     pub bytes: u64,
     /// Newest entry time, Unix nanoseconds.
     pub newest_ns: Option<i64>,
+}
+
+/// Imports one archive as one snapshot of `session` (the caller holds the
+/// writer lock): extracts it into a staging directory under the
+/// repository's `tmp/`, then commits that as the workspace `ws`, dated from
+/// the archive's name or else its newest entry. The staging directory goes
+/// when this returns.
+pub fn import_zip(
+    layout: &Layout,
+    config: &RepoConfig,
+    index: &mut Index,
+    ws: &Workspace,
+    zip: &Path,
+    session: &str,
+    progress: &dyn Progress,
+) -> Result<CommitSummary> {
+    let staging = durable::staging_dir(layout, "import-")?;
+    let extracted = extract(zip, staging.path())?;
+    let time_ns = zip
+        .file_name()
+        .and_then(|n| time_from_name(&n.to_string_lossy()))
+        .or(extracted.newest_ns)
+        .ok_or_else(|| {
+            Error::invalid(
+                "zip archive",
+                zip.display().to_string(),
+                "has no date in its name and no dated entries",
+            )
+        })?;
+    let staged = Workspace {
+        repo: ws.repo.clone(),
+        root: staging.path().to_path_buf(),
+        config: Default::default(),
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert("imported_from".to_string(), zip.display().to_string());
+    let opts = CommitOptions {
+        session: Some(session.to_string()),
+        message: Some(format!("imported from {}", zip.display())),
+        labels,
+        now_ns: time_ns,
+        workspace_label: Some(ws.root.to_string_lossy().into_owned()),
+        no_stat_cache: true,
+        ..CommitOptions::default()
+    };
+    commit::commit(layout, config, index, &staged, opts, progress)
 }
 
 /// The time in an archive's name: `..._YYYYMMDD_HHMMSS` (or `-` separated),

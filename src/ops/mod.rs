@@ -1,18 +1,20 @@
 //! Use cases, one module each. They receive the repository pieces they need,
-//! the time, and a progress sink; they never print.
+//! the time, and a progress sink; they never print. Repository files are
+//! reached only through `store` (by id, never by path).
 
-pub mod blobs;
+pub mod cat;
 pub mod check;
 pub mod checkpoint;
 pub mod commit;
 pub mod diff;
+pub mod forget;
 pub mod import;
 pub mod pathspec;
 pub mod prune;
 pub mod resolve;
 pub mod restore;
 pub mod retention;
+pub mod show;
 pub mod stats;
 pub mod suggest;
-pub mod sync;
 pub mod walk;

@@ -17,10 +17,10 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::error::{Error, Result};
 use crate::format::tree::EntryKind;
 use crate::id::TreeId;
-use crate::ops::blobs::PackFiles;
 use crate::ops::suggest;
 use crate::ops::walk::{self, WalkEntry};
 use crate::store::index::Index;
+use crate::store::read::PackFiles;
 
 const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
 

@@ -13,15 +13,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::pack::{PackEntry, PackKind};
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, TreeId};
-use crate::ops::blobs::{self, load_tree, verify_chunk, PackFiles};
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack, PackWriter};
-use crate::store::{durable, failpoint, Layout};
+use crate::store::read::{self, load_tree, PackFiles};
+use crate::store::{failpoint, Layout};
 
 /// A pack is repacked when more than this share of its bytes is unused.
 pub const REPACK_THRESHOLD: f64 = 0.3;
@@ -152,28 +152,9 @@ pub fn apply(
     for kind in [PackKind::Data, PackKind::Tree] {
         let mut writer: Option<PackWriter> = None;
         for id in plan.repack.iter().filter(|id| plan.kinds[*id] == kind) {
-            let file = pack_files.get(id)?;
-            let path = pack_files.path(id);
             for e in &plan.keep_blobs[id] {
-                let stored = packs::read_at(&file, &path, e.offset, e.stored_len as usize)?;
-                let plain = blobs::decode_stored(
-                    index,
-                    &pack_files,
-                    e.codec,
-                    &stored,
-                    e.raw_len,
-                    e.base.as_ref(),
-                )?;
-                match kind {
-                    PackKind::Data => verify_chunk(&e.id, &plain)?,
-                    PackKind::Tree if TreeId::of(&plain).0 != e.id.0 => {
-                        return Err(Error::corrupt(
-                            format!("tree {}", e.id.short()),
-                            "content does not match its id",
-                        ))
-                    }
-                    PackKind::Tree => {}
-                }
+                // Copied only once verified: a damaged blob stops the prune.
+                let (stored, _) = read::read_entry(index, &pack_files, id, kind, e)?;
                 let w = match writer.as_mut() {
                     Some(w) => w,
                     None => writer.insert(PackWriter::create(layout, kind)?),
@@ -209,10 +190,7 @@ pub fn apply(
         Ok(())
     })?;
     failpoint::hit("prune:before-delete");
-    let paths: Vec<std::path::PathBuf> = old.iter().map(|id| layout.pack(id)).collect();
-    durable::remove_durable(paths.iter().map(|p| p.as_path()), || {
-        failpoint::hit("prune:after-one-delete")
-    })?;
+    packs::delete(layout, &old, || failpoint::hit("prune:after-one-delete"))?;
     progress.finish();
     Ok(new_packs)
 }

@@ -16,6 +16,7 @@
 //! callers can wrap its errors (e.g. with what retention forgot).
 
 use crate::error::{Error, Result};
+use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
 use crate::id::{is_hex_prefix, SnapshotId};
 use crate::ops::suggest;
@@ -27,6 +28,41 @@ type Found = (SnapshotId, Snapshot);
 pub const START_LABEL: (&str, &str) = ("signal", "archive");
 /// The label of the final snapshot of a `snap run` (value: how it ended).
 pub const END_LABEL: &str = "outcome";
+
+/// `err`, the error of a REV no snapshot answers, or, when the REV names
+/// only snapshots retention forgot (`entries`, the journal), what became of
+/// them: when, by which rule, and what is still there.
+pub fn forgotten(rev: &str, err: Error, entries: &[(Forgotten, Snapshot)]) -> Error {
+    let gone: Vec<Found> = entries.iter().map(|(f, s)| (f.id, s.clone())).collect();
+    let gone_tags: Vec<(String, SnapshotId)> = entries
+        .iter()
+        .flat_map(|(f, _)| f.tags.iter().map(|t| (t.clone(), f.id)))
+        .collect();
+    let Ok((id, s)) = resolve(rev, &gone, &gone_tags) else {
+        return err;
+    };
+    let (f, _) = entries
+        .iter()
+        .find(|(f, _)| f.id == id)
+        .expect("resolved among these entries");
+    let when = chrono::DateTime::from_timestamp_nanos(f.forgotten_ns)
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M");
+    let kept = match &s.session {
+        Some(name) => format!("`snap log --session {name}` lists what is kept of its session"),
+        None => "`snap log` lists what is kept".into(),
+    };
+    Error::Forgotten {
+        rev: rev.to_string(),
+        detail: format!(
+            "{when}: snapshot {} (rule {}: {})\n  its files are gone once `snap prune` has run; \
+             {kept}; `snap log --forgotten` lists what retention forgot",
+            id.short(),
+            f.rule,
+            f.reason
+        ),
+    }
+}
 
 /// Resolves `rev` against `snapshots` (oldest first) and `tags`.
 pub fn resolve(rev: &str, snapshots: &[Found], tags: &[(String, SnapshotId)]) -> Result<Found> {

@@ -95,6 +95,24 @@ pub fn did_you_mean(names: &[String]) -> Option<String> {
     }
 }
 
+/// The error for `snap tag --delete NAME` of a tag that does not exist: the
+/// tags there are, and the nearest one.
+pub fn no_such_tag(name: &str, known: &[String]) -> crate::error::Error {
+    let near = nearest(name, known.iter().map(String::as_str));
+    let mut why = format!(
+        "no such tag (tags: {})",
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
+    );
+    if let Some(line) = did_you_mean(&near) {
+        why = format!("{why}\n  {line}");
+    }
+    crate::error::Error::invalid("tag", name, why)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::format::tree::{Entry, EntryKind};
 use crate::id::TreeId;
-use crate::ops::blobs::{load_tree, PackFiles};
 use crate::store::index::Index;
+use crate::store::read::{load_tree, PackFiles};
 
 /// One entry of a snapshot with its relative path.
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
+use crate::store::Layout;
 
 /// Atomically writes `bytes` to `dest`, creating parent directories.
 pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
@@ -82,6 +83,15 @@ pub fn remove_durable<'a>(
         sync_dir(&dir)?;
     }
     Ok(())
+}
+
+/// A directory under the repository's `tmp/` for staging files (removed
+/// when dropped, or by the next writer after a crash).
+pub fn staging_dir(layout: &Layout, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(layout.tmp_dir())
+        .ctx("create staging directory in", layout.tmp_dir())
 }
 
 /// Removes leftovers of interrupted writers. Only called under the writer lock.

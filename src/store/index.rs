@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 
 use crate::error::{Error, Result};
 use crate::format::pack::{Codec, PackEntry, PackKind};
@@ -56,15 +56,36 @@ pub struct BlobLoc {
     pub base: Option<ChunkId>,
 }
 
-/// A file's identity at its last commit, and the chunks it had then.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatEntry {
+/// The identity and attributes of a file system entry, from `lstat` or
+/// `fstat`: what a commit records and what the stat cache compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
     pub inode: u64,
     pub dev: u64,
     pub mode: u32,
+}
+
+impl Meta {
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Meta {
+            size: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            inode: m.ino(),
+            dev: m.dev(),
+            mode: m.mode() & 0o7777,
+        }
+    }
+}
+
+/// A file's identity at its last commit, and the chunks it had then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatEntry {
+    pub meta: Meta,
     pub chunks: Vec<ChunkRef>,
 }
 
@@ -77,6 +98,55 @@ fn kind_code(kind: PackKind) -> i64 {
     kind as i64
 }
 
+/// One connection (or open transaction) and the index file it belongs to:
+/// every query goes through these few steps, which name the file in their
+/// errors. Statements are cached per connection.
+struct Sql<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+}
+
+impl Sql<'_> {
+    fn err(&self, cause: rusqlite::Error) -> Error {
+        Error::Index {
+            path: self.path.to_path_buf(),
+            cause,
+        }
+    }
+
+    /// Every row of `sql`, each mapped by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        args: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(args, row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The first row of `sql`, if there is one, mapped by `row`.
+    fn row<T>(
+        &self,
+        sql: &str,
+        args: impl Params,
+        row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.query_row(args, row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn execute(&self, sql: &str, args: impl Params) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.execute(args).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
 impl Index {
     /// Opens (creating if needed) the index. Returns the index and whether it
     /// was created empty, in which case the caller must fill it from disk.
@@ -85,13 +155,26 @@ impl Index {
             Err(e) if is_damaged(&e) => {
                 // Corrupt or from another schema: it is only a cache, start over.
                 // Other failures (busy, permissions, full disk) are reported as they are.
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{}", path.display(), suffix));
+                for file in files(path) {
+                    let _ = std::fs::remove_file(file);
                 }
                 Self::try_open(path)
             }
             other => other,
         }
+    }
+
+    /// Deletes the index at `path` with its WAL and shared-memory files (a
+    /// missing one is already deleted). Nothing may have it open.
+    pub fn delete_files(path: &Path) -> Result<()> {
+        for file in files(path) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete", &file, e)),
+            }
+        }
+        Ok(())
     }
 
     fn try_open(path: &Path) -> Result<(Index, bool)> {
@@ -105,26 +188,24 @@ impl Index {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        let has_meta: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name='meta'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
         let idx = Index {
             conn,
             path: path.to_path_buf(),
         };
+        let sql = idx.sql();
+        let has_meta = sql
+            .row(
+                "SELECT count(*) FROM sqlite_master WHERE name='meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unwrap_or(0)
+            > 0;
         if has_meta {
-            let v: Option<String> = idx
-                .conn
-                .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+            let v: Option<String> =
+                sql.row("SELECT value FROM meta WHERE key='schema'", [], |r| {
                     r.get(0)
-                })
-                .optional()
-                .map_err(err)?;
+                })?;
             if v.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
                 return Ok((idx, false));
             }
@@ -141,10 +222,10 @@ impl Index {
         Ok((idx, true))
     }
 
-    pub fn sql_err(&self, source: rusqlite::Error) -> Error {
-        Error::Index {
-            path: self.path.clone(),
-            cause: source,
+    fn sql(&self) -> Sql<'_> {
+        Sql {
+            conn: &self.conn,
+            path: &self.path,
         }
     }
 
@@ -157,23 +238,25 @@ impl Index {
         };
         let tx = self.conn.transaction().map_err(err)?;
         let out = f(&Tx {
-            tx: &tx,
-            path: &path,
+            sql: Sql {
+                conn: &tx,
+                path: &path,
+            },
         })?;
         tx.commit().map_err(err)?;
         Ok(out)
     }
 
     pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT pack, codec, offset, stored_len, raw_len, base FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
-            .map_err(|e| self.sql_err(e))?;
-        let row = stmt
-            .query_row(params![&id.0[..], kind_code(kind)], location_row)
-            .optional()
-            .map_err(|e| self.sql_err(e))?;
-        row.map(blob_loc).transpose()
+        self.sql()
+            .row(
+                "SELECT pack, codec, offset, stored_len, raw_len, base FROM blobs \
+                 WHERE id=?1 AND kind=?2 LIMIT 1",
+                params![&id.0[..], kind_code(kind)],
+                location_row,
+            )?
+            .map(blob_loc)
+            .transpose()
     }
 
     /// Locations of many blobs of one kind: `blob` for each id, in queries of
@@ -190,20 +273,16 @@ impl Index {
                  WHERE kind=?1 AND id IN ({}) ORDER BY id, pack",
                 vec!["?"; part.len()].join(",")
             );
-            let mut stmt = self
-                .conn
-                .prepare_cached(&sql)
-                .map_err(|e| self.sql_err(e))?;
             let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(part.len() + 1);
             args.push(&kind);
             args.extend(part.iter().map(|id| &id.0 as &dyn rusqlite::ToSql));
-            let mut rows = stmt.query(&args[..]).map_err(|e| self.sql_err(e))?;
-            while let Some(row) = rows.next().map_err(|e| self.sql_err(e))? {
-                let id: Vec<u8> = row.get(6).map_err(|e| self.sql_err(e))?;
-                let id = <[u8; 32]>::try_from(id.as_slice())
-                    .map_err(|_| Error::corrupt("index", "bad id in blobs table"))?;
-                let loc = blob_loc(location_row(row).map_err(|e| self.sql_err(e))?)?;
-                out.entry(ChunkId(id)).or_insert(loc);
+            let rows = self.sql().rows(&sql, &args[..], |r| {
+                Ok((location_row(r)?, r.get::<_, Vec<u8>>(6)?))
+            })?;
+            for (loc, id) in rows {
+                let id = ChunkId::from_slice(&id)
+                    .ok_or_else(|| Error::corrupt("index", "bad id in blobs table"))?;
+                out.entry(id).or_insert(blob_loc(loc)?);
             }
         }
         Ok(out)
@@ -223,206 +302,156 @@ impl Index {
     }
 
     pub fn has_blob(&self, id: &ChunkId, kind: PackKind) -> Result<bool> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1")
-            .map_err(|e| self.sql_err(e))?;
-        stmt.exists(params![&id.0[..], kind_code(kind)])
-            .map_err(|e| self.sql_err(e))
+        Ok(self
+            .sql()
+            .row(
+                "SELECT 1 FROM blobs WHERE id=?1 AND kind=?2 LIMIT 1",
+                params![&id.0[..], kind_code(kind)],
+                |_| Ok(()),
+            )?
+            .is_some())
     }
 
     pub fn pack_ids(&self) -> Result<HashSet<PackId>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM packs")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = HashSet::new();
-        for r in rows {
-            out.extend(PackId::from_slice(&r.map_err(|e| self.sql_err(e))?));
-        }
-        Ok(out)
+        let ids = self
+            .sql()
+            .rows("SELECT id FROM packs", [], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(ids.iter().filter_map(|id| PackId::from_slice(id)).collect())
     }
 
     /// `(pack id, kind, size)` of every indexed pack.
     pub fn packs(&self) -> Result<Vec<(PackId, PackKind, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, kind, size FROM packs")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        let rows = self
+            .sql()
+            .rows("SELECT id, kind, size FROM packs", [], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, u8>(1)?,
                     r.get::<_, u64>(2)?,
                 ))
+            })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, kind, size)| {
+                Some((PackId::from_slice(&id)?, PackKind::from_u8(kind)?, size))
             })
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (id, kind, size) = r.map_err(|e| self.sql_err(e))?;
-            if let (Some(id), Some(kind)) = (PackId::from_slice(&id), PackKind::from_u8(kind)) {
-                out.push((id, kind, size));
-            }
-        }
-        Ok(out)
+            .collect())
     }
 
     /// Every blob recorded in pack `id`, in offset order.
     pub fn blobs_in_pack(&self, id: &PackId) -> Result<Vec<PackEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, codec, offset, stored_len, raw_len, base FROM blobs WHERE pack=?1 ORDER BY offset")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([&id.0[..]], location_row)
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (blob, codec, offset, stored_len, raw_len, base) =
-                decode_location(row.map_err(|e| self.sql_err(e))?)?;
-            out.push(PackEntry {
-                id: ChunkId(blob),
-                codec,
-                offset,
-                stored_len,
-                raw_len,
-                base,
-            });
-        }
-        Ok(out)
+        let rows = self.sql().rows(
+            "SELECT id, codec, offset, stored_len, raw_len, base FROM blobs \
+             WHERE pack=?1 ORDER BY offset",
+            [&id.0[..]],
+            location_row,
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let (blob, codec, offset, stored_len, raw_len, base) = decode_location(row)?;
+                Ok(PackEntry {
+                    id: ChunkId(blob),
+                    codec,
+                    offset,
+                    stored_len,
+                    raw_len,
+                    base,
+                })
+            })
+            .collect()
     }
 
     pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM snapshots")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = HashSet::new();
-        for r in rows {
-            out.extend(SnapshotId::from_slice(&r.map_err(|e| self.sql_err(e))?));
-        }
-        Ok(out)
+        let ids = self
+            .sql()
+            .rows("SELECT id FROM snapshots", [], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| SnapshotId::from_slice(id))
+            .collect())
     }
 
     /// Every snapshot, oldest first (ties broken by id, so the order is total).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, record FROM snapshots ORDER BY time_ns, id")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        let rows = self.sql().rows(
+            "SELECT id, record FROM snapshots ORDER BY time_ns, id",
+            [],
+            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                let id = SnapshotId::from_slice(&id)
+                    .ok_or_else(|| Error::corrupt("index", "bad snapshot id"))?;
+                Ok((id, Snapshot::decode(&rec)?))
             })
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (id, rec) = r.map_err(|e| self.sql_err(e))?;
-            let id = SnapshotId::from_slice(&id)
-                .ok_or_else(|| Error::corrupt("index", "bad snapshot id"))?;
-            out.push((id, Snapshot::decode(&rec)?));
-        }
-        Ok(out)
+            .collect()
     }
 
     pub fn tags(&self) -> Result<Vec<(String, SnapshotId)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, snapshot FROM tags ORDER BY name")
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        let rows = self
+            .sql()
+            .rows("SELECT name, snapshot FROM tags ORDER BY name", [], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (name, id) = r.map_err(|e| self.sql_err(e))?;
-            out.extend(SnapshotId::from_slice(&id).map(|id| (name, id)));
-        }
-        Ok(out)
+            })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, id)| Some((name, SnapshotId::from_slice(&id)?)))
+            .collect())
     }
 
     pub fn stat_entry(&self, workspace: &str, path: &[u8]) -> Result<Option<StatEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache WHERE workspace=?1 AND path=?2",
-            )
-            .map_err(|e| self.sql_err(e))?;
-        let row = stmt
-            .query_row(params![workspace, path], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, u32>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                ))
+        let row = self.sql().row(
+            "SELECT size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache \
+             WHERE workspace=?1 AND path=?2",
+            params![workspace, path],
+            |r| {
+                let meta = Meta {
+                    size: r.get::<_, i64>(0)? as u64,
+                    mtime_ns: r.get(1)?,
+                    ctime_ns: r.get(2)?,
+                    inode: r.get::<_, i64>(3)? as u64,
+                    dev: r.get::<_, i64>(4)? as u64,
+                    mode: r.get(5)?,
+                };
+                Ok((meta, r.get::<_, Vec<u8>>(6)?))
+            },
+        )?;
+        Ok(row.and_then(|(meta, chunks)| {
+            Some(StatEntry {
+                meta,
+                chunks: decode_chunk_list(&chunks)?,
             })
-            .optional()
-            .map_err(|e| self.sql_err(e))?;
-        Ok(
-            row.and_then(|(size, mtime_ns, ctime_ns, inode, dev, mode, chunks)| {
-                let chunks = decode_chunk_list(&chunks)?;
-                Some(StatEntry {
-                    size: size as u64,
-                    mtime_ns,
-                    ctime_ns,
-                    inode: inode as u64,
-                    dev: dev as u64,
-                    mode,
-                    chunks,
-                })
-            }),
-        )
+        }))
     }
 
-    /// Sums over indexed data blobs: `(count, raw bytes, stored bytes)`.
     /// `data_totals` per codec: `(codec, count, raw bytes, stored bytes)`,
     /// in codec order.
     pub fn data_totals_by_codec(&self) -> Result<Vec<(Codec, u64, u64, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT codec, count(*), sum(raw_len), sum(stored_len) FROM \
-                 (SELECT codec, raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id) \
-                 GROUP BY codec ORDER BY codec",
-            )
-            .map_err(|e| self.sql_err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, u8>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        let rows = self.sql().rows(
+            "SELECT codec, count(*), sum(raw_len), sum(stored_len) FROM \
+             (SELECT codec, raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id) \
+             GROUP BY codec ORDER BY codec",
+            [],
+            |r| Ok((r.get::<_, u8>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        rows.into_iter()
+            .map(|(codec, n, raw, stored)| {
+                let codec = Codec::from_u8(codec)
+                    .ok_or_else(|| Error::corrupt("index", format!("unknown codec {codec}")))?;
+                Ok((codec, n, raw, stored))
             })
-            .map_err(|e| self.sql_err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (codec, n, raw, stored) = r.map_err(|e| self.sql_err(e))?;
-            let codec = Codec::from_u8(codec)
-                .ok_or_else(|| Error::corrupt("index", format!("unknown codec {codec}")))?;
-            out.push((codec, n, raw, stored));
-        }
-        Ok(out)
+            .collect()
     }
 
+    /// Sums over indexed data blobs: `(count, raw bytes, stored bytes)`.
     pub fn data_totals(&self) -> Result<(u64, u64, u64)> {
-        self.conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM \
-                 (SELECT raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(|e| self.sql_err(e))
+        let totals = self.sql().row(
+            "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM \
+             (SELECT raw_len, stored_len FROM blobs WHERE kind=0 GROUP BY id)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(totals.unwrap_or((0, 0, 0)))
     }
 }
 
@@ -430,7 +459,7 @@ impl Index {
 /// base)`, where the key is the pack id or the blob id depending on the query.
 type LocationRow = (Vec<u8>, u8, u64, u32, u32, Option<Vec<u8>>);
 
-fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
+fn location_row(r: &Row<'_>) -> rusqlite::Result<LocationRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -469,6 +498,12 @@ fn blob_loc(row: LocationRow) -> Result<BlobLoc> {
         raw_len,
         base,
     })
+}
+
+/// The index file at `path` and the WAL and shared-memory files SQLite
+/// keeps beside it.
+fn files(path: &Path) -> [PathBuf; 3] {
+    ["", "-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{}", path.display(), suffix)))
 }
 
 /// True if `e` means the index file is unusable rather than unreachable.
@@ -513,93 +548,68 @@ fn decode_chunk_list(bytes: &[u8]) -> Option<Vec<ChunkRef>> {
 
 /// Write operations, only available inside `Index::transaction`.
 pub struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-    path: &'a Path,
+    sql: Sql<'a>,
 }
 
 impl Tx<'_> {
-    fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Index {
-            path: self.path.to_path_buf(),
-            cause: source,
-        }
-    }
-
     pub fn insert_pack(&self, pack: &FinishedPack) -> Result<()> {
-        self.tx
-            .execute(
-                "INSERT OR IGNORE INTO packs VALUES(?1, ?2, ?3)",
-                params![&pack.id.0[..], kind_code(pack.kind), pack.size],
-            )
-            .map_err(|e| self.err(e))?;
-        let mut stmt = self
-            .tx
-            .prepare_cached("INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-            .map_err(|e| self.err(e))?;
+        self.sql.execute(
+            "INSERT OR IGNORE INTO packs VALUES(?1, ?2, ?3)",
+            params![&pack.id.0[..], kind_code(pack.kind), pack.size],
+        )?;
         for e in &pack.entries {
-            stmt.execute(params![
-                &e.id.0[..],
-                kind_code(pack.kind),
-                &pack.id.0[..],
-                e.codec as u8,
-                e.offset,
-                e.stored_len,
-                e.raw_len,
-                e.base.as_ref().map(|b| &b.0[..])
-            ])
-            .map_err(|e| self.err(e))?;
+            self.sql.execute(
+                "INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    &e.id.0[..],
+                    kind_code(pack.kind),
+                    &pack.id.0[..],
+                    e.codec as u8,
+                    e.offset,
+                    e.stored_len,
+                    e.raw_len,
+                    e.base.as_ref().map(|b| &b.0[..])
+                ],
+            )?;
         }
         Ok(())
     }
 
     pub fn delete_pack(&self, id: &PackId) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM blobs WHERE pack=?1", [&id.0[..]])
-            .map_err(|e| self.err(e))?;
-        self.tx
+        self.sql
+            .execute("DELETE FROM blobs WHERE pack=?1", [&id.0[..]])?;
+        self.sql
             .execute("DELETE FROM packs WHERE id=?1", [&id.0[..]])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     pub fn insert_snapshot(&self, id: &SnapshotId, snap: &Snapshot, record: &[u8]) -> Result<()> {
-        self.tx
-            .execute(
-                "INSERT OR IGNORE INTO snapshots VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    &id.0[..],
-                    snap.time_ns,
-                    snap.session,
-                    snap.epoch,
-                    snap.workspace,
-                    record
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.sql.execute(
+            "INSERT OR IGNORE INTO snapshots VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                &id.0[..],
+                snap.time_ns,
+                snap.session,
+                snap.epoch,
+                snap.workspace,
+                record
+            ],
+        )
     }
 
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        self.tx
+        self.sql
             .execute("DELETE FROM snapshots WHERE id=?1", [&id.0[..]])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     pub fn set_tag(&self, name: &str, id: &SnapshotId) -> Result<()> {
-        self.tx
-            .execute(
-                "INSERT OR REPLACE INTO tags VALUES(?1, ?2)",
-                params![name, &id.0[..]],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.sql.execute(
+            "INSERT OR REPLACE INTO tags VALUES(?1, ?2)",
+            params![name, &id.0[..]],
+        )
     }
 
     pub fn replace_tags(&self, tags: &[(String, SnapshotId)]) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM tags", [])
-            .map_err(|e| self.err(e))?;
+        self.sql.execute("DELETE FROM tags", [])?;
         for (name, id) in tags {
             self.set_tag(name, id)?;
         }
@@ -607,46 +617,34 @@ impl Tx<'_> {
     }
 
     pub fn delete_tag(&self, name: &str) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM tags WHERE name=?1", [name])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.sql.execute("DELETE FROM tags WHERE name=?1", [name])
     }
 
     pub fn put_stat(&self, workspace: &str, path: &[u8], e: &StatEntry) -> Result<()> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO statcache VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.execute(params![
-            workspace,
-            path,
-            e.size as i64,
-            e.mtime_ns,
-            e.ctime_ns,
-            e.inode as i64,
-            e.dev as i64,
-            e.mode,
-            encode_chunk_list(&e.chunks)
-        ])
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        let m = &e.meta;
+        self.sql.execute(
+            "INSERT OR REPLACE INTO statcache VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                workspace,
+                path,
+                m.size as i64,
+                m.mtime_ns,
+                m.ctime_ns,
+                m.inode as i64,
+                m.dev as i64,
+                m.mode,
+                encode_chunk_list(&e.chunks)
+            ],
+        )
     }
 
     pub fn clear_workspace_stat(&self, workspace: &str) -> Result<()> {
-        self.tx
+        self.sql
             .execute("DELETE FROM statcache WHERE workspace=?1", [workspace])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     pub fn clear_statcache(&self) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM statcache", [])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.sql.execute("DELETE FROM statcache", [])
     }
 }
 
@@ -715,5 +713,38 @@ mod tests {
         let trees = index.blobs(&ids[..3], PackKind::Tree).unwrap();
         assert_eq!(trees.keys().collect::<Vec<_>>(), vec![&ids[0]]);
         assert!(index.blobs(&[], PackKind::Data).unwrap().is_empty());
+    }
+
+    /// A stat cache row comes back as it was put, per workspace and path;
+    /// totals over an empty index are zero.
+    #[test]
+    fn stat_entries_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut index, created) = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        assert!(created);
+        assert_eq!(index.data_totals().unwrap(), (0, 0, 0));
+        let entry = StatEntry {
+            meta: Meta {
+                size: 1 << 40,
+                mtime_ns: -5,
+                ctime_ns: 1_700_000_000_123_456_789,
+                inode: u64::MAX >> 1,
+                dev: 66306,
+                mode: 0o644,
+            },
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(b"c"),
+                len: 7,
+            }],
+        };
+        index
+            .transaction(|tx| tx.put_stat("/ws", b"a/b.bin", &entry))
+            .unwrap();
+        assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), Some(entry));
+        assert_eq!(index.stat_entry("/other", b"a/b.bin").unwrap(), None);
+        index
+            .transaction(|tx| tx.clear_workspace_stat("/ws"))
+            .unwrap();
+        assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), None);
     }
 }

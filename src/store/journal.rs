@@ -1,6 +1,6 @@
 //! The retention journal, `journal/ID`: one record per snapshot `forget`
 //! removed (`format::journal`). Written before the snapshot file is deleted
-//! (see `Repo::forget`), so a forgotten snapshot is always journalled; an
+//! (see `ops::forget`), so a forgotten snapshot is always journalled; an
 //! entry whose snapshot file still exists (a forget that crashed midway)
 //! describes a snapshot that is not forgotten, and readers skip it.
 

@@ -1,4 +1,7 @@
-//! Paths inside a repository directory. Nothing else builds repository paths.
+//! Paths inside a repository directory. Nothing else builds repository
+//! paths, but for the lock files' names inside `locks/` (`store::lock`) and
+//! the random names of temporaries in `tmp/`; `ops/` asks `store/` for the
+//! files themselves and never opens one.
 
 use std::path::{Path, PathBuf};
 
@@ -57,12 +60,23 @@ impl Layout {
         self.root.join("refs").join("tags")
     }
 
+    /// Tag `name` (already validated: `refs::validate_tag`); a `/` in it is
+    /// a subdirectory.
+    pub fn tag(&self, name: &str) -> PathBuf {
+        name.split('/').fold(self.tags_dir(), |p, c| p.join(c))
+    }
+
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// The index `snap reindex` keeps open while it deletes the real one.
+    pub fn reindex_scratch(&self) -> PathBuf {
+        self.tmp_dir().join("reindex.sqlite")
     }
 
     /// Every directory `init` creates.

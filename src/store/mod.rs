@@ -1,5 +1,9 @@
-//! The repository directory: immutable pack and snapshot files, atomically
-//! replaced refs, the writer lock, and the SQLite index that caches it all.
+//! All repository I/O: immutable pack and snapshot files, atomically
+//! replaced refs, the journal, the writer lock, and the SQLite index that
+//! caches it all (kept in line with the files by `sync`). `read` is the only
+//! way blobs come back out: decoded and verified against their ids. Its
+//! functions take the `Layout`, so `ops/` names what it wants (a pack id, a
+//! snapshot id) and never a path.
 //!
 //! ```text
 //! .snap/
@@ -15,6 +19,7 @@
 //!
 //! The order in which a commit makes its files durable lives in `publish`.
 
+pub mod config;
 pub mod durable;
 pub mod failpoint;
 pub mod index;
@@ -23,7 +28,9 @@ pub mod layout;
 pub mod lock;
 pub mod packs;
 pub mod publish;
+pub mod read;
 pub mod refs;
 pub mod snapshots;
+pub mod sync;
 
 pub use layout::Layout;

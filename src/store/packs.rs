@@ -123,6 +123,11 @@ impl PackWriter {
     }
 }
 
+/// Reads the trailer of pack `id`: its kind, size and entries.
+pub fn read_trailer(layout: &Layout, id: &PackId) -> Result<(PackKind, u64, Vec<PackEntry>)> {
+    read_pack_index(&layout.pack(id))
+}
+
 /// Reads the trailer of a pack file: its kind, size and entries.
 pub fn read_pack_index(path: &Path) -> Result<(PackKind, u64, Vec<PackEntry>)> {
     let what = || format!("pack {}", path.display());
@@ -151,8 +156,8 @@ pub fn read_pack_index(path: &Path) -> Result<(PackKind, u64, Vec<PackEntry>)> {
     Ok((kind, len, entries))
 }
 
-/// Every pack file present, with the id its file name gives.
-pub fn list_packs(layout: &Layout) -> Result<Vec<(PackId, PathBuf)>> {
+/// Every pack file present, by the id its file name gives, in id order.
+pub fn list_packs(layout: &Layout) -> Result<Vec<PackId>> {
     let mut out = Vec::new();
     let dir = layout.packs_dir();
     for sub in fs::read_dir(&dir).ctx("list packs in", &dir)? {
@@ -167,13 +172,18 @@ pub fn list_packs(layout: &Layout) -> Result<Vec<(PackId, PathBuf)>> {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".pack"))
                 .and_then(PackId::from_hex);
-            if let Some(id) = id {
-                out.push((id, path));
-            }
+            out.extend(id);
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// Deletes packs (a missing one is already deleted), calling `between`
+/// after each, and makes the deletions durable.
+pub fn delete(layout: &Layout, ids: &[&PackId], between: impl FnMut()) -> Result<()> {
+    let paths: Vec<PathBuf> = ids.iter().map(|id| layout.pack(id)).collect();
+    durable::remove_durable(paths.iter().map(PathBuf::as_path), between)
 }
 
 /// Reads `len` bytes at `offset` from an open pack: every byte, or an error

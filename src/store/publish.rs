@@ -20,7 +20,7 @@ use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::store::index::{Index, StatEntry};
 use crate::store::packs::FinishedPack;
-use crate::store::{durable, failpoint};
+use crate::store::{failpoint, snapshots};
 use crate::store::{refs, Layout};
 
 /// Everything a commit makes visible at once.
@@ -41,11 +41,7 @@ pub struct Publication {
 /// exists).
 pub fn publish(layout: &Layout, index: &mut Index, p: Publication) -> Result<()> {
     failpoint::hit("publish:before-record");
-    durable::write_atomic(
-        &layout.tmp_dir(),
-        &layout.snapshot(&p.snapshot_id),
-        &p.record,
-    )?;
+    snapshots::write(layout, &p.snapshot_id, &p.record)?;
     failpoint::hit("publish:before-index");
     index.transaction(|tx| {
         for pack in &p.packs {
@@ -69,6 +65,6 @@ pub fn publish(layout: &Layout, index: &mut Index, p: Publication) -> Result<()>
 
 /// Points tag `name` at a durable snapshot: the ref file first, then the index.
 pub fn set_tag(layout: &Layout, index: &mut Index, name: &str, id: &SnapshotId) -> Result<()> {
-    refs::write_tag(&layout.tags_dir(), &layout.tmp_dir(), name, id)?;
+    refs::write_tag(layout, name, id)?;
     index.transaction(|tx| tx.set_tag(name, id))
 }

@@ -3,11 +3,11 @@
 //! so a tag can never point outside `refs/tags`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
-use crate::store::durable;
+use crate::store::{durable, Layout};
 
 /// Checks a tag name: components of `[A-Za-z0-9._-]`, not `.`/`..`, joined by `/`.
 pub fn validate_tag(name: &str) -> Result<()> {
@@ -32,24 +32,19 @@ pub fn validate_tag(name: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn tag_path(tags_dir: &Path, name: &str) -> PathBuf {
-    name.split('/')
-        .fold(tags_dir.to_path_buf(), |p, c| p.join(c))
-}
-
-pub fn write_tag(tags_dir: &Path, tmp_dir: &Path, name: &str, id: &SnapshotId) -> Result<()> {
+pub fn write_tag(layout: &Layout, name: &str, id: &SnapshotId) -> Result<()> {
     validate_tag(name)?;
     durable::write_atomic(
-        tmp_dir,
-        &tag_path(tags_dir, name),
+        &layout.tmp_dir(),
+        &layout.tag(name),
         format!("{}\n", id.to_hex()).as_bytes(),
     )
 }
 
 /// Deletes a tag; returns false if it did not exist.
-pub fn delete_tag(tags_dir: &Path, name: &str) -> Result<bool> {
+pub fn delete_tag(layout: &Layout, name: &str) -> Result<bool> {
     validate_tag(name)?;
-    let path = tag_path(tags_dir, name);
+    let path = layout.tag(name);
     match fs::remove_file(&path) {
         Ok(()) => {
             durable::sync_dir(path.parent().expect("tag has a parent"))?;
@@ -66,10 +61,10 @@ pub type Tags = Vec<(String, SnapshotId)>;
 /// Every readable tag on disk, sorted by name, and a sentence for each tag
 /// file that cannot be read (so one bad file never locks users out: `check`
 /// reports it and `snap tag --delete NAME` removes it).
-pub fn list_tags(tags_dir: &Path) -> Result<(Tags, Vec<String>)> {
+pub fn list_tags(layout: &Layout) -> Result<(Tags, Vec<String>)> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    walk(tags_dir, String::new(), &mut out, &mut bad)?;
+    walk(&layout.tags_dir(), String::new(), &mut out, &mut bad)?;
     out.sort();
     Ok((out, bad))
 }

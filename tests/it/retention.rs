@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use snapstore::store::packs::read_pack_index;
+use snapstore::ChunkId;
 
 use crate::util::*;
 
@@ -580,4 +582,72 @@ fn prune_and_commit_at_the_same_time_both_succeed() {
     verify_kept(ws, &kept);
     let out = ws.restore_to(&new_id, "new");
     assert_same_tree(&ws.root, &out, &[".snap"]);
+}
+
+/// Prune copies only what it has read and verified: a damaged blob in a
+/// pack it must repack stops it before anything is deleted, naming the chunk.
+#[test]
+fn prune_refuses_to_repack_a_damaged_blob_and_deletes_nothing() {
+    let fx = repack_fixture();
+    let ws = &fx.ws;
+    ws.ok(FORGET);
+    let kept = ChunkId::of(&fs::read(ws.path("models/part_00.bin")).unwrap());
+    let (pack, entry) = packs_of_kind(&ws.repo(), 0)
+        .into_iter()
+        .find_map(|p| {
+            let (_, _, entries) = read_pack_index(&p).unwrap();
+            entries.into_iter().find(|e| e.id == kept).map(|e| (p, e))
+        })
+        .expect("part_00.bin's chunk is stored");
+    let plan = ws.json(&["prune", "--dry-run"]);
+    let short = &pack.file_stem().unwrap().to_string_lossy()[..8];
+    assert!(
+        plan["repack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|id| id.as_str().unwrap().starts_with(short)),
+        "the damaged blob's pack must be one prune repacks: {plan:#}"
+    );
+    flip_byte(&pack, entry.offset + entry.stored_len as u64 / 2);
+    let before = pack_files(ws);
+    let o = ws.fails(&["prune"], 3);
+    let err = stderr(&o);
+    assert!(err.contains(&format!("chunk {}", kept.short())), "{err}");
+    assert_eq!(pack_files(ws), before, "prune deleted packs: {err}");
+    let kept_ids = ids(fx.kept.iter().map(|(id, _)| id));
+    assert_eq!(log_ids(ws), kept_ids);
+}
+
+/// Forget journals every snapshot before it deletes anything: a record it
+/// cannot read stops it with nothing forgotten, no tag deleted, no journal.
+#[test]
+fn forget_that_cannot_journal_a_record_forgets_nothing() {
+    let ws = Ws::new();
+    ws.write("f.txt", b"1");
+    let a = ws.commit_id(&["--session", "a", "--tag", "best"]);
+    ws.write("f.txt", b"2");
+    let b = ws.commit_id(&["--session", "b"]);
+    ws.write("f.txt", b"3");
+    let c = ws.commit_id(&["--session", "c"]);
+    // b's record becomes unreadable (a directory where the file was).
+    let record = ws.repo().join("snapshots").join(&b);
+    fs::remove_file(&record).unwrap();
+    fs::create_dir(&record).unwrap();
+    let o = ws.fails(
+        &["forget", "--keep-sessions", "1", "--keep-tag", "keep/*"],
+        1,
+    );
+    let err = stderr(&o);
+    assert!(err.contains("to journal it before forgetting it"), "{err}");
+    assert!(err.contains("nothing was forgotten"), "{err}");
+    assert_eq!(log_ids(&ws), ids([&a, &b, &c]));
+    assert!(ws.repo().join("snapshots").join(&a).is_file());
+    assert_eq!(ws.json(&["tags"])[0]["name"], "best");
+    assert!(!ws.repo().join("journal").exists());
+    assert!(ws
+        .json(&["log", "--forgotten"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::format::pack::{Codec, PackKind};
 use crate::format::tree::{ChunkRef, EntryKind, Tree};
 use crate::id::{ChunkId, TreeId};
-use crate::ops::blobs::{load_tree, PackFiles};
 use crate::store::index::{BlobLoc, Index};
+use crate::store::read::{load_tree, PackFiles};
 
 /// Float-delta bases of one file, by (offset from the first float chunk,
 /// length) of the new chunk.

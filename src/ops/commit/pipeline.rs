@@ -27,10 +27,10 @@ use crate::format::config::RepoConfig;
 use crate::format::pack::{Codec, PackKind};
 use crate::format::tree::ChunkRef;
 use crate::id::ChunkId;
-use crate::ops::blobs::PackFiles;
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index};
 use crate::store::packs::{FinishedPack, PackWriter};
+use crate::store::read::PackFiles;
 use crate::store::Layout;
 
 /// Chunk bytes that may be waiting for hashing/compression at once.
@@ -256,9 +256,8 @@ impl<'a> Shared<'a> {
         let delta = match (float, base) {
             (Some(layout), Some((base_id, loc))) => self
                 .packs
-                .read_decoded(loc)
+                .read_verified(loc, PackKind::Data, base_id)
                 .ok()
-                .filter(|b| ChunkId::of(b) == *base_id)
                 .and_then(|b| codec::encode_delta(data, &b, layout))
                 .map(|d| (Codec::FloatDelta, d, Some(*base_id))),
             _ => None,

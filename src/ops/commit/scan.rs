@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::pipeline::Slots;
@@ -29,29 +28,8 @@ use crate::workspace::{self, Workspace};
 /// 10 ms), so a change right after the read could keep the same mtime.
 const RACY_MARGIN_NS: i64 = 50_000_000;
 
-/// The identity and attributes of a file system entry, from `lstat`/`fstat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub inode: u64,
-    pub dev: u64,
-    pub mode: u32,
-}
-
-impl Meta {
-    pub fn of(m: &fs::Metadata) -> Self {
-        Meta {
-            size: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            inode: m.ino(),
-            dev: m.dev(),
-            mode: m.mode() & 0o7777,
-        }
-    }
-}
+/// What `lstat`/`fstat` says of an entry; the stat cache stores the same.
+pub use crate::store::index::Meta;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemKind {
@@ -357,6 +335,7 @@ pub(super) fn use_stat_cache(
 }
 
 fn same_file(c: &StatEntry, m: &Meta) -> bool {
+    let c = &c.meta;
     c.size == m.size
         && c.mtime_ns == m.mtime_ns
         && c.ctime_ns == m.ctime_ns
@@ -389,13 +368,5 @@ pub(super) fn cacheable(meta: &Meta, read_start_ns: i64, prefix: bool) -> bool {
 
 /// The stat cache row of a file as committed.
 pub(super) fn stat_row(m: &Meta, chunks: Vec<ChunkRef>) -> StatEntry {
-    StatEntry {
-        size: m.size,
-        mtime_ns: m.mtime_ns,
-        ctime_ns: m.ctime_ns,
-        inode: m.inode,
-        dev: m.dev,
-        mode: m.mode,
-        chunks,
-    }
+    StatEntry { meta: *m, chunks }
 }

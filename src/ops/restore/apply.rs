@@ -21,12 +21,11 @@ use rayon::prelude::*;
 
 use super::target::{create_temporaries, ensure_dir, set_mtime};
 use super::{ChunkJob, DeltaGroup, RestorePlan, RestoreSummary};
-use crate::codec;
 use crate::error::{Error, IoContext, Result};
+use crate::format::pack::PackKind;
 use crate::id::{ChunkId, PackId};
-use crate::ops::blobs::{self, PackFiles};
 use crate::progress::Progress;
-use crate::store::packs;
+use crate::store::read::{self, PackFiles};
 
 /// Stored bytes read from a pack in one request.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -216,9 +215,7 @@ fn restore_batch(
     let start = jobs[0].loc.offset;
     let last = jobs.last().expect("batches are non-empty");
     let end = last.loc.offset + last.loc.stored_len as u64;
-    let range = packs
-        .get(pack)
-        .and_then(|f| packs::read_at(&f, &packs.path(pack), start, (end - start) as usize));
+    let range = packs.read_range(pack, start, (end - start) as usize);
     // Consecutive chunks of a pack mostly belong to one file: keep the last
     // temporary file open rather than open it for every chunk (one
     // descriptor per worker, however many files the batch touches).
@@ -230,9 +227,16 @@ fn restore_batch(
         let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
             let off = (job.loc.offset - start) as usize;
             let stored = &r[off..off + job.loc.stored_len as usize];
-            codec::decode(job.loc.codec, stored, job.loc.raw_len as usize)
-                .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
-                .map_err(|e| e.to_string())
+            let loc = &job.loc;
+            read::decode_verified(
+                PackKind::Data,
+                &job.id,
+                loc.codec,
+                stored,
+                loc.raw_len,
+                None,
+            )
+            .map_err(|e| e.to_string())
         });
         deliver(plan, job, data, &mut open, progress, outcome);
     }
@@ -255,8 +259,7 @@ fn restore_deltas(
 ) {
     let base = &group.base;
     let decoded = packs
-        .read_decoded(&base.loc)
-        .and_then(|d| blobs::verify_chunk(&base.id, &d).map(|_| d))
+        .read_verified(&base.loc, PackKind::Data, &base.id)
         .map_err(|e| e.to_string());
     let mut open: Option<(usize, File)> = None;
     let base_data = match decoded {
@@ -275,10 +278,20 @@ fn restore_deltas(
         if plan.cancelled().is_some() {
             return;
         }
+        let loc = &job.loc;
         let data = packs
-            .read_stored(&job.loc)
-            .and_then(|stored| codec::decode_delta(&stored, job.loc.raw_len as usize, &base_data))
-            .and_then(|d| blobs::verify_chunk(&job.id, &d).map(|_| d))
+            .read_stored(loc)
+            .and_then(|stored| {
+                let base = Some(&base_data[..]);
+                read::decode_verified(
+                    PackKind::Data,
+                    &job.id,
+                    loc.codec,
+                    &stored,
+                    loc.raw_len,
+                    base,
+                )
+            })
             .map_err(|e| e.to_string());
         deliver(plan, job, data, &mut open, progress, outcome);
     }

@@ -16,10 +16,10 @@ use super::{ChunkJob, DeltaGroup, PlannedEntry, PlannedFile, RestoreOptions, Res
 use crate::error::Result;
 use crate::format::tree::{Entry, EntryKind};
 use crate::id::{ChunkId, TreeId};
-use crate::ops::blobs::PackFiles;
 use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::walk::WalkEntry;
 use crate::store::index::{BlobLoc, Index};
+use crate::store::read::PackFiles;
 
 /// Every place a chunk goes: (file index in the plan, offset in the file).
 type Places = HashMap<ChunkId, Vec<(usize, u64)>>;

@@ -10,7 +10,7 @@ use crate::format::pack::PackKind;
 use crate::id::PackId;
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack};
-use crate::store::{refs, snapshots, Layout};
+use crate::store::{durable, refs, snapshots, Layout};
 
 /// What a sync changed in the index.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -36,53 +36,44 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
 
     let on_disk = packs::list_packs(layout)?;
     let indexed = index.pack_ids()?;
-    let disk_ids: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
+    let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
-    for (id, path) in &on_disk {
+    for id in &on_disk {
         if indexed.contains(id) {
             continue;
         }
-        match packs::read_pack_index(path) {
+        match packs::read_trailer(layout, id) {
             Ok((kind, size, entries)) => new_packs.push(FinishedPack {
                 id: *id,
                 kind,
                 size,
                 entries,
             }),
-            Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+            Err(e) => report
+                .damaged
+                .push(format!("{}: {e}", layout.pack(id).display())),
         }
     }
     let gone_packs: Vec<PackId> = indexed.difference(&disk_ids).copied().collect();
 
-    let snap_ids = snapshots::list(&layout.snapshots_dir())?;
+    let snap_ids = snapshots::list(layout)?;
     let indexed_snaps = index.snapshot_ids()?;
     let mut new_snaps = Vec::new();
     for id in &snap_ids {
         if indexed_snaps.contains(id) {
             continue;
         }
-        let path = layout.snapshot(id);
-        match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                crate::format::snapshot::Snapshot::decode(&bytes)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| {
-                        if crate::id::SnapshotId::of(&bytes) == *id {
-                            Ok((s, bytes))
-                        } else {
-                            Err("content does not match its id".into())
-                        }
-                    })
-            }) {
+        match snapshots::read(layout, id) {
             Ok((snap, bytes)) => new_snaps.push((*id, snap, bytes)),
-            Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+            Err(e) => report
+                .damaged
+                .push(format!("{}: {e}", layout.snapshot(id).display())),
         }
     }
     let snap_set: HashSet<_> = snap_ids.iter().copied().collect();
     let gone_snaps: Vec<_> = indexed_snaps.difference(&snap_set).copied().collect();
 
-    let (tags, bad_tags) = refs::list_tags(&layout.tags_dir())?;
+    let (tags, bad_tags) = refs::list_tags(layout)?;
     report.damaged.extend(bad_tags);
     let tags_changed = index.tags()? != tags;
 
@@ -112,6 +103,21 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
             tx.replace_tags(&tags)
         })?;
     }
+    Ok(report)
+}
+
+/// Deletes the index and rebuilds it from packs, snapshots and refs (`snap
+/// reindex`; the caller holds the writer lock). `index` is the open index,
+/// replaced by the rebuilt one.
+pub fn reindex(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
+    // Replace the open connection before deleting its files.
+    let (scratch, _) = Index::open(&layout.reindex_scratch())?;
+    drop(std::mem::replace(index, scratch));
+    Index::delete_files(&layout.index())?;
+    let (mut fresh, _) = Index::open(&layout.index())?;
+    let report = sync(layout, &mut fresh)?;
+    *index = fresh;
+    durable::clean_tmp(&layout.tmp_dir())?;
     Ok(report)
 }
 
