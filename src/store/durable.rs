@@ -63,28 +63,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .ctx("fsync directory", dir)
 }
 
-/// Deletes files (a missing one is already deleted), calling `between` after
-/// each, then fsyncs the directories that held them.
-pub fn remove_durable<'a>(
-    paths: impl IntoIterator<Item = &'a Path>,
-    mut between: impl FnMut(),
-) -> Result<()> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for path in paths {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(crate::error::Error::io("delete", path, e)),
-        }
-        dirs.extend(path.parent().map(Path::to_path_buf));
-        between();
-    }
-    for dir in dirs {
-        sync_dir(&dir)?;
-    }
-    Ok(())
-}
-
 /// A directory under the repository's `tmp/` for staging files (removed
 /// when dropped, or by the next writer after a crash).
 pub fn staging_dir(layout: &Layout, prefix: &str) -> Result<tempfile::TempDir> {

@@ -19,6 +19,7 @@
 //!
 //! The order in which a commit makes its files durable lives in `publish`.
 
+pub mod backend;
 pub mod config;
 pub mod durable;
 pub mod failpoint;
