@@ -1,5 +1,6 @@
-//! Durable file primitives: write to a temporary file in `tmp/`, fsync it,
-//! rename it into place, fsync the directory. A reader therefore sees either
+//! Durable file primitives, used by `LocalBackend` and for the local files:
+//! write to a temporary file in `tmp/`, fsync it, rename it into place,
+//! fsync the directory. A reader therefore sees either
 //! the old file or the complete new one, and after a crash only orphan
 //! temporaries remain (removed by the next writer).
 
