@@ -82,7 +82,9 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Writes the trailer and makes the pack durable and visible.
+    /// Writes the trailer and makes the pack durable and visible in the
+    /// backend of `_layout`, the one it was created in (the upload already
+    /// knows it).
     pub fn finish(mut self, _layout: &Layout) -> Result<FinishedPack> {
         let trailer = pack::encode_trailer(&self.entries);
         self.write(&trailer)?;

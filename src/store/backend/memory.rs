@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 type Objects = BTreeMap<(Kind, String), Arc<Vec<u8>>>;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     visible: Objects,
     durable: Objects,
@@ -33,9 +33,20 @@ struct State {
     down: bool,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state();
+        f.debug_struct("MemoryBackend")
+            .field("objects", &s.visible.len())
+            .field("writes", &s.writes)
+            .field("down", &s.down)
+            .finish()
+    }
 }
 
 impl MemoryBackend {
