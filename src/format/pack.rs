@@ -3,7 +3,7 @@
 //! ```text
 //! header   "SNPK" | version u16 LE | kind u8 | reserved u8          (8 bytes)
 //! blobs    one encoded blob after another (a zstd frame, or raw bytes)
-//! trailer  envelope "SNPX" v1, bincode Vec<PackEntry>
+//! trailer  envelope "SNPX" v3 (v1 and v2 still read), bincode Vec<PackEntry>
 //! footer   trailer_len u64 LE | BLAKE3(trailer) [32] | "SNPKEND1"     (48 bytes)
 //! ```
 //!

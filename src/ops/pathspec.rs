@@ -121,7 +121,7 @@ pub fn select(
     let mut out = Vec::new();
     for spec in specs {
         if let Some(entry) = walk::find(index, packs, root, &spec.path)? {
-            push_with_subtree(index, packs, &mut out, spec.path.clone(), entry)?;
+            walk::push_with_subtree(index, packs, spec.path.clone(), entry, &mut out)?;
             continue;
         }
         let all = match &mut all {
@@ -150,27 +150,6 @@ pub fn select(
     let mut seen = std::collections::HashSet::new();
     out.retain(|e| seen.insert(e.path.clone()));
     Ok(out)
-}
-
-fn push_with_subtree(
-    index: &Index,
-    packs: &PackFiles,
-    out: &mut Vec<WalkEntry>,
-    path: PathBuf,
-    entry: crate::format::tree::Entry,
-) -> Result<()> {
-    let tree = match &entry.kind {
-        EntryKind::Dir { tree } => Some(*tree),
-        _ => None,
-    };
-    out.push(WalkEntry {
-        path: path.clone(),
-        entry,
-    });
-    if let Some(tree) = tree {
-        walk::walk_into(index, packs, &tree, &path, out)?;
-    }
-    Ok(())
 }
 
 /// The one file `spec` names: its path, or the single file a glob matches.

@@ -25,7 +25,7 @@ pub fn walk_all(index: &Index, packs: &PackFiles, root: &TreeId) -> Result<Vec<W
 }
 
 /// Appends every entry below tree `id` to `out`, paths prefixed by `prefix`.
-pub(crate) fn walk_into(
+fn walk_into(
     index: &Index,
     packs: &PackFiles,
     id: &TreeId,
@@ -35,17 +35,30 @@ pub(crate) fn walk_into(
     let tree = load_tree(index, packs, id)?;
     for entry in tree.entries {
         let path = prefix.join(std::ffi::OsStr::from_bytes(&entry.name));
-        let sub = match &entry.kind {
-            EntryKind::Dir { tree } => Some(*tree),
-            _ => None,
-        };
-        out.push(WalkEntry {
-            path: path.clone(),
-            entry,
-        });
-        if let Some(sub) = sub {
-            walk_into(index, packs, &sub, &path, out)?;
-        }
+        push_with_subtree(index, packs, path, entry, out)?;
+    }
+    Ok(())
+}
+
+/// Appends `entry` at `path` to `out` and, for a directory, everything
+/// below it, parents first.
+pub fn push_with_subtree(
+    index: &Index,
+    packs: &PackFiles,
+    path: PathBuf,
+    entry: Entry,
+    out: &mut Vec<WalkEntry>,
+) -> Result<()> {
+    let sub = match &entry.kind {
+        EntryKind::Dir { tree } => Some(*tree),
+        _ => None,
+    };
+    out.push(WalkEntry {
+        path: path.clone(),
+        entry,
+    });
+    if let Some(sub) = sub {
+        walk_into(index, packs, &sub, &path, out)?;
     }
     Ok(())
 }
