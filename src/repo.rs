@@ -85,10 +85,15 @@ pub use crate::ckpt::CHECKPOINT_EXTENSIONS;
 impl Repo {
     /// Creates a repository at `path` (which must not already hold one).
     pub fn init(path: &Path, chunker: ChunkerParams, now_ns: i64) -> Result<Repo> {
-        let layout = Layout::new(path);
+        Repo::init_in(Layout::new(path), chunker, now_ns)
+    }
+
+    /// Creates a repository in `layout` (objects in its backend, which
+    /// must not already hold one; local files in its root).
+    pub fn init_in(layout: Layout, chunker: ChunkerParams, now_ns: i64) -> Result<Repo> {
         if store_config::exists(&layout) {
             return Err(Error::AlreadyExists {
-                path: path.to_path_buf(),
+                path: layout.root().to_path_buf(),
             });
         }
         chunker.validate()?;
@@ -102,7 +107,7 @@ impl Repo {
             pack_target_size: 32 << 20,
         };
         store_config::create(&layout, &config)?;
-        Repo::open(path)
+        Repo::open_in(layout)
     }
 
     /// `snap init`: creates the repository at `path` for the workspace
@@ -139,7 +144,11 @@ impl Repo {
 
     /// Opens an existing repository and brings its index up to date.
     pub fn open(path: &Path) -> Result<Repo> {
-        let layout = Layout::new(path);
+        Repo::open_in(Layout::new(path))
+    }
+
+    /// Opens the repository in `layout` and brings its index up to date.
+    pub fn open_in(layout: Layout) -> Result<Repo> {
         let config = store_config::read(&layout)?;
         let (mut index, _) = Index::open(&layout.index())?;
         let damaged = sync::sync(&layout, &mut index)?.damaged;

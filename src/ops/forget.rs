@@ -80,7 +80,7 @@ fn journal_entry(
         Error::Other(format!(
             "cannot read {} to journal it before forgetting it: {}\n  \
              nothing was forgotten; run `snap check`",
-            layout.snapshot(&d.id).display(),
+            snapshots::locate(layout, &d.id).display(),
             io_cause(&e)
         ))
     })?;

@@ -3,20 +3,22 @@
 
 use crate::error::{Error, Result};
 use crate::format::config::{self, RepoConfig};
+use crate::store::backend::{is_not_found, Kind};
 use crate::store::{durable, Layout};
 
 /// True if a repository (its config file) exists at `layout`.
 pub fn exists(layout: &Layout) -> bool {
-    layout.config().exists()
+    layout.backend().exists(Kind::Config, "")
 }
 
 /// Creates every repository directory, then the config file: a directory
 /// without a config is not a repository yet.
 pub fn create(layout: &Layout, config: &RepoConfig) -> Result<()> {
-    for dir in layout.dirs() {
+    layout.backend().create()?;
+    for dir in layout.local_dirs() {
         durable::create_dir_durable(&dir)?;
     }
-    durable::write_atomic(&layout.tmp_dir(), &layout.config(), &config.encode())
+    layout.backend().put(Kind::Config, "", &config.encode())
 }
 
 /// Reads the config of the repository at `layout` and checks that its
@@ -28,13 +30,10 @@ pub fn read(layout: &Layout) -> Result<RepoConfig> {
         path: root.to_path_buf(),
         why,
     };
-    let cfg_path = layout.config();
-    let bytes = match std::fs::read(&cfg_path) {
+    let bytes = match layout.backend().read(Kind::Config, "") {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(not_a_repo("no config file".into()))
-        }
-        Err(e) => return Err(Error::io("read", &cfg_path, e)),
+        Err(e) if is_not_found(&e) => return Err(not_a_repo("no config file".into())),
+        Err(e) => return Err(e),
     };
     let version = match bytes.get(..6) {
         Some(h) if &h[..4] == config::MAGIC => u16::from_le_bytes([h[4], h[5]]),
@@ -51,7 +50,10 @@ pub fn read(layout: &Layout) -> Result<RepoConfig> {
         Error::Corrupt { detail, .. } => not_a_repo(detail),
         other => other,
     })?;
-    for dir in layout.dirs() {
+    if let Some(why) = layout.backend().missing() {
+        return Err(not_a_repo(why));
+    }
+    for dir in layout.local_dirs() {
         if !dir.is_dir() {
             return Err(not_a_repo(format!("{} is missing", dir.display())));
         }

@@ -1,5 +1,6 @@
-//! Durable file primitives: write to a temporary file in `tmp/`, fsync it,
-//! rename it into place, fsync the directory. A reader therefore sees either
+//! Durable file primitives, used by `LocalBackend` and for the local files:
+//! write to a temporary file in `tmp/`, fsync it, rename it into place,
+//! fsync the directory. A reader therefore sees either
 //! the old file or the complete new one, and after a crash only orphan
 //! temporaries remain (removed by the next writer).
 
@@ -61,28 +62,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .ctx("fsync directory", dir)
-}
-
-/// Deletes files (a missing one is already deleted), calling `between` after
-/// each, then fsyncs the directories that held them.
-pub fn remove_durable<'a>(
-    paths: impl IntoIterator<Item = &'a Path>,
-    mut between: impl FnMut(),
-) -> Result<()> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for path in paths {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(crate::error::Error::io("delete", path, e)),
-        }
-        dirs.extend(path.parent().map(Path::to_path_buf));
-        between();
-    }
-    for dir in dirs {
-        sync_dir(&dir)?;
-    }
-    Ok(())
 }
 
 /// A directory under the repository's `tmp/` for staging files (removed

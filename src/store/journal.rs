@@ -4,24 +4,22 @@
 //! entry whose snapshot file still exists (a forget that crashed midway)
 //! describes a snapshot that is not forgotten, and readers skip it.
 
-use std::fs;
-use std::path::Path;
-
-use crate::error::{IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::store::{durable, Layout};
+use crate::store::backend::{Backend, Kind};
+use crate::store::Layout;
 
 /// A journal file larger than this is damaged (a record is a few KiB).
 const MAX_ENTRY: u64 = 16 << 20;
 
 /// Makes every entry durable in `journal/`.
 pub fn write(layout: &Layout, entries: &[Forgotten]) -> Result<()> {
-    let dir = layout.journal_dir();
-    durable::create_dir_durable(&dir)?;
     for e in entries {
-        durable::write_atomic(&layout.tmp_dir(), &layout.journal_entry(&e.id), &e.encode())?;
+        layout
+            .backend()
+            .put(Kind::Journal, &e.id.to_hex(), &e.encode())?;
     }
     Ok(())
 }
@@ -37,23 +35,19 @@ pub struct Journal {
 
 /// Every entry of the journal.
 pub fn read_all(layout: &Layout) -> Result<Journal> {
-    let dir = layout.journal_dir();
+    let backend = layout.backend();
     let mut out = Vec::new();
     let mut damaged = Vec::new();
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::default()),
-        Err(e) => return Err(crate::error::Error::io("list", &dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.ctx("list", &dir)?;
-        let path = entry.path();
-        let Some(id) = entry.file_name().to_str().and_then(SnapshotId::from_hex) else {
+    for name in backend.list(Kind::Journal)? {
+        let Some(id) = SnapshotId::from_hex(&name) else {
             continue;
         };
-        match read_one(&path, &id) {
+        match read_one(backend, &name, &id) {
             Ok(e) => out.push(e),
-            Err(why) => damaged.push(format!("{}: {why}", path.display())),
+            Err(why) => damaged.push(format!(
+                "{}: {why}",
+                backend.locate(Kind::Journal, &name).display()
+            )),
         }
     }
     out.sort_by_key(|(f, _)| (f.forgotten_ns, f.id));
@@ -63,12 +57,21 @@ pub fn read_all(layout: &Layout) -> Result<Journal> {
     })
 }
 
-fn read_one(path: &Path, id: &SnapshotId) -> std::result::Result<(Forgotten, Snapshot), String> {
-    let len = fs::symlink_metadata(path).map_err(|e| e.to_string())?.len();
+fn read_one(
+    backend: &dyn Backend,
+    name: &str,
+    id: &SnapshotId,
+) -> std::result::Result<(Forgotten, Snapshot), String> {
+    let cause = |e: Error| match e {
+        Error::Io { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    let object = backend.open(Kind::Journal, name).map_err(cause)?;
+    let len = object.size().map_err(cause)?;
     if len > MAX_ENTRY {
         return Err(format!("{len} bytes is larger than a journal entry can be"));
     }
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = object.read_at(0, len as usize).map_err(cause)?;
     let (f, s) = Forgotten::decode(&bytes).map_err(|e| e.to_string())?;
     if f.id != *id {
         return Err(format!(

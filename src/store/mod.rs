@@ -1,9 +1,14 @@
-//! All repository I/O: immutable pack and snapshot files, atomically
+//! All repository I/O: immutable pack and snapshot objects, atomically
 //! replaced refs, the journal, the writer lock, and the SQLite index that
-//! caches it all (kept in line with the files by `sync`). `read` is the only
-//! way blobs come back out: decoded and verified against their ids. Its
+//! caches it all (kept in line with the objects by `sync`). `read` is the
+//! only way blobs come back out: decoded and verified against their ids. Its
 //! functions take the `Layout`, so `ops/` names what it wants (a pack id, a
 //! snapshot id) and never a path.
+//!
+//! Objects go through the `backend::Backend` of the `Layout` (its contract:
+//! write-once `put`, `replace` for tags, streamed `upload`, `delete` made
+//! durable by the `sync` barrier). The local directory (`LocalBackend`) is
+//! laid out as below; the index, `locks/` and `tmp/` are always local files.
 //!
 //! ```text
 //! .snap/
@@ -19,6 +24,7 @@
 //!
 //! The order in which a commit makes its files durable lives in `publish`.
 
+pub mod backend;
 pub mod config;
 pub mod durable;
 pub mod failpoint;

@@ -14,6 +14,11 @@
 //!
 //! A crash between any two steps leaves every earlier snapshot intact; the
 //! worst case is packs no snapshot references, which `prune` reclaims.
+//!
+//! In backend terms (`store::backend`): step 1 is `Upload::finish`, step 2
+//! a `put`, step 4 a `replace`; each is durable when it returns, which is
+//! the barrier the next step relies on. For the local directory that is the
+//! temporary, fsync, rename and directory fsync above.
 
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;

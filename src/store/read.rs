@@ -4,21 +4,22 @@
 //! blob and checks it against its id (a chunk's BLAKE3 id, a tree's id).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use crate::codec;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::pack::{Codec, PackEntry, PackKind};
 use crate::format::tree::Tree;
 use crate::id::{ChunkId, PackId, TreeId};
+use crate::store::backend::{Kind, Object};
 use crate::store::index::{BlobLoc, Index};
 use crate::store::{packs, Layout};
 
-/// Open pack files, shared between threads (reads are positional).
+/// Open packs, shared between threads (reads are positional), for the
+/// length of one use case.
 pub struct PackFiles {
     layout: Layout,
-    open: Mutex<HashMap<PackId, Arc<File>>>,
+    open: Mutex<HashMap<PackId, Arc<dyn Object>>>,
 }
 
 impl PackFiles {
@@ -29,22 +30,20 @@ impl PackFiles {
         }
     }
 
-    fn get(&self, id: &PackId) -> Result<Arc<File>> {
+    fn get(&self, id: &PackId) -> Result<Arc<dyn Object>> {
         let mut open = self.open.lock().expect("pack file map poisoned");
         if let Some(f) = open.get(id) {
             return Ok(f.clone());
         }
-        let path = self.layout.pack(id);
-        let f = Arc::new(File::open(&path).ctx("open pack", &path)?);
+        let f = self.layout.backend().open(Kind::Pack, &id.to_hex())?;
         open.insert(*id, f.clone());
         Ok(f)
     }
 
     /// Reads `len` bytes at `offset` of pack `id`: all of them, or an error
-    /// (`packs::read_at`).
+    /// (`Object::read_at`).
     pub fn read_range(&self, id: &PackId, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let file = self.get(id)?;
-        packs::read_at(&file, &self.layout.pack(id), offset, len)
+        self.get(id)?.read_at(offset, len)
     }
 
     /// The trailer of pack `id` as its file holds it: kind, size, entries.

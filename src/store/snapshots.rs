@@ -1,11 +1,10 @@
 //! Snapshot record files: `snapshots/ID`, written once, never modified.
 
-use std::fs;
-
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::store::{durable, Layout};
+use crate::store::backend::Kind;
+use crate::store::Layout;
 
 /// Reads and verifies one snapshot record: its bytes must hash to its id and
 /// decode. Returns the snapshot and the record as stored.
@@ -22,31 +21,34 @@ pub fn read(layout: &Layout, id: &SnapshotId) -> Result<(Snapshot, Vec<u8>)> {
 
 /// The bytes of snapshot file `id`, unverified (to journal them as they are).
 pub fn read_record(layout: &Layout, id: &SnapshotId) -> Result<Vec<u8>> {
-    let path = layout.snapshot(id);
-    fs::read(&path).ctx("read snapshot", &path)
+    layout.backend().read(Kind::Snapshot, &id.to_hex())
 }
 
-/// Writes a snapshot record atomically (`durable::write_atomic`).
+/// Where snapshot `id` is kept, for messages.
+pub fn locate(layout: &Layout, id: &SnapshotId) -> std::path::PathBuf {
+    layout.backend().locate(Kind::Snapshot, &id.to_hex())
+}
+
+/// Writes a snapshot record, durably.
 pub fn write(layout: &Layout, id: &SnapshotId, record: &[u8]) -> Result<()> {
-    durable::write_atomic(&layout.tmp_dir(), &layout.snapshot(id), record)
+    layout.backend().put(Kind::Snapshot, &id.to_hex(), record)
 }
 
-/// Deletes snapshot files (a missing one is already deleted) durably.
+/// Deletes snapshot records (a missing one is already deleted) durably.
 pub fn delete(layout: &Layout, ids: &[SnapshotId]) -> Result<()> {
-    let paths: Vec<_> = ids.iter().map(|id| layout.snapshot(id)).collect();
-    durable::remove_durable(paths.iter().map(|p| p.as_path()), || {})
+    for id in ids {
+        layout.backend().delete(Kind::Snapshot, &id.to_hex())?;
+    }
+    layout.backend().sync()
 }
 
-/// Ids of all snapshot files present. Names that are not ids are skipped.
+/// Ids of all snapshot records present. Names that are not ids are skipped.
 pub fn list(layout: &Layout) -> Result<Vec<SnapshotId>> {
-    let dir = layout.snapshots_dir();
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir).ctx("list snapshots in", &dir)? {
-        let entry = entry.ctx("list snapshots in", &dir)?;
-        if let Some(id) = entry.file_name().to_str().and_then(SnapshotId::from_hex) {
-            out.push(id);
-        }
-    }
+    let names = layout.backend().list(Kind::Snapshot)?;
+    let mut out: Vec<SnapshotId> = names
+        .iter()
+        .filter_map(|n| SnapshotId::from_hex(n))
+        .collect();
     out.sort();
     Ok(out)
 }

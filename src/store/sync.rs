@@ -51,7 +51,7 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
             }),
             Err(e) => report
                 .damaged
-                .push(format!("{}: {e}", layout.pack(id).display())),
+                .push(format!("{}: {e}", packs::locate(layout, id).display())),
         }
     }
     let gone_packs: Vec<PackId> = indexed.difference(&disk_ids).copied().collect();
@@ -67,7 +67,7 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
             Ok((snap, bytes)) => new_snaps.push((*id, snap, bytes)),
             Err(e) => report
                 .damaged
-                .push(format!("{}: {e}", layout.snapshot(id).display())),
+                .push(format!("{}: {e}", snapshots::locate(layout, id).display())),
         }
     }
     let snap_set: HashSet<_> = snap_ids.iter().copied().collect();

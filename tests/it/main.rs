@@ -16,6 +16,7 @@ mod escape;
 mod import;
 mod keep;
 mod paths;
+mod powerloss;
 mod pt;
 mod records;
 mod reindex;
