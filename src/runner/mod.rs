@@ -7,7 +7,7 @@
 //!    zip archive did), then delete from the `--clean` directories exactly
 //!    what that snapshot holds (`clean`). A signal before this point: the
 //!    child is not started, the final snapshot records that.
-//! 2. Start the child in its own process group with `SNAP_SESSION` and
+//! 2. Start the child (`child`) in its own process group with `SNAP_SESSION` and
 //!    `SNAP_REPO` set, stdin from /dev/null if ours is a terminal. Its stdout
 //!    and stderr pass through byte for byte as they arrive (and into
 //!    `--capture`); `SNAP {...}` lines are epoch signals. A watcher thread
@@ -21,6 +21,7 @@
 //! While it runs, the session is marked running (a flock), so retention in
 //! any process keeps all its snapshots.
 
+pub mod child;
 pub mod clean;
 pub mod global_best;
 pub mod interrupt;
@@ -30,15 +31,9 @@ pub mod watch;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{unbounded, Sender};
+use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
@@ -50,8 +45,9 @@ use crate::store::lock::SessionLock;
 use crate::store::refs;
 use crate::units;
 use crate::workspace::Workspace;
+use child::command_line;
 pub use interrupt::Interrupts;
-use signals::{improves, Direction, EpochEvent, LINE_PREFIX};
+use signals::{improves, Direction, EpochEvent};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -107,12 +103,6 @@ pub struct ForgottenSnapshot {
     pub reason: String,
 }
 
-enum Msg {
-    Epoch(EpochEvent),
-    /// The command has exited (not yet reaped).
-    Exited,
-}
-
 /// At most this many "kept" warnings per --clean directory.
 const MAX_KEPT_LINES: usize = 50;
 
@@ -129,6 +119,66 @@ pub fn run(
     progress: &dyn Progress,
     note: &dyn Fn(&str),
 ) -> Result<RunReport> {
+    let clean = check_options(ws, &opts)?;
+    let running = repo.lock_session(&opts.session)?;
+    let mut r = Runner::new(repo, ws, &opts)?;
+    if let Some(sig) = interrupts.received() {
+        note(&format!(
+            "interrupted by signal {sig} before the run started: nothing was committed"
+        ));
+        r.report.exit_code = 128 + sig;
+        r.report.outcome = "interrupted before the run started".into();
+        r.report.interrupted = true;
+        return Ok(r.report);
+    }
+    if opts.archive {
+        r.archive(&clean, interrupts, progress, note)?;
+    }
+    if let Some(sig) = interrupts.received() {
+        note(&format!(
+            "interrupted by signal {sig} before the command started: not starting it"
+        ));
+        let outcome = "interrupted before the command started".to_string();
+        return Ok(r.finish(running, 128 + sig, outcome, true, note));
+    }
+
+    let capture = opts
+        .capture
+        .as_ref()
+        .map(|p| {
+            File::create(p)
+                .ctx("create", p)
+                .map(|f| Arc::new(Mutex::new(f)))
+        })
+        .transpose()?;
+    // Before the command starts, so that nothing it writes counts as "already there".
+    let watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
+    let spawned = match child::command(&opts, r.repo.path()).spawn() {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            // Recorded, but no session for retention, and no retention.
+            note(&format!(
+                "error: cannot start {}: {e}",
+                command_line(&opts.command)
+            ));
+            r.not_started = true;
+            let code = child::spawn_error_code(&e);
+            return Ok(r.finish(running, code, format!("could not start: {e}"), false, note));
+        }
+    };
+    let ended = child::supervise(spawned, watcher, &opts, capture, interrupts, &mut |e| {
+        r.epoch(e, note)
+    })?;
+    let was_interrupted = interrupts.received().is_some();
+    let (code, outcome) = child::describe(ended.status, was_interrupted);
+    r.report.stdout_ends_mid_line = ended.stdout_ends_mid_line;
+    Ok(r.finish(running, code, outcome, was_interrupted, note))
+}
+
+/// Checks what can be checked before anything is committed or started:
+/// the session name, the command, and every `--clean` directory (returned
+/// as real paths).
+fn check_options(ws: &Workspace, opts: &RunOptions) -> Result<Vec<PathBuf>> {
     refs::validate_tag(&format!("{}/best", opts.session)).map_err(|_| {
         Error::invalid(
             "session",
@@ -151,210 +201,7 @@ pub fn run(
              snapshot holds; drop --no-archive, or empty the directory yourself",
         ));
     }
-    // Every --clean directory is checked before anything is committed or emptied.
-    let clean: Vec<PathBuf> = opts
-        .clean
-        .iter()
-        .map(|d| clean_target(ws, d))
-        .collect::<Result<_>>()?;
-    let running = repo.lock_session(&opts.session)?;
-    let before = repo
-        .log()?
-        .into_iter()
-        .filter(|e| e.snapshot.session.as_deref() == Some(opts.session.as_str()))
-        .map(|e| e.id)
-        .collect();
-    let mut r = Runner {
-        repo,
-        ws,
-        opts: &opts,
-        report: RunReport {
-            session: opts.session.clone(),
-            ..Default::default()
-        },
-        last_epoch: None,
-        best: None,
-        not_started: false,
-        before,
-    };
-    if let Some(sig) = interrupts.received() {
-        note(&format!(
-            "interrupted by signal {sig} before the run started: nothing was committed"
-        ));
-        r.report.exit_code = 128 + sig;
-        r.report.outcome = "interrupted before the run started".into();
-        r.report.interrupted = true;
-        return Ok(r.report);
-    }
-
-    if opts.archive {
-        let mut labels = BTreeMap::new();
-        labels.insert(
-            retention::SIGNAL_LABEL.to_string(),
-            retention::ARCHIVE_SIGNAL.to_string(),
-        );
-        if let Some(best) = best_label(&opts) {
-            labels.insert(BEST_METRIC_LABEL.to_string(), best);
-        }
-        if !clean.is_empty() {
-            // The only copy of what --clean deletes: retention keeps it as
-            // long as its session is kept.
-            labels.insert(
-                retention::CLEANED_LABEL.to_string(),
-                display_dirs(&opts.clean),
-            );
-        }
-        let (id, warnings) = r.commit_at(
-            At::default(),
-            BTreeMap::new(),
-            labels,
-            Some(format!("before run: {}", command_line(&opts.command))),
-            progress,
-            note,
-        )?;
-        if !clean.is_empty() {
-            r.clean(&clean, id, &warnings, interrupts, note)?;
-        }
-    }
-    if let Some(sig) = interrupts.received() {
-        note(&format!(
-            "interrupted by signal {sig} before the command started: not starting it"
-        ));
-        let outcome = "interrupted before the command started".to_string();
-        return Ok(r.finish(running, 128 + sig, outcome, true, note));
-    }
-
-    let capture = opts
-        .capture
-        .as_ref()
-        .map(|p| {
-            File::create(p)
-                .ctx("create", p)
-                .map(|f| Arc::new(Mutex::new(f)))
-        })
-        .transpose()?;
-    // Before the command starts, so that nothing it writes counts as "already there".
-    let mut watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
-    let mut cmd = Command::new(&opts.command[0]);
-    cmd.args(&opts.command[1..])
-        .current_dir(&opts.cwd)
-        .env("SNAP_SESSION", &opts.session)
-        .env("SNAP_REPO", r.repo.path())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(child_stdin())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if std::env::var_os("SNAP_LOCK_WAIT").is_none() {
-        cmd.env("SNAP_LOCK_WAIT", "600");
-    }
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            // Recorded, but no session for retention, and no retention.
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            note(&format!(
-                "error: cannot start {}: {e}",
-                command_line(&opts.command)
-            ));
-            r.not_started = true;
-            let outcome = format!("could not start: {e}");
-            return Ok(r.finish(running, code, outcome, false, note));
-        }
-    };
-    let pid = child.id() as i32;
-    interrupts.forward_to(pid);
-    let (tx, rx) = unbounded::<Msg>();
-    let stdout_last = Arc::new(AtomicU8::new(b'\n'));
-    let pumps = vec![
-        spawn_pump(
-            child.stdout.take().expect("piped"),
-            std::io::stdout(),
-            capture.clone(),
-            tx.clone(),
-            "stdout",
-            Some(stdout_last.clone()),
-        ),
-        spawn_pump(
-            child.stderr.take().expect("piped"),
-            std::io::stderr(),
-            capture,
-            tx.clone(),
-            "stderr",
-            None,
-        ),
-    ];
-    let stop = Arc::new(AtomicBool::new(false));
-    let watch_thread = {
-        let (tx, stop, poll) = (tx.clone(), stop.clone(), opts.poll);
-        let active = !opts.watch.is_empty() || opts.metrics_file.is_some();
-        std::thread::spawn(move || {
-            while active && !stop.load(Ordering::SeqCst) {
-                for e in watcher.poll() {
-                    let _ = tx.send(Msg::Epoch(e));
-                }
-                std::thread::sleep(poll);
-            }
-            watcher
-        })
-    };
-    // Only notices the exit: the child is reaped below, after forwarding stops.
-    std::thread::spawn(move || {
-        interrupt::wait_exited_unreaped(pid);
-        let _ = tx.send(Msg::Exited);
-    });
-
-    let mut exited = false;
-    let mut pending = Vec::new();
-    for msg in rx.iter() {
-        match msg {
-            Msg::Epoch(e) if !exited => r.epoch(e, note),
-            Msg::Epoch(e) => pending.push(e),
-            Msg::Exited => {
-                exited = true;
-                break;
-            }
-        }
-    }
-    if !exited {
-        return Err(Error::Other("lost track of the training process".into()));
-    }
-    interrupts.stop_forwarding();
-    let status = child
-        .wait()
-        .map_err(|e| Error::io("wait for", command_line(&opts.command), e))?;
-    // Output still in the pipes may hold epoch lines: wait for the pumps (a
-    // grandchild may keep a pipe open, so not forever).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for p in pumps {
-        while !p.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let watcher = watch_thread.join();
-    pending.extend(rx.try_iter().filter_map(|m| match m {
-        Msg::Epoch(e) => Some(e),
-        Msg::Exited => None,
-    }));
-    // What the command wrote after the watcher's last poll.
-    if let Ok(mut w) = watcher {
-        if !opts.watch.is_empty() || opts.metrics_file.is_some() {
-            pending.extend(w.last_poll());
-        }
-    }
-    for e in pending {
-        r.epoch(e, note);
-    }
-
-    let was_interrupted = interrupts.received().is_some();
-    let (code, outcome) = describe(status, was_interrupted);
-    r.report.stdout_ends_mid_line = stdout_last.load(Ordering::SeqCst) != b'\n';
-    Ok(r.finish(running, code, outcome, was_interrupted, note))
+    opts.clean.iter().map(|d| clean_target(ws, d)).collect()
 }
 
 struct Runner<'a> {
@@ -401,6 +248,69 @@ impl At {
             (None, Some(s)) => Some(format!("step {s}")),
             (None, None) => None,
         }
+    }
+}
+
+impl<'a> Runner<'a> {
+    fn new(repo: &'a mut Repo, ws: &'a Workspace, opts: &'a RunOptions) -> Result<Self> {
+        let before = repo
+            .log()?
+            .into_iter()
+            .filter(|e| e.snapshot.session.as_deref() == Some(opts.session.as_str()))
+            .map(|e| e.id)
+            .collect();
+        Ok(Runner {
+            repo,
+            ws,
+            opts,
+            report: RunReport {
+                session: opts.session.clone(),
+                ..Default::default()
+            },
+            last_epoch: None,
+            best: None,
+            not_started: false,
+            before,
+        })
+    }
+
+    /// The pre-run snapshot (what the zip archive did), then `--clean`.
+    fn archive(
+        &mut self,
+        clean: &[PathBuf],
+        interrupts: &Interrupts,
+        progress: &dyn Progress,
+        note: &dyn Fn(&str),
+    ) -> Result<()> {
+        let opts = self.opts;
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            retention::SIGNAL_LABEL.to_string(),
+            retention::ARCHIVE_SIGNAL.to_string(),
+        );
+        if let Some(best) = best_label(opts) {
+            labels.insert(BEST_METRIC_LABEL.to_string(), best);
+        }
+        if !clean.is_empty() {
+            // The only copy of what --clean deletes: retention keeps it as
+            // long as its session is kept.
+            labels.insert(
+                retention::CLEANED_LABEL.to_string(),
+                display_dirs(&opts.clean),
+            );
+        }
+        let (id, warnings) = self.commit_at(
+            At::default(),
+            BTreeMap::new(),
+            labels,
+            Some(format!("before run: {}", command_line(&opts.command))),
+            progress,
+            note,
+        )?;
+        if !clean.is_empty() {
+            self.clean(clean, id, &warnings, interrupts, note)?;
+        }
+        Ok(())
     }
 }
 
@@ -687,71 +597,6 @@ impl Runner<'_> {
     }
 }
 
-/// Copies a child's stream through to ours as bytes arrive, and reports
-/// `SNAP {...}` lines. Lines longer than 1 MiB are not inspected.
-fn spawn_pump(
-    mut src: impl Read + Send + 'static,
-    mut dst: impl Write + Send + 'static,
-    capture: Option<Arc<Mutex<File>>>,
-    tx: Sender<Msg>,
-    source: &'static str,
-    last_byte: Option<Arc<AtomicU8>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 << 10];
-        let mut line: Vec<u8> = Vec::new();
-        let check = |line: &[u8]| {
-            if line.starts_with(LINE_PREFIX.as_bytes()) {
-                if let Some(e) = signals::parse_line(&String::from_utf8_lossy(line), source) {
-                    let _ = tx.send(Msg::Epoch(e));
-                }
-            }
-        };
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            let _ = dst.write_all(&buf[..n]);
-            let _ = dst.flush();
-            if let Some(last) = &last_byte {
-                last.store(buf[n - 1], Ordering::SeqCst);
-            }
-            if let Some(c) = &capture {
-                let _ = c.lock().map(|mut f| f.write_all(&buf[..n]));
-            }
-            for &b in &buf[..n] {
-                if b == b'\n' {
-                    check(&line);
-                    line.clear();
-                } else if line.len() < (1 << 20) {
-                    line.push(b);
-                }
-            }
-        }
-        check(&line);
-    })
-}
-
-fn describe(status: ExitStatus, interrupted: bool) -> (i32, String) {
-    let how = if interrupted { "interrupted, " } else { "" };
-    match (status.code(), status.signal()) {
-        (Some(0), _) => (0, format!("{how}exited 0")),
-        (Some(c), _) => (c, format!("{how}failed with exit code {c}")),
-        (None, Some(sig)) => (128 + sig, format!("{how}killed by signal {sig}")),
-        _ => (1, "ended".into()),
-    }
-}
-
-fn command_line(cmd: &[OsString]) -> String {
-    cmd.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Checks a `--clean` directory, following symlinks: it must exist and really
 /// be a directory inside the workspace (not the workspace) that does not hold
 /// the repository. Returns its real path.
@@ -780,16 +625,4 @@ fn display_dirs(dirs: &[PathBuf]) -> String {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The command's stdin. It runs in its own process group, in the background
-/// of the terminal: reading a terminal from there stops it (SIGTTIN) and the
-/// run would hang. So a terminal is replaced by /dev/null (reads see end of
-/// file); a pipe or a file is passed on.
-fn child_stdin() -> Stdio {
-    if std::io::stdin().is_terminal() {
-        Stdio::null()
-    } else {
-        Stdio::inherit()
-    }
 }
