@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, PackKind, FOOTER_LEN};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::ops::walk;
@@ -56,12 +57,57 @@ pub fn check(
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let pack_files = PackFiles::new(layout);
-
-    // Packs: trailers readable and consistent with the index.
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
-    let mut trailer_ok: HashSet<PackId> = HashSet::new();
-    for id in &on_disk {
+    let trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
+    let snapshots = index.snapshots()?;
+    report.snapshots = snapshots.len();
+    let mut chunks = Chunks::default();
+    let files = check_snapshots(
+        layout,
+        index,
+        &pack_files,
+        &snapshots,
+        &trailer_ok,
+        &mut chunks,
+        &mut report,
+    )?;
+    check_tags(layout, &snapshots, &mut report)?;
+    if read_data {
+        read_every_pack(
+            index,
+            &pack_files,
+            &on_disk,
+            progress,
+            &mut chunks,
+            &mut report,
+        )?;
+    }
+    name_damaged_files(&files, &chunks.bad, &mut report);
+    // Bases of float deltas are in use too: prune keeps them.
+    let (_, _, stored) = index.data_totals()?;
+    let ids: Vec<ChunkId> = chunks.used.iter().copied().collect();
+    let locs = index.blobs_with_bases(&ids)?;
+    let used_stored: u64 = locs.values().map(|l| l.stored_len as u64).sum();
+    report.unreferenced_bytes = stored.saturating_sub(used_stored);
+    Ok(report)
+}
+
+/// The chunks the snapshots need, and why each damaged one is.
+#[derive(Default)]
+struct Chunks {
+    used: HashSet<ChunkId>,
+    bad: HashMap<ChunkId, String>,
+}
+
+/// Packs whose trailer reads; the others are reported.
+fn check_trailers(
+    pack_files: &PackFiles,
+    on_disk: &[PackId],
+    report: &mut CheckReport,
+) -> HashSet<PackId> {
+    let mut trailer_ok = HashSet::new();
+    for id in on_disk {
         match pack_files.read_trailer(id) {
             Ok(_) => {
                 trailer_ok.insert(*id);
@@ -69,20 +115,29 @@ pub fn check(
             Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
         }
     }
+    trailer_ok
+}
 
-    // Snapshots: records, trees, and the chunks they need.
-    let snapshots = index.snapshots()?;
-    report.snapshots = snapshots.len();
-    let mut bad_chunks: HashMap<ChunkId, String> = HashMap::new();
-    let mut used_chunks: HashSet<ChunkId> = HashSet::new();
-    for (id, _) in &snapshots {
+/// Snapshot records, their trees, and whether every chunk they need is
+/// indexed in a readable pack (with a usable base). Returns each
+/// snapshot's files with their chunks, to name damaged files later.
+fn check_snapshots(
+    layout: &Layout,
+    index: &Index,
+    pack_files: &PackFiles,
+    snapshots: &[(SnapshotId, Snapshot)],
+    trailer_ok: &HashSet<PackId>,
+    chunks: &mut Chunks,
+    report: &mut CheckReport,
+) -> Result<Vec<(SnapshotId, FileChunks)>> {
+    for (id, _) in snapshots {
         if let Err(e) = snapshots::read(layout, id) {
             report.errors.push(format!("snapshot {}: {e}", id.short()));
         }
     }
-    let mut files_by_snapshot: Vec<(SnapshotId, FileChunks)> = Vec::new();
-    for (id, snap) in &snapshots {
-        let entries = match walk::walk_all(index, &pack_files, &snap.root) {
+    let mut files_by_snapshot = Vec::new();
+    for (id, snap) in snapshots {
+        let entries = match walk::walk_all(index, pack_files, &snap.root) {
             Ok(e) => e,
             Err(e) => {
                 report.errors.push(format!("snapshot {}: {e}", id.short()));
@@ -96,27 +151,17 @@ pub fn check(
         };
         let mut files = Vec::new();
         for w in entries {
-            if let EntryKind::File { chunks, .. } = w.entry.kind {
-                let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+            if let EntryKind::File { chunks: list, .. } = w.entry.kind {
+                let ids: Vec<ChunkId> = list.iter().map(|c| c.id).collect();
                 for c in &ids {
-                    if used_chunks.insert(*c) {
-                        match index.blob(c, PackKind::Data)? {
-                            None => {
-                                bad_chunks.insert(*c, "missing from every pack".into());
-                            }
-                            Some(loc) if !trailer_ok.contains(&loc.pack) => {
-                                bad_chunks.insert(
-                                    *c,
-                                    format!("its pack {} is damaged or missing", loc.pack.short()),
-                                );
-                            }
-                            Some(loc) => {
-                                if let Some(why) = base_problem(index, &trailer_ok, loc.base)? {
-                                    report.errors.push(format!("chunk {}: {why}", c.short()));
-                                    bad_chunks.insert(*c, why);
-                                }
-                            }
+                    if !chunks.used.insert(*c) {
+                        continue;
+                    }
+                    if let Some((why, also_an_error)) = chunk_problem(index, trailer_ok, c)? {
+                        if also_an_error {
+                            report.errors.push(format!("chunk {}: {why}", c.short()));
                         }
+                        chunks.bad.insert(*c, why);
                     }
                 }
                 files.push((w.path.display().to_string(), ids));
@@ -124,6 +169,32 @@ pub fn check(
         }
         files_by_snapshot.push((*id, files));
     }
+    Ok(files_by_snapshot)
+}
+
+/// Why chunk `c` cannot be read, if it cannot, and whether that is an error
+/// of its own (a bad base) rather than one already reported for its pack.
+fn chunk_problem(
+    index: &Index,
+    trailer_ok: &HashSet<PackId>,
+    c: &ChunkId,
+) -> Result<Option<(String, bool)>> {
+    Ok(match index.blob(c, PackKind::Data)? {
+        None => Some(("missing from every pack".into(), false)),
+        Some(loc) if !trailer_ok.contains(&loc.pack) => Some((
+            format!("its pack {} is damaged or missing", loc.pack.short()),
+            false,
+        )),
+        Some(loc) => base_problem(index, trailer_ok, loc.base)?.map(|why| (why, true)),
+    })
+}
+
+/// Every tag must name an existing snapshot; unreadable tags are reported.
+fn check_tags(
+    layout: &Layout,
+    snapshots: &[(SnapshotId, Snapshot)],
+    report: &mut CheckReport,
+) -> Result<()> {
     let (tags, bad_tags) = refs::list_tags(layout)?;
     report.errors.extend(bad_tags);
     for (name, id) in tags {
@@ -134,41 +205,56 @@ pub fn check(
             ));
         }
     }
+    Ok(())
+}
 
-    if read_data {
-        let total: u64 = index.packs()?.iter().map(|p| p.2).sum();
-        progress.start("check", total);
-        for id in &on_disk {
-            let result = verify_pack(index, &pack_files, id, progress);
-            match result {
-                Ok(v) => {
-                    report.chunks_checked += v.blobs;
-                    report.bytes_read += v.bytes;
-                    if !v.hash_ok {
-                        report.errors.push(format!(
-                            "pack {}: content does not match its id",
-                            id.short()
-                        ));
-                    }
-                    for (chunk, why) in v.bad {
-                        report.errors.push(format!(
-                            "pack {}: chunk {}: {why}",
-                            id.short(),
-                            chunk.short()
-                        ));
-                        bad_chunks.entry(chunk).or_insert(why);
-                    }
+/// `--read-data`: every blob of every pack read and verified.
+fn read_every_pack(
+    index: &Index,
+    pack_files: &PackFiles,
+    on_disk: &[PackId],
+    progress: &dyn Progress,
+    chunks: &mut Chunks,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let total: u64 = index.packs()?.iter().map(|p| p.2).sum();
+    progress.start("check", total);
+    for id in on_disk {
+        match verify_pack(index, pack_files, id, progress) {
+            Ok(v) => {
+                report.chunks_checked += v.blobs;
+                report.bytes_read += v.bytes;
+                if !v.hash_ok {
+                    report.errors.push(format!(
+                        "pack {}: content does not match its id",
+                        id.short()
+                    ));
                 }
-                Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
+                for (chunk, why) in v.bad {
+                    report.errors.push(format!(
+                        "pack {}: chunk {}: {why}",
+                        id.short(),
+                        chunk.short()
+                    ));
+                    chunks.bad.entry(chunk).or_insert(why);
+                }
             }
+            Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
         }
-        progress.finish();
     }
+    progress.finish();
+    Ok(())
+}
 
-    // Name the files each bad chunk hurts.
-    for (snap, files) in &files_by_snapshot {
+/// Names the files each bad chunk hurts.
+fn name_damaged_files(
+    files_by_snapshot: &[(SnapshotId, FileChunks)],
+    bad: &HashMap<ChunkId, String>,
+    report: &mut CheckReport,
+) {
+    for (snap, files) in files_by_snapshot {
         for (path, ids) in files {
-            if let Some(why) = ids.iter().find_map(|c| bad_chunks.get(c)) {
+            if let Some(why) = ids.iter().find_map(|c| bad.get(c)) {
                 report.damaged_files.push(DamagedFile {
                     snapshot: snap.short(),
                     path: path.clone(),
@@ -177,13 +263,6 @@ pub fn check(
             }
         }
     }
-    // Bases of float deltas are in use too: prune keeps them.
-    let (_, _, stored) = index.data_totals()?;
-    let ids: Vec<ChunkId> = used_chunks.iter().copied().collect();
-    let locs = index.blobs_with_bases(&ids)?;
-    let used_stored: u64 = locs.values().map(|l| l.stored_len as u64).sum();
-    report.unreferenced_bytes = stored.saturating_sub(used_stored);
-    Ok(report)
 }
 
 /// Why a float delta's base cannot serve, if it cannot: it must be indexed,
