@@ -101,6 +101,15 @@ pub enum Error {
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
     DamagedRestore { count: usize, list: String },
 
+    /// Forget or prune found files it cannot read or that disagree with the
+    /// index, and refused to delete anything.
+    #[error("{op} refused: it decides only from every snapshot and tag, and {count} of them could not be read or do not agree:\n{list}\n  nothing was deleted; repair or remove the files named (a newer snap's record: upgrade snap), then run `snap check`")]
+    Incomplete {
+        op: &'static str,
+        count: usize,
+        list: String,
+    },
+
     #[error("interrupted by signal {signal}: {what}")]
     Interrupted { signal: i32, what: String },
 
@@ -138,7 +147,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
-            Error::Corrupt { .. } | Error::DamagedRestore { .. } => 3,
+            Error::Corrupt { .. } | Error::DamagedRestore { .. } | Error::Incomplete { .. } => 3,
             Error::Locked { .. } => 4,
             Error::NoRepository { .. }
             | Error::NotARepository { .. }

@@ -356,6 +356,7 @@ impl Repo {
         } else {
             Some(self.lock("forget")?)
         };
+        sync::verify_complete(&self.layout, &self.index, "forget")?;
         forget::forget(
             &self.layout,
             &mut self.index,
@@ -383,6 +384,7 @@ impl Repo {
         } else {
             Some(self.lock("prune")?)
         };
+        sync::verify_complete(&self.layout, &self.index, "prune")?;
         let roots: Vec<_> = self
             .index
             .snapshots()?

@@ -19,7 +19,7 @@ Exit codes:
   0  success
   1  error (bad input, I/O failure, ...)
   2  usage error
-  3  damaged data found (check, restore, cat)
+  3  damaged data found (check, restore, cat); forget or prune refused on unreadable files
   4  the repository is locked by another writer
   5  no repository, unknown revision or path
   128+N  stopped by signal N (130: Ctrl-C)

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
-use crate::id::PackId;
+use crate::id::{PackId, SnapshotId};
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack};
 use crate::store::{durable, refs, snapshots, Layout};
@@ -104,6 +104,59 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
         })?;
     }
     Ok(report)
+}
+
+/// Fails closed before forget or prune decide what to delete: every
+/// snapshot file and every tag file is read again from the repository (not
+/// from the index), and each must decode (a newer version does not), match
+/// its id, and agree with the index; every tag must name a snapshot that
+/// exists. Any problem is an `Error::Incomplete` naming each file and what
+/// to do, so nothing is deleted on a partial view. The caller holds the
+/// writer lock and has just synced the index.
+pub fn verify_complete(layout: &Layout, index: &Index, op: &'static str) -> Result<()> {
+    let mut problems = Vec::new();
+    let on_disk: HashSet<SnapshotId> = snapshots::list(layout)?.into_iter().collect();
+    let indexed = index.snapshot_ids()?;
+    for id in &on_disk {
+        if let Err(e) = snapshots::read(layout, id) {
+            problems.push(format!("{}: {e}", snapshots::locate(layout, id).display()));
+        } else if !indexed.contains(id) {
+            problems.push(format!(
+                "{}: not in the index",
+                snapshots::locate(layout, id).display()
+            ));
+        }
+    }
+    for id in indexed.difference(&on_disk) {
+        problems.push(format!(
+            "snapshot {} is in the index but its file {} is gone",
+            id.short(),
+            snapshots::locate(layout, id).display()
+        ));
+    }
+    let (tags, bad_tags) = refs::list_tags(layout)?;
+    problems.extend(bad_tags);
+    for (name, id) in &tags {
+        if !on_disk.contains(id) {
+            problems.push(format!(
+                "tag {name} names snapshot {} which does not exist; fix it with \
+                 `snap tag {name} REV` or remove it with `snap tag --delete {name}`",
+                id.short()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Incomplete {
+        op,
+        count: problems.len(),
+        list: problems
+            .iter()
+            .map(|p| format!("  {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
 }
 
 /// Deletes the index and rebuilds it from packs, snapshots and refs (`snap

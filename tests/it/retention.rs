@@ -634,13 +634,17 @@ fn forget_that_cannot_journal_a_record_forgets_nothing() {
     let record = ws.repo().join("snapshots").join(&b);
     fs::remove_file(&record).unwrap();
     fs::create_dir(&record).unwrap();
+    // Refused before anything is journalled or deleted: the record is read
+    // again under the lock (`store::sync::verify_complete`); the journal
+    // step's own refusal ("cannot read ... to journal it") stays behind it.
     let o = ws.fails(
         &["forget", "--keep-sessions", "1", "--keep-tag", "keep/*"],
-        1,
+        3,
     );
     let err = stderr(&o);
-    assert!(err.contains("to journal it before forgetting it"), "{err}");
-    assert!(err.contains("nothing was forgotten"), "{err}");
+    assert!(err.contains("forget refused"), "{err}");
+    assert!(err.contains(&b), "names the record: {err}");
+    assert!(err.contains("nothing was deleted"), "{err}");
     assert_eq!(log_ids(&ws), ids([&a, &b, &c]));
     assert!(ws.repo().join("snapshots").join(&a).is_file());
     assert_eq!(ws.json(&["tags"])[0]["name"], "best");
@@ -650,4 +654,83 @@ fn forget_that_cannot_journal_a_record_forgets_nothing() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// Forget and prune decide only from complete knowledge: a tag file that
+/// does not hold an id, a tag naming no snapshot, a snapshot record that
+/// does not decode, or one of a newer version, makes both refuse, naming
+/// the file, and nothing is deleted. `snap run` then skips its retention
+/// and still exits with the command's status.
+#[test]
+fn forget_and_prune_refuse_on_an_unreadable_tag_or_snapshot() {
+    let ws = Ws::new();
+    ws.write(
+        "snap.toml",
+        b"[retention]\nkeep_sessions = 0\nkeep_commits = 0\nkeep_commits_within = \"none\"\n",
+    );
+    ws.write("model.bin", &random_bytes(2201, 200_000));
+    let kept = ws.commit_id(&["--session", "a", "--tag", "keepme"]);
+    ws.write("model.bin", &random_bytes(2202, 200_000));
+    ws.commit_id(&["--session", "b"]);
+    let packs_before = pack_files(&ws);
+    let tag = ws.repo().join("refs/tags/keepme");
+    let good_tag = fs::read(&tag).unwrap();
+
+    let refused = |what: &str| {
+        for op in [&["forget"][..], &["prune"][..]] {
+            let o = ws.fails(op, 3);
+            let e = stderr(&o);
+            assert!(e.contains("refused") && e.contains(what), "{op:?}: {e}");
+            assert!(e.contains("nothing was deleted"), "{e}");
+        }
+        assert_eq!(ws.log().len(), 2, "a snapshot was forgotten");
+        assert_eq!(pack_files(&ws), packs_before, "a pack was deleted");
+    };
+
+    // One changed character: not hex any more.
+    let mut bad = good_tag.clone();
+    bad[0] = b'x';
+    fs::write(&tag, &bad).unwrap();
+    refused("keepme");
+    // Still hex, but naming no snapshot.
+    let mut other = good_tag.clone();
+    other[0] = if other[0] == b'0' { b'1' } else { b'0' };
+    fs::write(&tag, &other).unwrap();
+    refused("names snapshot");
+    fs::write(&tag, &good_tag).unwrap();
+
+    // A snapshot record with a flipped byte, and one of a newer version.
+    let record = ws.repo().join("snapshots").join(&kept);
+    let original = fs::read(&record).unwrap();
+    let mut flipped = original.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x40;
+    fs::write(&record, &flipped).unwrap();
+    refused(&kept);
+    let mut newer = original.clone();
+    newer[4] = 99;
+    fs::write(&record, &newer).unwrap();
+    refused(&kept);
+
+    // The runner skips retention, says so, and exits with the command's status.
+    let o = ws
+        .cmd()
+        .env("PATH", path_with_snap())
+        .args(["run", "--session", "c", "--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("retention failed: forget refused"), "{e}");
+    assert!(pack_files(&ws).is_superset(&packs_before));
+
+    // Once the record is repaired, forget and prune go ahead.
+    fs::write(&record, &original).unwrap();
+    ws.ok(&["forget"]);
+    ws.ok(&["prune"]);
+    assert!(
+        ws.log().iter().any(|s| s["id"] == kept),
+        "the tagged snapshot stays"
+    );
+    ws.ok(&["check", "--read-data"]);
 }
