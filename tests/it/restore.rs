@@ -4,7 +4,6 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -523,19 +522,14 @@ fn ctrl_c_stops_a_restore_and_removes_its_temporaries() {
     ws.commit(&[]);
     let out = ws.outside("out");
     // Pause after the temporaries exist, so the signal lands mid-restore.
-    let child = snap_std(&ws.root)
-        .env("SNAP_FAILPOINT_SLEEP", "restore:after-temporaries")
-        .args(["restore", "latest", "--target", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the temporaries", Duration::from_secs(30), || {
-        temporaries(&out).len() == 1 && temporaries(&out.join("sub")).len() == 1
-    });
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["restore", "latest", "--target", out.to_str().unwrap()]);
+    let paused = Paused::at(cmd, "restore:after-temporaries");
+    assert_eq!(temporaries(&out).len(), 1);
+    assert_eq!(temporaries(&out.join("sub")).len(), 1);
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
+    unsafe { libc::kill(paused.pid(), libc::SIGINT) };
+    let o = paused.finish();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("interrupted by signal 2"),

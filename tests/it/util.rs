@@ -481,6 +481,62 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A command paused at a failpoint (`SNAP_FAILPOINT_WAIT`): the test runs a
+/// competing command while this one waits, then lets it go on. Races tested
+/// this way are decided by the barrier, not by timing.
+pub struct Paused {
+    child: std::process::Child,
+    go: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Paused {
+    /// Starts `cmd` and returns once it has reached the failpoint `point`.
+    pub fn at(mut cmd: std::process::Command, point: &str) -> Paused {
+        let dir = tempfile::tempdir().expect("barrier dir");
+        let stem = point.replace([':', '/'], "-");
+        let reached = dir.path().join(format!("{stem}.reached"));
+        let child = cmd
+            .env("SNAP_FAILPOINT_WAIT", point)
+            .env("SNAP_FAILPOINT_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn snap");
+        let mut paused = Paused {
+            child,
+            go: dir.path().join(format!("{stem}.go")),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !reached.exists() {
+            if let Ok(Some(status)) = paused.child.try_wait() {
+                let o = paused.child.wait_with_output().expect("output");
+                panic!(
+                    "snap exited ({status}) before failpoint {point}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "snap never reached failpoint {point}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        paused
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Lets the command go on and waits for it to finish.
+    pub fn finish(self) -> Output {
+        fs::write(&self.go, b"").expect("release the barrier");
+        self.child.wait_with_output().expect("wait for snap")
+    }
+}
+
 /// Total bytes of every file under `repo/packs`.
 pub fn pack_bytes(repo: &Path) -> u64 {
     walk(&repo.join("packs"), &[])
