@@ -16,7 +16,7 @@ use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
 use crate::ops::forget;
 use crate::ops::import;
-use crate::ops::prune::{self, PrunePlan};
+use crate::ops::prune::{self, PruneOptions, PrunePlan};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
@@ -377,9 +377,11 @@ impl Repo {
         Ok(journal)
     }
 
-    /// Deletes packs no snapshot needs and repacks mostly-unused ones.
-    pub fn prune(&mut self, dry_run: bool, progress: &dyn Progress) -> Result<PrunePlan> {
-        let _lock = if dry_run {
+    /// Marks packs no snapshot needs (deleting them once the grace period
+    /// has passed since their mark) and repacks mostly-unused ones
+    /// (`ops::prune`).
+    pub fn prune(&mut self, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
+        let _lock = if opts.dry_run {
             None
         } else {
             Some(self.lock("prune")?)
@@ -391,13 +393,14 @@ impl Repo {
             .into_iter()
             .map(|(_, s)| s.root)
             .collect();
-        let plan = prune::plan(&self.layout, &self.index, &roots)?;
-        if !dry_run {
+        let plan = prune::plan(&self.layout, &self.index, &roots, opts)?;
+        if !opts.dry_run {
             prune::apply(
                 self.config.pack_target_size,
                 &self.layout,
                 &mut self.index,
                 &plan,
+                opts.now_ns,
                 progress,
             )?;
         }

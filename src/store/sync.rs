@@ -36,10 +36,15 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
 
     let on_disk = packs::list_packs(layout)?;
     let indexed = index.pack_ids()?;
+    // Marked packs are on their way out and never taken back in. Listed
+    // after the index is read: prune makes a mark durable before its
+    // transaction drops the pack, so a pack this read finds unindexed
+    // because prune dropped it has its mark by now.
+    let marked: HashSet<PackId> = packs::list_marked(layout)?.into_iter().collect();
     let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
     for id in &on_disk {
-        if indexed.contains(id) {
+        if indexed.contains(id) || marked.contains(id) {
             continue;
         }
         match packs::read_trailer(layout, id) {
