@@ -288,7 +288,7 @@ impl Repo {
         let packs = PackFiles::new(&self.layout);
         opts.protect = Some(self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
-        let summary = restore::apply(plan, &packs, progress)?;
+        let summary = restore::apply(plan, &self.index, &packs, progress)?;
         if !summary.failed.is_empty() {
             return Err(Error::DamagedRestore {
                 count: summary.failed.len(),

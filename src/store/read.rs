@@ -2,6 +2,12 @@
 //! pack, decode, and verify the id. Every byte that leaves the repository
 //! passes through `decode_verified`, the one place that decodes a stored
 //! blob and checks it against its id (a chunk's BLAKE3 id, a tree's id).
+//!
+//! Readers never take the lock, so a prune may repack a blob while they run
+//! and, after its grace period or with `--delete-now`, delete the pack they
+//! located it in. A read that finds its pack gone (`is_gone`) therefore
+//! looks the blob up in the index again (prune's transaction moved it to its
+//! new pack) and reads it there; only if that fails too is it damage.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::{Codec, PackEntry, PackKind};
 use crate::format::tree::Tree;
 use crate::id::{ChunkId, PackId, TreeId};
-use crate::store::backend::{Kind, Object};
+use crate::store::backend::{self, Kind, Object};
 use crate::store::index::{BlobLoc, Index};
 use crate::store::{packs, Layout};
 
@@ -109,19 +115,55 @@ pub fn decode_verified(
     Ok(decoded)
 }
 
+/// True if `e` says a pack (or another object) is not there: deleted by a
+/// prune since the reader located a blob in it.
+pub fn is_gone(e: &Error) -> bool {
+    backend::is_not_found(e)
+}
+
+/// Reads blob `id` of `kind` wherever the index says it is now, with `read`
+/// (stored bytes and location in, decoded bytes out). If its pack is gone
+/// by the time it is read, the index is asked once more: a prune that
+/// deleted the pack had moved the blob first. `what` names the blob.
+fn read_located(
+    index: &Index,
+    id: &ChunkId,
+    kind: PackKind,
+    what: &dyn Fn() -> String,
+    mut read: impl FnMut(&BlobLoc) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let mut last_pack: Option<PackId> = None;
+    loop {
+        let loc = index.blob(id, kind)?.ok_or_else(|| match last_pack {
+            None => Error::corrupt(what(), "missing from every pack"),
+            Some(p) => Error::corrupt(
+                what(),
+                format!(
+                    "missing from every pack (its pack {} was deleted while this command ran)",
+                    p.short()
+                ),
+            ),
+        })?;
+        match read(&loc) {
+            Err(e) if is_gone(&e) && last_pack != Some(loc.pack) => last_pack = Some(loc.pack),
+            other => return other,
+        }
+    }
+}
+
 /// Reads and verifies the base of a float delta. A base is never a delta
 /// itself, so decoding a chunk reads at most two blobs.
 pub fn read_base(index: &Index, packs: &PackFiles, base: &ChunkId) -> Result<Vec<u8>> {
     let what = || format!("chunk {} (the base of a float delta)", base.short());
-    let loc = index
-        .blob(base, PackKind::Data)?
-        .ok_or_else(|| Error::corrupt(what(), "missing from every pack"))?;
-    if loc.base.is_some() {
-        return Err(Error::corrupt(what(), "is itself a float delta"));
-    }
-    packs
-        .read_verified(&loc, PackKind::Data, base)
-        .map_err(|e| Error::corrupt(what(), e.to_string()))
+    read_located(index, base, PackKind::Data, &what, |loc| {
+        if loc.base.is_some() {
+            return Err(Error::corrupt(what(), "is itself a float delta"));
+        }
+        match packs.read_verified(loc, PackKind::Data, base) {
+            Err(e) if is_gone(&e) => Err(e),
+            other => other.map_err(|e| Error::corrupt(what(), e.to_string())),
+        }
+    })
 }
 
 /// Reads stored blob `id` of `kind` from `entry`'s place in pack `pack`,
@@ -150,40 +192,43 @@ pub fn read_entry(
     Ok((stored, plain))
 }
 
-/// Reads a chunk through the index and verifies it.
+/// Reads a chunk through the index and verifies it (looking it up again if
+/// its pack is gone: see the module).
 pub fn read_chunk(index: &Index, packs: &PackFiles, id: &ChunkId) -> Result<Vec<u8>> {
     let what = || format!("chunk {}", id.short());
-    let loc = index
-        .blob(id, PackKind::Data)?
-        .ok_or_else(|| Error::corrupt(what(), "missing from every pack"))?;
-    let (stored, base) = packs
-        .read_stored(&loc)
-        .and_then(|stored| {
-            let base = loc.base.map(|b| read_base(index, packs, &b)).transpose()?;
-            Ok((stored, base))
-        })
-        .map_err(|e| Error::corrupt(what(), e.to_string()))?;
-    decode_verified(
-        PackKind::Data,
-        id,
-        loc.codec,
-        &stored,
-        loc.raw_len,
-        base.as_deref(),
-    )
+    read_located(index, id, PackKind::Data, &what, |loc| {
+        let stored = match packs.read_stored(loc) {
+            Err(e) if is_gone(&e) => return Err(e),
+            other => other.map_err(|e| Error::corrupt(what(), e.to_string()))?,
+        };
+        let base = loc
+            .base
+            .map(|b| read_base(index, packs, &b))
+            .transpose()
+            .map_err(|e| Error::corrupt(what(), e.to_string()))?;
+        decode_verified(
+            PackKind::Data,
+            id,
+            loc.codec,
+            &stored,
+            loc.raw_len,
+            base.as_deref(),
+        )
+    })
 }
 
-/// Reads, verifies and decodes a tree.
+/// Reads, verifies and decodes a tree (looking it up again if its pack is
+/// gone: see the module).
 pub fn load_tree(index: &Index, packs: &PackFiles, id: &TreeId) -> Result<Tree> {
     let key = ChunkId(id.0);
     let what = || format!("tree {}", id.short());
-    let loc = index
-        .blob(&key, PackKind::Tree)?
-        .ok_or_else(|| Error::corrupt(what(), "missing from every pack"))?;
-    let stored = packs
-        .read_stored(&loc)
-        .map_err(|e| Error::corrupt(what(), e.to_string()))?;
-    let bytes = decode_verified(PackKind::Tree, &key, loc.codec, &stored, loc.raw_len, None)?;
+    let bytes = read_located(index, &key, PackKind::Tree, &what, |loc| {
+        let stored = match packs.read_stored(loc) {
+            Err(e) if is_gone(&e) => return Err(e),
+            other => other.map_err(|e| Error::corrupt(what(), e.to_string()))?,
+        };
+        decode_verified(PackKind::Tree, &key, loc.codec, &stored, loc.raw_len, None)
+    })?;
     Tree::decode(&bytes)
 }
 

@@ -17,6 +17,7 @@ mod import;
 mod keep;
 mod paths;
 mod powerloss;
+mod prune;
 mod pt;
 mod records;
 mod reindex;

@@ -1,0 +1,133 @@
+//! Readers and prune: deletion in two phases (mark, then delete after the
+//! grace period), readers that re-resolve a pack gone under them, and marked
+//! packs that are needed again. Races are decided by failpoint barriers.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Forgetting every session but the last one.
+const FORGET: &[&str] = &["forget", "--keep-sessions", "1"];
+
+/// A workspace where prune must repack: session s1 stores 8 files of 200 KB
+/// in one pack, s2 keeps 2 of them and adds a small file. After `FORGET`,
+/// s1's data pack is 3/4 unused and its tree pack unused.
+fn fixture() -> Ws {
+    let ws = Ws::new();
+    let mut rng = Rng::new(5100);
+    for i in 0..8 {
+        ws.write(&format!("models/part_{i}.bin"), &rng.bytes(200_000));
+    }
+    ws.commit(&["--session", "s1"]);
+    for i in 2..8 {
+        fs::remove_file(ws.path(&format!("models/part_{i}.bin"))).unwrap();
+    }
+    ws.write("notes.txt", b"kept\n");
+    ws.commit(&["--session", "s2"]);
+    ws
+}
+
+/// Every file under `packs/` with the given extension (`pack`, `doomed`).
+fn files_with(repo: &Path, ext: &str) -> BTreeSet<PathBuf> {
+    walk(&repo.join("packs"), &[])
+        .into_keys()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect()
+}
+
+/// The pack file of a pack id given in hex.
+fn pack_path(repo: &Path, hex: &str) -> PathBuf {
+    repo.join("packs").join(&hex[..2]).join(format!("{hex}.pack"))
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn restore_cmd(ws: &Ws, target: &Path) -> std::process::Command {
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["restore", "latest", "--target", target.to_str().unwrap()]);
+    cmd
+}
+
+#[test]
+fn prune_marks_packs_and_deletes_them_only_after_the_grace_period() {
+    let ws = fixture();
+    ws.ok(FORGET);
+    let p = ws.json(&["prune"]);
+    let mut dropped = ids(&p["delete"]);
+    dropped.extend(ids(&p["repack"]));
+    dropped.sort();
+    assert!(!ids(&p["repack"]).is_empty(), "{p:#}");
+    assert!(!ids(&p["delete"]).is_empty(), "{p:#}");
+    assert_eq!(p["due"], serde_json::json!([]), "{p:#}");
+    assert_eq!(p["waiting"], dropped.len(), "{p:#}");
+    assert_eq!(p["bytes_freed"], 0, "{p:#}");
+    // Marked, not deleted: each pack is still there, with its mark.
+    for hex in &dropped {
+        let pack = pack_path(&ws.repo(), hex);
+        assert!(pack.exists(), "{} deleted at once", pack.display());
+        assert!(pack.with_extension("doomed").exists(), "no mark for {hex}");
+    }
+    // The index no longer has them, and nothing is lost or damaged.
+    ws.ok(&["check", "--read-data"]);
+    let out = ws.restore_to("latest", "out");
+    assert_same_tree(&ws.root, &out, &[".snap"]);
+
+    // Within the grace period a prune deletes nothing.
+    let again = ws.json(&["prune"]);
+    assert_eq!(again["due"], serde_json::json!([]), "{again:#}");
+    assert_eq!(files_with(&ws.repo(), "doomed").len(), dropped.len());
+    assert!(dropped.iter().all(|h| pack_path(&ws.repo(), h).exists()));
+
+    // Once it has passed (here: a grace of zero), they go, marks and all.
+    let later = ws.json(&["prune", "--grace", "0s"]);
+    assert_eq!(ids(&later["due"]), dropped, "{later:#}");
+    assert!(later["bytes_freed"].as_u64().unwrap() > 1_000_000, "{later:#}");
+    assert!(dropped.iter().all(|h| !pack_path(&ws.repo(), h).exists()));
+    assert!(files_with(&ws.repo(), "doomed").is_empty());
+    ws.ok(&["check", "--read-data"]);
+    let out = ws.restore_to("latest", "out2");
+    assert_same_tree(&ws.root, &out, &[".snap"]);
+}
+
+/// A restore that planned before a prune reads the packs it planned with:
+/// prune only marks them.
+#[test]
+fn a_restore_that_planned_before_a_prune_finishes() {
+    let ws = fixture();
+    ws.ok(FORGET);
+    let out = ws.outside("out");
+    let paused = Paused::at(restore_cmd(&ws, &out), "restore:after-temporaries");
+    let p = ws.json(&["prune"]);
+    assert!(!ids(&p["repack"]).is_empty(), "{p:#}");
+    let o = paused.finish();
+    assert!(o.status.success(), "restore: {}", stderr(&o));
+    assert_same_tree(&ws.root, &out, &[".snap"]);
+}
+
+/// With `--delete-now` the packs a restore planned with are gone when it
+/// reads them: it finds the blobs again through the index, in the packs the
+/// prune copied them to.
+#[test]
+fn a_restore_whose_packs_are_deleted_under_it_re_resolves_them() {
+    let ws = fixture();
+    ws.ok(FORGET);
+    let out = ws.outside("out");
+    let paused = Paused::at(restore_cmd(&ws, &out), "restore:after-temporaries");
+    let p = ws.json(&["prune", "--delete-now"]);
+    let repacked = ids(&p["repack"]);
+    assert!(!repacked.is_empty(), "{p:#}");
+    assert!(repacked.iter().all(|h| !pack_path(&ws.repo(), h).exists()));
+    let o = paused.finish();
+    assert!(o.status.success(), "restore: {}", stderr(&o));
+    assert_same_tree(&ws.root, &out, &[".snap"]);
+}
