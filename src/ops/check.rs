@@ -3,6 +3,12 @@
 //! indexed in a pack that exists. `read_data` also reads every pack byte,
 //! decodes and verifies every blob, and names the files and snapshots each
 //! damaged chunk hurts.
+//!
+//! Check takes no lock, so a commit, forget or prune may run meanwhile: a
+//! pack deleted since it was listed is not damage (the blobs the snapshots
+//! need were moved first), a pack that appeared since is checked when a
+//! chunk is found in it (and read with `read_data`), and a snapshot that
+//! was forgotten while check ran is left out of the report.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -17,7 +23,7 @@ use crate::ops::walk;
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::read::{self, PackFiles};
-use crate::store::{packs, refs, snapshots, Layout};
+use crate::store::{failpoint, packs, refs, snapshots, Layout};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CheckReport {
@@ -59,16 +65,17 @@ pub fn check(
     let pack_files = PackFiles::new(layout);
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
-    let trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
+    let mut trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
     let snapshots = index.snapshots()?;
     report.snapshots = snapshots.len();
+    failpoint::hit("check:after-listing");
     let mut chunks = Chunks::default();
     let files = check_snapshots(
         layout,
         index,
         &pack_files,
         &snapshots,
-        &trailer_ok,
+        &mut trailer_ok,
         &mut chunks,
         &mut report,
     )?;
@@ -82,8 +89,16 @@ pub fn check(
             &mut chunks,
             &mut report,
         )?;
+        // Packs written since the listing (a concurrent prune's copies).
+        let seen: HashSet<PackId> = on_disk.iter().copied().collect();
+        let new: Vec<PackId> = packs::list_packs(layout)?
+            .into_iter()
+            .filter(|p| !seen.contains(p))
+            .collect();
+        read_every_pack(index, &pack_files, &new, progress, &mut chunks, &mut report)?;
     }
     name_damaged_files(&files, &chunks.bad, &mut report);
+    leave_out_forgotten(index, &snapshots, &mut report)?;
     // Bases of float deltas are in use too: prune keeps them.
     let (_, _, stored) = index.data_totals()?;
     let ids: Vec<ChunkId> = chunks.used.iter().copied().collect();
@@ -100,7 +115,8 @@ struct Chunks {
     bad: HashMap<ChunkId, String>,
 }
 
-/// Packs whose trailer reads; the others are reported.
+/// Packs whose trailer reads; the others are reported (but for packs
+/// deleted since they were listed).
 fn check_trailers(
     pack_files: &PackFiles,
     on_disk: &[PackId],
@@ -112,10 +128,46 @@ fn check_trailers(
             Ok(_) => {
                 trailer_ok.insert(*id);
             }
+            Err(e) if read::is_gone(&e) => {}
             Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
         }
     }
     trailer_ok
+}
+
+/// True if pack `id`'s trailer was read, or reads now (a pack written since
+/// check listed the packs).
+fn trailer_reads(pack_files: &PackFiles, trailer_ok: &mut HashSet<PackId>, id: &PackId) -> bool {
+    if !trailer_ok.contains(id) && pack_files.read_trailer(id).is_ok() {
+        trailer_ok.insert(*id);
+    }
+    trailer_ok.contains(id)
+}
+
+/// Snapshots forgotten while check ran (their files gone, their data perhaps
+/// pruned) are not damage: their problems are left out.
+fn leave_out_forgotten(
+    index: &Index,
+    snapshots: &[(SnapshotId, Snapshot)],
+    report: &mut CheckReport,
+) -> Result<()> {
+    let live = index.snapshot_ids()?;
+    let gone: Vec<String> = snapshots
+        .iter()
+        .filter(|(id, _)| !live.contains(id))
+        .map(|(id, _)| id.short())
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    report
+        .damaged_files
+        .retain(|d| !gone.contains(&d.snapshot));
+    report
+        .errors
+        .retain(|e| !gone.iter().any(|g| e.starts_with(&format!("snapshot {g}:"))));
+    report.snapshots -= gone.len();
+    Ok(())
 }
 
 /// Snapshot records, their trees, and whether every chunk they need is
@@ -126,7 +178,7 @@ fn check_snapshots(
     index: &Index,
     pack_files: &PackFiles,
     snapshots: &[(SnapshotId, Snapshot)],
-    trailer_ok: &HashSet<PackId>,
+    trailer_ok: &mut HashSet<PackId>,
     chunks: &mut Chunks,
     report: &mut CheckReport,
 ) -> Result<Vec<(SnapshotId, FileChunks)>> {
@@ -157,7 +209,7 @@ fn check_snapshots(
                     if !chunks.used.insert(*c) {
                         continue;
                     }
-                    if let Some((why, also_an_error)) = chunk_problem(index, trailer_ok, c)? {
+                    if let Some((why, also_an_error)) = chunk_problem(index, pack_files, trailer_ok, c)? {
                         if also_an_error {
                             report.errors.push(format!("chunk {}: {why}", c.short()));
                         }
@@ -176,16 +228,19 @@ fn check_snapshots(
 /// of its own (a bad base) rather than one already reported for its pack.
 fn chunk_problem(
     index: &Index,
-    trailer_ok: &HashSet<PackId>,
+    pack_files: &PackFiles,
+    trailer_ok: &mut HashSet<PackId>,
     c: &ChunkId,
 ) -> Result<Option<(String, bool)>> {
     Ok(match index.blob(c, PackKind::Data)? {
         None => Some(("missing from every pack".into(), false)),
-        Some(loc) if !trailer_ok.contains(&loc.pack) => Some((
+        Some(loc) if !trailer_reads(pack_files, trailer_ok, &loc.pack) => Some((
             format!("its pack {} is damaged or missing", loc.pack.short()),
             false,
         )),
-        Some(loc) => base_problem(index, trailer_ok, loc.base)?.map(|why| (why, true)),
+        Some(loc) => {
+            base_problem(index, pack_files, trailer_ok, loc.base)?.map(|why| (why, true))
+        }
     })
 }
 
@@ -239,6 +294,9 @@ fn read_every_pack(
                     chunks.bad.entry(chunk).or_insert(why);
                 }
             }
+            // Deleted since it was listed, by a prune that moved what is
+            // still needed first.
+            Err(e) if read::is_gone(&e) => {}
             Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
         }
     }
@@ -269,7 +327,8 @@ fn name_damaged_files(
 /// in a readable pack, and not a delta itself.
 fn base_problem(
     index: &Index,
-    trailer_ok: &HashSet<PackId>,
+    pack_files: &PackFiles,
+    trailer_ok: &mut HashSet<PackId>,
     base: Option<ChunkId>,
 ) -> Result<Option<String>> {
     let Some(base) = base else { return Ok(None) };
@@ -278,7 +337,7 @@ fn base_problem(
         None => Some(format!(
             "its float-delta base {b} is missing from every pack"
         )),
-        Some(l) if !trailer_ok.contains(&l.pack) => Some(format!(
+        Some(l) if !trailer_reads(pack_files, trailer_ok, &l.pack) => Some(format!(
             "its float-delta base {b} is in pack {}, which is damaged or missing",
             l.pack.short()
         )),

@@ -26,6 +26,9 @@ use crate::store::{packs, Layout};
 pub struct PackFiles {
     layout: Layout,
     open: Mutex<HashMap<PackId, Arc<dyn Object>>>,
+    /// Blobs of packs marked for deletion, read on the first blob the index
+    /// does not have (see `in_marked`).
+    marked: Mutex<Option<HashMap<(PackKind, ChunkId), BlobLoc>>>,
 }
 
 impl PackFiles {
@@ -33,7 +36,40 @@ impl PackFiles {
         PackFiles {
             layout: layout.clone(),
             open: Mutex::new(HashMap::new()),
+            marked: Mutex::new(None),
         }
+    }
+
+    /// Where blob `id` of `kind` is in a pack marked for deletion: still on
+    /// disk during its grace period, but no longer in the index. A reader
+    /// that listed a snapshot before a forget and a prune finds its blobs
+    /// there. The marked packs' trailers are read once per `PackFiles`;
+    /// one that cannot be read is skipped.
+    pub fn in_marked(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
+        let mut marked = self.marked.lock().expect("marked pack map poisoned");
+        if marked.is_none() {
+            let mut map = HashMap::new();
+            for pack in packs::list_marked(&self.layout)? {
+                let Ok((kind, _, entries)) = packs::read_trailer(&self.layout, &pack) else {
+                    continue;
+                };
+                for e in entries {
+                    map.entry((kind, e.id)).or_insert(BlobLoc {
+                        pack,
+                        codec: e.codec,
+                        offset: e.offset,
+                        stored_len: e.stored_len,
+                        raw_len: e.raw_len,
+                        base: e.base,
+                    });
+                }
+            }
+            *marked = Some(map);
+        }
+        Ok(marked
+            .as_ref()
+            .and_then(|m| m.get(&(kind, *id)))
+            .copied())
     }
 
     fn get(&self, id: &PackId) -> Result<Arc<dyn Object>> {
@@ -127,25 +163,34 @@ pub fn is_gone(e: &Error) -> bool {
 /// deleted the pack had moved the blob first. `what` names the blob.
 fn read_located(
     index: &Index,
+    packs: &PackFiles,
     id: &ChunkId,
     kind: PackKind,
     what: &dyn Fn() -> String,
     mut read: impl FnMut(&BlobLoc) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let mut last_pack: Option<PackId> = None;
+    let mut gone: Option<PackId> = None;
+    let mut attempts = 0;
     loop {
-        let loc = index.blob(id, kind)?.ok_or_else(|| match last_pack {
-            None => Error::corrupt(what(), "missing from every pack"),
-            Some(p) => Error::corrupt(
-                what(),
-                format!(
+        attempts += 1;
+        let loc = match index.blob(id, kind)? {
+            Some(loc) => Some(loc),
+            None => packs.in_marked(id, kind)?,
+        };
+        let missing = |why: String| Err(Error::corrupt(what(), why));
+        let loc = match (loc, gone) {
+            (None, None) => return missing("missing from every pack".into()),
+            (Some(loc), Some(p)) if loc.pack != p && attempts <= 3 => loc,
+            (Some(_) | None, Some(p)) => {
+                return missing(format!(
                     "missing from every pack (its pack {} was deleted while this command ran)",
                     p.short()
-                ),
-            ),
-        })?;
+                ))
+            }
+            (Some(loc), None) => loc,
+        };
         match read(&loc) {
-            Err(e) if is_gone(&e) && last_pack != Some(loc.pack) => last_pack = Some(loc.pack),
+            Err(e) if is_gone(&e) => gone = Some(loc.pack),
             other => return other,
         }
     }
@@ -155,7 +200,7 @@ fn read_located(
 /// itself, so decoding a chunk reads at most two blobs.
 pub fn read_base(index: &Index, packs: &PackFiles, base: &ChunkId) -> Result<Vec<u8>> {
     let what = || format!("chunk {} (the base of a float delta)", base.short());
-    read_located(index, base, PackKind::Data, &what, |loc| {
+    read_located(index, packs, base, PackKind::Data, &what, |loc| {
         if loc.base.is_some() {
             return Err(Error::corrupt(what(), "is itself a float delta"));
         }
@@ -196,7 +241,7 @@ pub fn read_entry(
 /// its pack is gone: see the module).
 pub fn read_chunk(index: &Index, packs: &PackFiles, id: &ChunkId) -> Result<Vec<u8>> {
     let what = || format!("chunk {}", id.short());
-    read_located(index, id, PackKind::Data, &what, |loc| {
+    read_located(index, packs, id, PackKind::Data, &what, |loc| {
         let stored = match packs.read_stored(loc) {
             Err(e) if is_gone(&e) => return Err(e),
             other => other.map_err(|e| Error::corrupt(what(), e.to_string()))?,
@@ -222,7 +267,7 @@ pub fn read_chunk(index: &Index, packs: &PackFiles, id: &ChunkId) -> Result<Vec<
 pub fn load_tree(index: &Index, packs: &PackFiles, id: &TreeId) -> Result<Tree> {
     let key = ChunkId(id.0);
     let what = || format!("tree {}", id.short());
-    let bytes = read_located(index, &key, PackKind::Tree, &what, |loc| {
+    let bytes = read_located(index, packs, &key, PackKind::Tree, &what, |loc| {
         let stored = match packs.read_stored(loc) {
             Err(e) if is_gone(&e) => return Err(e),
             other => other.map_err(|e| Error::corrupt(what(), e.to_string()))?,

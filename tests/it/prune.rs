@@ -131,3 +131,31 @@ fn a_restore_whose_packs_are_deleted_under_it_re_resolves_them() {
     assert!(o.status.success(), "restore: {}", stderr(&o));
     assert_same_tree(&ws.root, &out, &[".snap"]);
 }
+
+/// `check --read-data` that listed the snapshots and packs before a forget
+/// and a prune that deleted at once: the packs gone and the snapshot
+/// forgotten under it are not damage, and the packs the prune wrote are
+/// read too.
+#[test]
+fn check_while_forget_and_prune_delete_reports_no_damage() {
+    let ws = fixture();
+    for args in [&["check", "--read-data", "--json"][..], &["check", "--json"]] {
+        let mut cmd = snap_std(&ws.root);
+        cmd.args(args);
+        let paused = Paused::at(cmd, "check:after-listing");
+        ws.ok(FORGET);
+        let p = ws.json(&["prune", "--delete-now"]);
+        assert!(!ids(&p["due"]).is_empty(), "{p:#}");
+        let o = paused.finish();
+        assert!(o.status.success(), "{args:?}: {}", stdout(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["errors"], serde_json::json!([]), "{r:#}");
+        assert_eq!(r["snapshots"], 1, "{r:#}");
+        if args.contains(&"--read-data") {
+            assert!(r["chunks_checked"].as_u64().unwrap() >= 3, "{r:#}");
+        }
+        // The next round starts from two sessions again.
+        ws.write("notes.txt", format!("{args:?}").as_bytes());
+        ws.commit(&["--session", "s3"]);
+    }
+}
