@@ -150,8 +150,13 @@ impl Repo {
     /// Opens the repository in `layout` and brings its index up to date.
     pub fn open_in(layout: Layout) -> Result<Repo> {
         let config = store_config::read(&layout)?;
-        let (mut index, _) = Index::open(&layout.index())?;
-        let damaged = sync::sync(&layout, &mut index)?.damaged;
+        let (mut index, created) = Index::open(&layout.index())?;
+        let take = if created {
+            sync::Marked::Include
+        } else {
+            sync::Marked::Skip
+        };
+        let damaged = sync::sync_with(&layout, &mut index, take)?.damaged;
         Ok(Repo {
             damaged,
             layout,
@@ -181,6 +186,7 @@ impl Repo {
     /// Takes the writer lock, clears leftovers of crashed writers and
     /// re-syncs the index (another writer may have run since open).
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
+        crate::store::failpoint::hit("repo:before-lock");
         let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
         durable::clean_tmp(&self.layout.tmp_dir())?;
         sync::sync(&self.layout, &mut self.index)?;

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::id::{PackId, SnapshotId};
-use crate::store::index::Index;
+use crate::store::index::{self, Index};
 use crate::store::packs::{self, FinishedPack};
-use crate::store::{durable, refs, snapshots, Layout};
+use crate::store::{durable, failpoint, refs, snapshots, Layout};
 
 /// What a sync changed in the index.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -30,8 +30,25 @@ impl SyncReport {
     }
 }
 
+/// Which packs marked for deletion a sync takes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// None: prune dropped them from the index on purpose (every sync of an
+    /// index that is kept up to date).
+    Skip,
+    /// All: an index built from nothing (a new or rebuilt one) cannot know
+    /// which were dropped, and a marked pack may hold blobs a snapshot
+    /// needs again. The next prune marks anew those nothing needs.
+    Include,
+}
+
 /// Adds what is on disk but missing from the index and drops what is gone.
 pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
+    sync_with(layout, index, Marked::Skip)
+}
+
+/// `sync`, taking in marked packs or not.
+pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<SyncReport> {
     let mut report = SyncReport::default();
 
     let on_disk = packs::list_packs(layout)?;
@@ -40,7 +57,10 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     // after the index is read: prune makes a mark durable before its
     // transaction drops the pack, so a pack this read finds unindexed
     // because prune dropped it has its mark by now.
-    let marked: HashSet<PackId> = packs::list_marked(layout)?.into_iter().collect();
+    let marked: HashSet<PackId> = match take {
+        Marked::Skip => packs::list_marked(layout)?.into_iter().collect(),
+        Marked::Include => HashSet::new(),
+    };
     let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
     for id in &on_disk {
@@ -87,6 +107,7 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     report.snapshots_added = new_snaps.len();
     report.snapshots_removed = gone_snaps.len();
     report.tags = tags.len();
+    failpoint::hit("sync:before-transaction");
     if report.changed() || tags_changed {
         index.transaction(|tx| {
             for p in &new_packs {
@@ -164,17 +185,32 @@ pub fn verify_complete(layout: &Layout, index: &Index, op: &'static str) -> Resu
     })
 }
 
-/// Deletes the index and rebuilds it from packs, snapshots and refs (`snap
-/// reindex`; the caller holds the writer lock). `index` is the open index,
-/// replaced by the rebuilt one.
+/// Rebuilds the index from packs (marked ones included, see `Marked`),
+/// snapshots and refs (`snap reindex`; the caller holds the writer lock, so
+/// no other writer runs). The new index is built in `tmp/` and swapped in
+/// with one transaction (`Index::replace_from`), so readers and writers that
+/// have the index open, or open it meanwhile, never find it missing, empty
+/// or half built. Only an index too damaged to take the new rows is deleted
+/// and replaced by the new file.
 pub fn reindex(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
-    // Replace the open connection before deleting its files.
-    let (scratch, _) = Index::open(&layout.reindex_scratch())?;
-    drop(std::mem::replace(index, scratch));
-    Index::delete_files(&layout.index())?;
-    let (mut fresh, _) = Index::open(&layout.index())?;
-    let report = sync(layout, &mut fresh)?;
-    *index = fresh;
+    let scratch = layout.reindex_scratch();
+    Index::delete_files(&scratch)?;
+    let (mut fresh, _) = Index::open(&scratch)?;
+    let report = sync_with(layout, &mut fresh, Marked::Include)?;
+    // Closing the last connection folds its WAL into the file.
+    drop(fresh);
+    failpoint::hit("reindex:before-swap");
+    match index.replace_from(&scratch) {
+        Ok(()) => Index::delete_files(&scratch)?,
+        Err(e) if index::is_damaged(&e) => {
+            let (placeholder, _) = Index::open(&layout.tmp_dir().join("reindex-old.sqlite"))?;
+            drop(std::mem::replace(index, placeholder));
+            Index::delete_files(&layout.index())?;
+            durable::rename_durable(&scratch, &layout.index())?;
+            *index = Index::open(&layout.index())?.0;
+        }
+        Err(e) => return Err(e),
+    }
     durable::clean_tmp(&layout.tmp_dir())?;
     Ok(report)
 }
