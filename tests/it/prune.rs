@@ -33,9 +33,11 @@ fn fixture() -> Ws {
 
 /// Every file under `packs/` with the given extension (`pack`, `doomed`).
 fn files_with(repo: &Path, ext: &str) -> BTreeSet<PathBuf> {
-    walk(&repo.join("packs"), &[])
+    let packs = repo.join("packs");
+    walk(&packs, &[])
         .into_keys()
         .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .map(|p| packs.join(p))
         .collect()
 }
 
@@ -158,4 +160,51 @@ fn check_while_forget_and_prune_delete_reports_no_damage() {
         ws.write("notes.txt", format!("{args:?}").as_bytes());
         ws.commit(&["--session", "s3"]);
     }
+}
+
+/// The race rustic answers by resurrecting packs: a reader's index sync
+/// read the trailer of a pack no snapshot used (a crashed commit's) before
+/// prune marked it, and writes its transaction after, putting the pack back
+/// in the index; a commit then deduplicates against it. The pack must
+/// survive every later prune, and its mark go.
+#[test]
+fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a\n");
+    ws.commit(&["--session", "s1"]);
+    let data = random_bytes(5200, 300_000);
+    ws.write("big.bin", &data);
+    let o = ws
+        .cmd()
+        .env("SNAP_FAILPOINT", "commit:before-trees")
+        .args(["commit", "--session", "s2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the commit did not crash");
+    let orphans = files_with(&ws.repo(), "pack");
+
+    // A reader whose sync has read the orphan pack's trailer.
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["log", "--json"]);
+    let reader = Paused::at(cmd, "sync:before-transaction");
+    let p = ws.json(&["prune"]);
+    let marked = ids(&p["delete"]);
+    assert_eq!(marked.len(), 1, "{p:#}");
+    let pack = pack_path(&ws.repo(), &marked[0]);
+    assert!(orphans.contains(&pack) && pack.with_extension("doomed").exists());
+    let o = reader.finish();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The commit finds big.bin's chunks in the index and stores nothing new.
+    let c = ws.commit(&["--session", "s3"]);
+    assert_eq!(summary_u64(&c, "new_chunks"), 0, "{c}");
+    let p = ws.json(&["prune", "--delete-now"]);
+    assert_eq!(ids(&p["resurrect"]), marked, "{p:#}");
+    assert!(pack.exists(), "a pack a snapshot needs was deleted");
+    assert!(!pack.with_extension("doomed").exists());
+    ws.json(&["prune", "--delete-now"]);
+    assert!(pack.exists());
+    ws.ok(&["check", "--read-data"]);
+    let out = ws.restore_to("latest", "out");
+    assert_eq!(fs::read(out.join("big.bin")).unwrap(), data);
 }
