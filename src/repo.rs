@@ -17,6 +17,7 @@ use crate::ops::diff::{self, Diff};
 use crate::ops::forget;
 use crate::ops::import;
 use crate::ops::prune::{self, PruneOptions, PrunePlan};
+use crate::ops::repair::{self, RepairReport};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
@@ -186,11 +187,16 @@ impl Repo {
     /// Takes the writer lock, clears leftovers of crashed writers and
     /// re-syncs the index (another writer may have run since open).
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
+        Ok(self.lock_counting(what)?.0)
+    }
+
+    /// `lock`, also saying how many leftovers it removed from `tmp/`.
+    fn lock_counting(&mut self, what: &str) -> Result<(WriterLock, usize)> {
         crate::store::failpoint::hit("repo:before-lock");
         let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
-        durable::clean_tmp(&self.layout.tmp_dir())?;
+        let removed = durable::clean_tmp(&self.layout.tmp_dir())?;
         sync::sync(&self.layout, &mut self.index)?;
-        Ok(lock)
+        Ok((lock, removed))
     }
 
     pub fn commit(
@@ -449,7 +455,31 @@ impl Repo {
         SessionLock::acquire(&self.layout.locks_dir(), session)
     }
 
-    /// Deletes the index and rebuilds it from packs, snapshots and refs.
+    /// `snap check --repair` (`ops::repair`): under the writer lock, removes
+    /// orphan temporaries, rebuilds the index, marks packs no snapshot
+    /// references (deleting marked ones whose grace period in `opts` has
+    /// passed), then checks; never deletes a snapshot record.
+    pub fn repair(
+        &mut self,
+        opts: &PruneOptions,
+        read_data: bool,
+        progress: &dyn Progress,
+    ) -> Result<RepairReport> {
+        let (_lock, removed) = self.lock_counting("check --repair")?;
+        let report = repair::repair(
+            &self.layout,
+            &self.config,
+            &mut self.index,
+            removed,
+            opts,
+            read_data,
+            progress,
+        )?;
+        self.damaged = report.reindex.damaged.clone();
+        Ok(report)
+    }
+
+    /// Rebuilds the index from packs, snapshots and refs and swaps it in.
     pub fn reindex(&mut self) -> Result<SyncReport> {
         let _lock = self.lock("reindex")?;
         sync::reindex(&self.layout, &mut self.index)

@@ -29,6 +29,9 @@ use crate::store::{failpoint, packs, refs, snapshots, Layout};
 pub struct CheckReport {
     pub snapshots: usize,
     pub packs: usize,
+    /// Of `packs`, those marked for deletion by prune (not in the index,
+    /// deleted by a prune once their grace period has passed).
+    pub packs_marked: usize,
     pub chunks_checked: u64,
     pub bytes_read: u64,
     /// Problems, one sentence each.
@@ -65,6 +68,7 @@ pub fn check(
     let pack_files = PackFiles::new(layout);
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
+    report.packs_marked = packs::list_marked(layout)?.len();
     let mut trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
     let snapshots = index.snapshots()?;
     report.snapshots = snapshots.len();

@@ -15,8 +15,8 @@
 //! snapshots, not from the index: before a marked pack is deleted, its
 //! trailer is read and if any blob a kept snapshot reaches is in no live pack,
 //! the pack is *resurrected* (indexed again, its mark removed). A marked pack
-//! found in the index is live: its mark is removed, or refreshed to now if
-//! this prune marks it again.
+//! found in the index (a rebuilt index takes them all back) loses its mark
+//! if a snapshot uses it, and otherwise keeps the time of its first mark.
 //!
 //! Crash safety (the caller holds the writer lock, so no commit runs at the
 //! same time):
@@ -32,7 +32,7 @@
 //! prune refreshes or removes them); after 3, marked packs the next prune
 //! deletes in time. Nothing a kept snapshot needs is ever deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::error::Result;
 use crate::format::pack::{PackEntry, PackKind};
@@ -60,6 +60,8 @@ pub struct PruneOptions {
     /// Delete every marked pack now, those this prune marks included
     /// (readers running now may then fail to find a pack).
     pub delete_now: bool,
+    /// Repack mostly-unused packs (`check --repair` only marks unused ones).
+    pub repack: bool,
     /// The time of this prune, Unix nanoseconds.
     pub now_ns: i64,
 }
@@ -71,6 +73,7 @@ impl PruneOptions {
             dry_run: false,
             grace_ns: DEFAULT_GRACE_NS,
             delete_now: false,
+            repack: true,
             now_ns,
         }
     }
@@ -79,8 +82,10 @@ impl PruneOptions {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PrunePlan {
     /// Packs nothing uses: marked for deletion.
+    #[serde(serialize_with = "hex_ids")]
     pub delete: Vec<PackId>,
     /// Packs partly used: the used blobs are copied, then the pack marked.
+    #[serde(serialize_with = "hex_ids")]
     pub repack: Vec<PackId>,
     pub packs_total: usize,
     pub bytes_total: u64,
@@ -90,6 +95,7 @@ pub struct PrunePlan {
     pub bytes_copied: u64,
     /// Packs marked by an earlier prune whose grace period has passed (all
     /// marked packs with `delete_now`, those marked now included): deleted.
+    #[serde(serialize_with = "hex_ids")]
     pub due: Vec<PackId>,
     /// Bytes of the packs deleted now.
     pub bytes_deleted: u64,
@@ -100,6 +106,7 @@ pub struct PrunePlan {
     pub next_delete_ns: Option<i64>,
     /// Marked packs a kept snapshot needs, or that the index holds: their
     /// marks are removed and they are indexed again.
+    #[serde(serialize_with = "hex_ids")]
     pub resurrect: Vec<PackId>,
     /// Marked packs (or their marks) that could not be read: kept, named.
     pub unreadable: Vec<String>,
@@ -109,6 +116,14 @@ pub struct PrunePlan {
     kinds: HashMap<PackId, PackKind>,
     #[serde(skip)]
     resurrected: Vec<FinishedPack>,
+    /// Packs to drop that already carry a mark: it is kept, not renewed.
+    #[serde(skip)]
+    kept_marks: HashSet<PackId>,
+}
+
+/// Pack ids in JSON as hex, as everywhere users see them.
+fn hex_ids<S: serde::Serializer>(ids: &[PackId], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|id| id.to_hex()))
 }
 
 impl PrunePlan {
@@ -193,7 +208,7 @@ pub fn plan(
         if keep.is_empty() {
             plan.delete.push(id);
             plan.bytes_removed += size;
-        } else if (all_blobs - used) as f64 > REPACK_THRESHOLD * size as f64 {
+        } else if opts.repack && (all_blobs - used) as f64 > REPACK_THRESHOLD * size as f64 {
             // Waste is unused blob bytes; header and trailer are not waste,
             // or every small pack would be rewritten forever.
             plan.repack.push(id);
@@ -204,21 +219,26 @@ pub fn plan(
     }
     plan.delete.sort();
     plan.repack.sort();
-    let marking: HashSet<PackId> = plan.delete.iter().chain(&plan.repack).copied().collect();
-    if opts.delete_now {
-        plan.due.extend(marking.iter().copied());
-        plan.bytes_deleted += plan.bytes_removed;
-    } else {
-        plan.waiting += marking.len();
-        plan.bytes_waiting += plan.bytes_removed;
-        if !marking.is_empty() {
-            plan.next_delete_ns = Some(opts.now_ns.saturating_add(opts.grace_ns));
+    let marked: BTreeSet<PackId> = packs::list_marked(layout)?.into_iter().collect();
+    let sizes: HashMap<PackId, u64> = index.packs()?.into_iter().map(|p| (p.0, p.2)).collect();
+    let marking: Vec<PackId> = plan.delete.iter().chain(&plan.repack).copied().collect();
+    for id in &marking {
+        // An earlier mark stands (a rebuilt index takes marked packs back
+        // in); otherwise the mark is made now.
+        let since = marked
+            .contains(id)
+            .then(|| packs::read_mark(layout, id).ok().map(|m| m.marked_ns))
+            .flatten();
+        if since.is_some() {
+            plan.kept_marks.insert(*id);
         }
+        let size = sizes.get(id).copied().unwrap_or(0);
+        schedule(&mut plan, id, size, since.unwrap_or(opts.now_ns), opts);
     }
-    for id in packs::list_marked(layout)? {
+    let marking: HashSet<PackId> = marking.into_iter().collect();
+    for id in marked {
         if live.contains(&id) {
-            // Indexed, so readers may use it: a fresh mark if this prune
-            // drops it, none if it stays.
+            // Indexed, so readers may use it: no mark if it stays.
             if !marking.contains(&id) {
                 plan.resurrect.push(id);
             }
@@ -286,6 +306,13 @@ fn plan_marked<'a>(
             return;
         }
     };
+    schedule(plan, id, size, marked_ns, opts);
+}
+
+/// Puts pack `id` (of `size` bytes, marked at `marked_ns`) in the plan's
+/// deletions if its grace period has passed (or `delete_now`), else among
+/// the packs that wait.
+fn schedule(plan: &mut PrunePlan, id: &PackId, size: u64, marked_ns: i64, opts: &PruneOptions) {
     let due_at = marked_ns.saturating_add(opts.grace_ns);
     if opts.delete_now || opts.now_ns >= due_at {
         plan.due.push(*id);
@@ -340,7 +367,7 @@ pub fn apply(
         .chain(&plan.repack)
         .filter(|id| !new_ids.contains(id))
         .collect();
-    for id in &old {
+    for id in old.iter().filter(|id| !plan.kept_marks.contains(id)) {
         packs::mark(layout, id, now_ns)?;
     }
     failpoint::hit("prune:before-index");

@@ -21,6 +21,7 @@ mod prune;
 mod pt;
 mod records;
 mod reindex;
+mod repair;
 mod restore;
 mod retention;
 mod revs;

@@ -40,36 +40,30 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         dry_run: args.dry_run,
         grace_ns: parse_duration(&args.grace)?,
         delete_now: args.delete_now,
+        repack: true,
         now_ns,
     };
     let (mut repo, _) = ctx.open()?;
     let plan = repo.prune(&opts, &Bar::new())?;
     if args.json {
         let mut v = serde_json::to_value(&plan)?;
-        let hex = |ids: &[snapstore::PackId]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>();
-        v["delete"] = hex(&plan.delete).into();
-        v["repack"] = hex(&plan.repack).into();
-        v["due"] = hex(&plan.due).into();
-        v["resurrect"] = hex(&plan.resurrect).into();
         v["bytes_freed"] = plan.bytes_freed().into();
         v["dry_run"] = args.dry_run.into();
         return render::print_json(&v).map(|_| 0);
     }
-    let (will, would) = if args.dry_run {
-        ("would ", "would ")
-    } else {
-        ("", "")
-    };
+    let would = if args.dry_run { "would " } else { "" };
     println!(
-        "{will}mark {} of {} packs for deletion, {would}repack {} ({} copied); \
-         {will}delete {} marked packs, freeing {} of {}",
+        "{would}mark {} of {} packs for deletion ({}), {would}repack {} of them ({} copied)",
         plan.delete.len() + plan.repack.len(),
         plan.packs_total,
+        bytes(plan.bytes_removed),
         plan.repack.len(),
         bytes(plan.bytes_copied),
+    );
+    println!(
+        "{would}delete {} marked packs whose grace period has passed: {} freed",
         plan.due.len(),
         bytes(plan.bytes_freed()),
-        bytes(plan.bytes_total)
     );
     if plan.waiting > 0 {
         println!(
