@@ -297,6 +297,7 @@ impl Repo {
         progress: &dyn Progress,
     ) -> Result<RestoreSummary> {
         let (id, snap) = self.resolve(rev)?;
+        crate::store::failpoint::hit("restore:after-resolve");
         let packs = PackFiles::new(&self.layout);
         opts.protect = Some(self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;

@@ -196,6 +196,34 @@ fn read_located(
     }
 }
 
+/// Locations of data chunks `ids` and of the float-delta bases they need
+/// (`Index::blobs_with_bases`), and of those the index no longer has but a
+/// pack marked for deletion still holds (`PackFiles::in_marked`): a restore
+/// of a snapshot forgotten and pruned since it was resolved still finds
+/// them during the grace period.
+pub fn locate_chunks(
+    index: &Index,
+    packs: &PackFiles,
+    ids: &[ChunkId],
+) -> Result<HashMap<ChunkId, BlobLoc>> {
+    let mut locs = index.blobs_with_bases(ids)?;
+    let mut wanted: Vec<ChunkId> = ids.iter().filter(|id| !locs.contains_key(id)).copied().collect();
+    while let Some(id) = wanted.pop() {
+        if let Some(loc) = packs.in_marked(&id, PackKind::Data)? {
+            if let Some(base) = loc.base.filter(|b| !locs.contains_key(b)) {
+                match index.blob(&base, PackKind::Data)? {
+                    Some(b) => {
+                        locs.insert(base, b);
+                    }
+                    None => wanted.push(base),
+                }
+            }
+            locs.insert(id, loc);
+        }
+    }
+    Ok(locs)
+}
+
 /// Reads and verifies the base of a float delta. A base is never a delta
 /// itself, so decoding a chunk reads at most two blobs.
 pub fn read_base(index: &Index, packs: &PackFiles, base: &ChunkId) -> Result<Vec<u8>> {

@@ -208,3 +208,23 @@ fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
     let out = ws.restore_to("latest", "out");
     assert_eq!(fs::read(out.join("big.bin")).unwrap(), data);
 }
+
+/// A restore that resolved its snapshot before a forget and a prune took it
+/// away plans from the packs prune only marked: it restores it whole.
+#[test]
+fn a_restore_of_a_snapshot_forgotten_and_pruned_after_it_was_resolved() {
+    let ws = fixture();
+    let first = ws.log()[0]["id"].as_str().unwrap().to_string();
+    let expected = ws.outside("expected");
+    ws.ok(&["restore", &first, "--target", expected.to_str().unwrap()]);
+    let out = ws.outside("out");
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["restore", &first, "--target", out.to_str().unwrap()]);
+    let paused = Paused::at(cmd, "restore:after-resolve");
+    ws.ok(FORGET);
+    let p = ws.json(&["prune"]);
+    assert!(!ids(&p["delete"]).is_empty(), "{p:#}");
+    let o = paused.finish();
+    assert!(o.status.success(), "restore: {}", stderr(&o));
+    assert_same_tree(&expected, &out, &[]);
+}
