@@ -164,12 +164,12 @@ fn leave_out_forgotten(
     if gone.is_empty() {
         return Ok(());
     }
-    report
-        .damaged_files
-        .retain(|d| !gone.contains(&d.snapshot));
-    report
-        .errors
-        .retain(|e| !gone.iter().any(|g| e.starts_with(&format!("snapshot {g}:"))));
+    report.damaged_files.retain(|d| !gone.contains(&d.snapshot));
+    report.errors.retain(|e| {
+        !gone
+            .iter()
+            .any(|g| e.starts_with(&format!("snapshot {g}:")))
+    });
     report.snapshots -= gone.len();
     Ok(())
 }
@@ -213,7 +213,9 @@ fn check_snapshots(
                     if !chunks.used.insert(*c) {
                         continue;
                     }
-                    if let Some((why, also_an_error)) = chunk_problem(index, pack_files, trailer_ok, c)? {
+                    if let Some((why, also_an_error)) =
+                        chunk_problem(index, pack_files, trailer_ok, c)?
+                    {
                         if also_an_error {
                             report.errors.push(format!("chunk {}: {why}", c.short()));
                         }
@@ -242,9 +244,7 @@ fn chunk_problem(
             format!("its pack {} is damaged or missing", loc.pack.short()),
             false,
         )),
-        Some(loc) => {
-            base_problem(index, pack_files, trailer_ok, loc.base)?.map(|why| (why, true))
-        }
+        Some(loc) => base_problem(index, pack_files, trailer_ok, loc.base)?.map(|why| (why, true)),
     })
 }
 

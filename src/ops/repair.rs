@@ -80,7 +80,11 @@ pub fn repair(
     let (prune, prune_skipped) = match sync::verify_complete(layout, index, "check --repair") {
         Err(e) => (None, Some(e.to_string())),
         Ok(()) => {
-            let roots: Vec<_> = index.snapshots()?.into_iter().map(|(_, s)| s.root).collect();
+            let roots: Vec<_> = index
+                .snapshots()?
+                .into_iter()
+                .map(|(_, s)| s.root)
+                .collect();
             match prune::plan(layout, index, &roots, &opts) {
                 Ok(plan) => {
                     prune::apply(

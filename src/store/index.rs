@@ -457,8 +457,7 @@ impl Index {
                 "is not UTF-8, which SQLite's ATTACH needs",
             )
         })?;
-        self.sql()
-            .execute("ATTACH DATABASE ?1 AS fresh", [name])?;
+        self.sql().execute("ATTACH DATABASE ?1 AS fresh", [name])?;
         let copied = self.transaction(|tx| {
             for table in ["packs", "blobs", "snapshots", "tags", "statcache"] {
                 tx.sql.execute(&format!("DELETE FROM main.{table}"), [])?;

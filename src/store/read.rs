@@ -66,10 +66,7 @@ impl PackFiles {
             }
             *marked = Some(map);
         }
-        Ok(marked
-            .as_ref()
-            .and_then(|m| m.get(&(kind, *id)))
-            .copied())
+        Ok(marked.as_ref().and_then(|m| m.get(&(kind, *id))).copied())
     }
 
     fn get(&self, id: &PackId) -> Result<Arc<dyn Object>> {
@@ -207,7 +204,11 @@ pub fn locate_chunks(
     ids: &[ChunkId],
 ) -> Result<HashMap<ChunkId, BlobLoc>> {
     let mut locs = index.blobs_with_bases(ids)?;
-    let mut wanted: Vec<ChunkId> = ids.iter().filter(|id| !locs.contains_key(id)).copied().collect();
+    let mut wanted: Vec<ChunkId> = ids
+        .iter()
+        .filter(|id| !locs.contains_key(id))
+        .copied()
+        .collect();
     while let Some(id) = wanted.pop() {
         if let Some(loc) = packs.in_marked(&id, PackKind::Data)? {
             if let Some(base) = loc.base.filter(|b| !locs.contains_key(b)) {

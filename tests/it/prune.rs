@@ -43,7 +43,9 @@ fn files_with(repo: &Path, ext: &str) -> BTreeSet<PathBuf> {
 
 /// The pack file of a pack id given in hex.
 fn pack_path(repo: &Path, hex: &str) -> PathBuf {
-    repo.join("packs").join(&hex[..2]).join(format!("{hex}.pack"))
+    repo.join("packs")
+        .join(&hex[..2])
+        .join(format!("{hex}.pack"))
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -93,7 +95,10 @@ fn prune_marks_packs_and_deletes_them_only_after_the_grace_period() {
     // Once it has passed (here: a grace of zero), they go, marks and all.
     let later = ws.json(&["prune", "--grace", "0s"]);
     assert_eq!(ids(&later["due"]), dropped, "{later:#}");
-    assert!(later["bytes_freed"].as_u64().unwrap() > 1_000_000, "{later:#}");
+    assert!(
+        later["bytes_freed"].as_u64().unwrap() > 1_000_000,
+        "{later:#}"
+    );
     assert!(dropped.iter().all(|h| !pack_path(&ws.repo(), h).exists()));
     assert!(files_with(&ws.repo(), "doomed").is_empty());
     ws.ok(&["check", "--read-data"]);
@@ -141,7 +146,10 @@ fn a_restore_whose_packs_are_deleted_under_it_re_resolves_them() {
 #[test]
 fn check_while_forget_and_prune_delete_reports_no_damage() {
     let ws = fixture();
-    for args in [&["check", "--read-data", "--json"][..], &["check", "--json"]] {
+    for args in [
+        &["check", "--read-data", "--json"][..],
+        &["check", "--json"],
+    ] {
         let mut cmd = snap_std(&ws.root);
         cmd.args(args);
         let paused = Paused::at(cmd, "check:after-listing");

@@ -32,7 +32,9 @@ fn hexes(v: &Value) -> Vec<String> {
 }
 
 fn pack_path(repo: &Path, hex: &str) -> PathBuf {
-    repo.join("packs").join(&hex[..2]).join(format!("{hex}.pack"))
+    repo.join("packs")
+        .join(&hex[..2])
+        .join(format!("{hex}.pack"))
 }
 
 /// A repository with a forgotten session, a crashed commit's pack, and
@@ -77,7 +79,10 @@ fn repair_removes_temporaries_rebuilds_the_index_and_marks_unreferenced_packs() 
         let p = pack_path(&ws.repo(), h);
         assert!(p.exists() && p.with_extension("doomed").exists(), "{h}");
     }
-    assert!(before.is_subset(&pack_dir_files(&ws.repo())), "repair deleted a pack");
+    assert!(
+        before.is_subset(&pack_dir_files(&ws.repo())),
+        "repair deleted a pack"
+    );
     assert_eq!(r["check"]["errors"], serde_json::json!([]), "{r:#}");
     assert_eq!(ws.json(&["check"])["unreferenced_bytes"], 0);
     ws.ok(&["check", "--read-data"]);
@@ -100,7 +105,11 @@ fn repair_keeps_a_damaged_snapshot_record_and_names_what_it_could_not_repair() {
     let before = pack_dir_files(&ws.repo());
     let o = ws.fails(&["check", "--repair", "--grace", "0s"], 3);
     let out = stdout(&o);
-    assert_eq!(fs::read(&record).unwrap(), damaged, "the record was touched");
+    assert_eq!(
+        fs::read(&record).unwrap(),
+        damaged,
+        "the record was touched"
+    );
     assert_eq!(pack_dir_files(&ws.repo()), before, "{out}");
     assert!(out.contains("could not be repaired"), "{out}");
     assert!(out.contains(record.to_str().unwrap()), "{out}");

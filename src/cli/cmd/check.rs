@@ -30,7 +30,12 @@ pub struct Args {
     #[arg(long)]
     repair: bool,
     /// With --repair: how long a marked pack stays before it is deleted.
-    #[arg(long, value_name = "DURATION", default_value = "1h", requires = "repair")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        requires = "repair"
+    )]
     grace: String,
     /// Output JSON.
     #[arg(long)]

@@ -145,7 +145,11 @@ impl Backend for LocalBackend {
             Kind::Config => {}
             // Packs and their marks sit one directory down, in `packs/XX/`.
             Kind::Pack | Kind::Mark => {
-                let suffix = if kind == Kind::Pack { ".pack" } else { ".doomed" };
+                let suffix = if kind == Kind::Pack {
+                    ".pack"
+                } else {
+                    ".doomed"
+                };
                 for sub in fs::read_dir(&dir).ctx(list_op(kind), &dir)? {
                     let sub = sub.ctx(list_op(kind), &dir)?.path();
                     if !sub.is_dir() {
