@@ -19,13 +19,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::Layout;
+use crate::units;
 use crate::workspace::Workspace;
 
 mod bases;
@@ -90,7 +91,8 @@ pub fn commit(
         warnings,
     };
     progress.start("commit", to_read);
-    let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)?;
+    let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)
+        .map_err(|e| with_needed(e, to_read))?;
     progress.finish();
 
     let mut summary = Summary {
@@ -115,6 +117,26 @@ pub fn commit(
         warnings: files.warnings,
     };
     publish::publish(layout, index, ws, opts, draft)
+}
+
+/// Says how much a commit that ran out of space had to store: at most
+/// `to_read` bytes of changed files (less after deduplication and
+/// compression), and what the disk has free.
+fn with_needed(e: Error, to_read: u64) -> Error {
+    match e {
+        Error::DiskFull { op, path, .. } => {
+            let free = fs4::available_space(&path)
+                .or_else(|_| path.parent().map_or(Ok(0), fs4::available_space))
+                .map(|n| format!("; {} free there now", units::bytes(n)))
+                .unwrap_or_default();
+            let needed = format!(
+                "\n  this commit had up to {} of changed files to store (less once deduplicated and compressed){free}",
+                units::bytes(to_read)
+            );
+            Error::DiskFull { op, path, needed }
+        }
+        e => e,
+    }
 }
 
 /// The current time, Unix nanoseconds.
