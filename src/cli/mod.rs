@@ -108,6 +108,13 @@ impl Ctx {
 
 /// A usage error found after parsing, reported the way clap reports its
 /// own (with the command's usage line) and with exit code 2.
+impl Cli {
+    /// True for `snap run`, which keeps SIGPIPE ignored.
+    pub fn is_run(&self) -> bool {
+        matches!(self.command, Command::Run(_))
+    }
+}
+
 fn usage_error(subcommand: &str, msg: &str) -> clap::Error {
     use clap::CommandFactory;
     let mut cli = Cli::command();
