@@ -22,6 +22,8 @@ Exit codes:
   3  damaged data found (check, restore, cat); forget or prune refused on unreadable files
   4  the repository is locked by another writer
   5  no repository, unknown revision or path
+  6  commit: the snapshot was stored, but without some entries that could not
+     be read or vanished while read (each named by a warning)
   128+N  stopped by signal N (130: Ctrl-C)
 
 Environment:

@@ -62,6 +62,9 @@ pub struct CommitSummary {
     pub snapshot: Snapshot,
     pub packs_written: usize,
     pub warnings: Vec<String>,
+    /// Entries left out because they could not be read or vanished while
+    /// read (each has a warning); `snap commit` exits 6 when not zero.
+    pub skipped: u64,
 }
 
 /// Commits the workspace (or `opts.paths`) as a new snapshot of it, whose
@@ -78,18 +81,15 @@ pub fn commit(
         .workspace_label
         .clone()
         .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
-    let (items, warnings) = scan::scan(ws, &opts.paths)?;
+    let (items, notes) = scan::scan(ws, &opts.paths)?;
     let latest = publish::latest_of_workspace(index, &workspace)?;
     let previous = bases::Previous::new(latest.map(|(_, root)| root));
 
     let mut seen = HashSet::new();
     let use_cache = !opts.no_stat_cache;
     let (data, to_read) = scan::use_stat_cache(index, &workspace, &items, use_cache, &mut seen)?;
-    let mut files = scan::Files {
-        items,
-        data,
-        warnings,
-    };
+    let mut files = scan::Files { items, data, notes };
+    crate::store::failpoint::hit("commit:after-scan");
     progress.start("commit", to_read);
     let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)
         .map_err(|e| with_needed(e, to_read))?;
@@ -114,9 +114,11 @@ pub fn commit(
         summary,
         packs,
         stat_rows,
-        warnings: files.warnings,
+        warnings: files.notes.warnings,
     };
-    publish::publish(layout, index, ws, opts, draft)
+    let mut done = publish::publish(layout, index, ws, opts, draft)?;
+    done.skipped = files.notes.skipped;
+    Ok(done)
 }
 
 /// Says how much a commit that ran out of space had to store: at most
