@@ -241,15 +241,16 @@ fn read_file<'s, 'a: 's>(
             }));
         }
         let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
-        if same_file && only_grew(&before, &after) {
-            if reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)? {
-                return Ok(Some(FileRead {
-                    slots,
-                    meta: before,
-                    read_start_ns,
-                    prefix: true,
-                }));
-            }
+        if same_file
+            && only_grew(&before, &after)
+            && reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)?
+        {
+            return Ok(Some(FileRead {
+                slots,
+                meta: before,
+                read_start_ns,
+                prefix: true,
+            }));
         }
     }
     Ok(None)
