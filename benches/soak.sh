@@ -83,7 +83,9 @@ committer() {
         done
         if out=$("$SNAP" commit --session "s$session" --json 2>>"$logs/commit"); then
             id=$(jq -r .id <<<"$out")
-            manifest "$ws" >"$man/$id"
+            # Whole or not at all: a restorer may look at it any moment.
+            manifest "$ws" >"$man/.tmp"
+            mv "$man/.tmp" "$man/$id"
             count commit ok
         else
             count commit fail
@@ -201,4 +203,9 @@ for f in "$logs"/*; do
     say "--- $(basename "$f") (last lines)"
     tail -n 5 "$f" >&2
 done
-[ "$failures" -eq 0 ] && [ "$final_fail" -eq 0 ]
+if [ "$failures" -ne 0 ] || [ "$final_fail" -ne 0 ]; then
+    kept=$(mktemp -d "${TMPDIR:-/tmp}/snap-soak-logs.XXXXXX")
+    cp -r "$logs"/. "$kept"/
+    say "failures: logs kept in $kept"
+    exit 1
+fi

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::id::{PackId, SnapshotId};
+use crate::store::backend;
 use crate::store::index::{self, Index};
 use crate::store::packs::{self, FinishedPack};
 use crate::store::{durable, failpoint, refs, snapshots, Layout};
@@ -61,6 +62,7 @@ pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<Syn
         Marked::Skip => packs::list_marked(layout)?.into_iter().collect(),
         Marked::Include => HashSet::new(),
     };
+    failpoint::hit("sync:after-listing");
     let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
     for id in &on_disk {
@@ -74,6 +76,8 @@ pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<Syn
                 size,
                 entries,
             }),
+            // Deleted since the listing (by a prune): gone, not damaged.
+            Err(e) if backend::is_not_found(&e) => {}
             Err(e) => report
                 .damaged
                 .push(format!("{}: {e}", packs::locate(layout, id).display())),
@@ -90,6 +94,8 @@ pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<Syn
         }
         match snapshots::read(layout, id) {
             Ok((snap, bytes)) => new_snaps.push((*id, snap, bytes)),
+            // Deleted since the listing (by a forget): gone, not damaged.
+            Err(e) if backend::is_not_found(&e) => {}
             Err(e) => report
                 .damaged
                 .push(format!("{}: {e}", snapshots::locate(layout, id).display())),

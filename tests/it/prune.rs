@@ -236,3 +236,27 @@ fn a_restore_of_a_snapshot_forgotten_and_pruned_after_it_was_resolved() {
     assert!(o.status.success(), "restore: {}", stderr(&o));
     assert_same_tree(&expected, &out, &[]);
 }
+
+/// A reader's index sync that listed a pack it had not indexed yet (a
+/// crashed commit's) before a prune deleted it finds it gone: that is not a
+/// damaged file, and `check` is clean.
+#[test]
+fn a_pack_deleted_between_a_readers_listing_and_its_read_is_not_damage() {
+    let ws = fixture();
+    ws.write("c.bin", &random_bytes(5300, 200_000));
+    let o = ws
+        .cmd()
+        .env("SNAP_FAILPOINT", "commit:before-trees")
+        .args(["commit", "--session", "s3"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the commit did not crash");
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["check", "--json"]);
+    let check = Paused::at(cmd, "sync:after-listing");
+    let p = ws.json(&["prune", "--delete-now"]);
+    assert_eq!(ids(&p["due"]).len(), 1, "{p:#}");
+    let o = check.finish();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(!stderr(&o).contains("damaged"), "{}", stderr(&o));
+}
