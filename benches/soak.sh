@@ -93,6 +93,11 @@ committer() {
     done
 }
 
+# A snap from before two-phase deletion has neither --grace nor --delete-now
+# (to measure the before side): its prune deletes at once.
+two_phase=1
+"$SNAP" prune --help | grep -q -- --grace || two_phase=0
+
 retention() {
     local n=0
     while running; do
@@ -104,6 +109,7 @@ retention() {
         fi
         local args=(prune --grace "$GRACE")
         [ $((n % 4)) -eq 0 ] && args=(prune --delete-now)
+        [ "$two_phase" -eq 1 ] || args=(prune)
         if "$SNAP" "${args[@]}" >/dev/null 2>>"$logs/prune"; then
             count prune ok
         else
