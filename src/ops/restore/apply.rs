@@ -77,8 +77,10 @@ fn apply_inner(
     plan.stop_if_cancelled()?;
     progress.finish();
 
+    crate::store::failpoint::hit("restore:before-rename");
     finish_files(plan, &failed_chunks, &mut summary)?;
     make_symlinks(plan, &mut summary)?;
+    crate::store::failpoint::hit("restore:before-dir-modes");
     finish_dirs(plan, &mut summary)?;
     Ok(summary)
 }
