@@ -91,7 +91,12 @@ fn a_target_through_a_symlink_into_the_repository_is_refused() {
     symlink(ws.repo(), &link).unwrap();
     for target in [link.clone(), link.join("restored"), link.join("packs")] {
         let o = ws.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
-        assert_ne!(o.status.code(), Some(0), "restored into {}", target.display());
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "restored into {}",
+            target.display()
+        );
         assert!(stderr(&o).contains("repository"), "{}", stderr(&o));
         assert_eq!(repo_files(&ws), before);
     }
@@ -150,7 +155,10 @@ fn a_symlink_that_appears_before_the_rename_is_not_replaced() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("link") && err.contains("appeared"), "{err}");
-    assert_eq!(fs::read_link(out.join("link")).unwrap(), Path::new("elsewhere"));
+    assert_eq!(
+        fs::read_link(out.join("link")).unwrap(),
+        Path::new("elsewhere")
+    );
     assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"a");
 }
 
@@ -198,7 +206,11 @@ fn a_directory_swapped_for_a_symlink_while_writing_cannot_redirect_the_writes() 
     expected.sort();
     assert_paths(&outside, &expected);
     for n in &names {
-        assert_eq!(fs::metadata(outside.join(n)).unwrap().len(), 0, "{n} written");
+        assert_eq!(
+            fs::metadata(outside.join(n)).unwrap().len(),
+            0,
+            "{n} written"
+        );
     }
 }
 
@@ -220,8 +232,16 @@ fn a_directory_swapped_for_a_symlink_before_its_mode_is_set_is_not_followed() {
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("symlink"), "{}", stderr(&o));
     let m = fs::metadata(&outside).unwrap();
-    assert_eq!(m.mode() & 0o7777, 0o755, "the mode was set through the link");
-    assert_eq!(mtime_ns(&m), 1_000_000_000_123, "the mtime was set through the link");
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o755,
+        "the mode was set through the link"
+    );
+    assert_eq!(
+        mtime_ns(&m),
+        1_000_000_000_123,
+        "the mtime was set through the link"
+    );
     assert_eq!(count_entries(&outside), 0);
 }
 
@@ -276,16 +296,18 @@ fn setuid_setgid_and_world_write_bits_are_stripped_unless_kept() {
     assert_same_tree(&ws.root, &kept, &[".snap"]);
 }
 
-/// A snapshot with `ok.txt` (the payload) and `bad.bin`, whose entry is
-/// the payload's chunk list with `size` and chunk length `len`.
-fn snapshot_with_bad_file(ws: &Ws, size: u64, len: u32) -> String {
+/// A snapshot with `ok.txt` (the payload) and `bad.bin`, whose entry names
+/// the payload's chunk `count` times with length `len`, the lengths adding
+/// up to its size (the tree decoder refuses a list that does not).
+fn snapshot_with_bad_file(ws: &Ws, count: usize, len: u32) -> String {
     let mut bad = file_entry(b"bad.bin");
+    let chunk = ChunkRef {
+        id: ChunkId::of(PAYLOAD),
+        len,
+    };
     bad.kind = EntryKind::File {
-        size,
-        chunks: vec![ChunkRef {
-            id: ChunkId::of(PAYLOAD),
-            len,
-        }],
+        size: count as u64 * len as u64,
+        chunks: vec![chunk; count],
     };
     let root = Tree {
         entries: vec![bad, file_entry(b"ok.txt")],
@@ -294,27 +316,29 @@ fn snapshot_with_bad_file(ws: &Ws, size: u64, len: u32) -> String {
 }
 
 #[test]
-fn a_chunk_list_that_disagrees_with_the_file_size_is_refused_as_damaged() {
-    let n = PAYLOAD.len() as u32;
-    for (case, size, len) in [
-        // One small chunk for a 1 TiB file: no sparse file may appear.
-        ("size beyond the chunks", 1u64 << 40, n),
-        // Lengths that add up to the size, but the chunk holds more.
-        ("chunk longer than listed", 10, 10),
-        ("size below the chunks", 3, n),
+fn a_chunk_list_that_disagrees_with_its_chunks_is_refused_as_damaged() {
+    for (case, count, len) in [
+        // 256 chunks of 4 GiB each from one 41-byte chunk: 1 TiB, sparse.
+        ("1 TiB from a small chunk", 256, u32::MAX),
+        // A list shorter than the chunk: the write would run past the size.
+        ("chunk longer than listed", 1, 10),
     ] {
         let ws = Ws::new();
-        let id = snapshot_with_bad_file(&ws, size, len);
+        let id = snapshot_with_bad_file(&ws, count, len);
         let out = ws.outside("out");
         let o = ws.run(&["restore", &id, "--target", out.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(3), "{case}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.contains("bad.bin") && err.contains(&id[..8]), "{case}: {err}");
+        assert!(
+            err.contains("bad.bin") && err.contains(&id[..8]),
+            "{case}: {err}"
+        );
+        assert!(err.contains("chunk list"), "{case}: {err}");
         assert!(!out.join("bad.bin").exists(), "{case}: bad.bin was written");
         assert_eq!(fs::read(out.join("ok.txt")).unwrap(), PAYLOAD, "{case}");
         assert_eq!(temporaries(&out), Vec::<String>::new(), "{case}");
 
-        // check names the file too (and, with --json, as a damaged file).
+        // check names the file too, as a damaged file of that snapshot.
         let o = ws.fails(&["check"], 3);
         assert!(stdout(&o).contains("bad.bin"), "{case}: {}", stdout(&o));
         let o = ws.cmd().args(["check", "--json"]).output().unwrap();
