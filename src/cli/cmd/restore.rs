@@ -17,8 +17,10 @@ use crate::cli::{render, usage_error, Ctx};
 /// Restore a snapshot, whole or some paths, byte for byte with modes, mtimes
 /// and symlinks.
 ///
-/// Existing files are never replaced without --overwrite, and nothing is
-/// written outside the target.
+/// Existing files are never replaced without --overwrite (not even one
+/// that appears while the restore runs), nothing is written outside the
+/// target or into the repository, and setuid, setgid and world-write bits
+/// are stripped unless --keep-setuid.
 ///
 /// PATHs may be globs (`'checkpoints/*best*'`; `*` stays within one
 /// directory, `**` crosses them). Restoring into the workspace, they are

@@ -274,17 +274,31 @@ pub(super) fn rename_noreplace(
     shown: &Path,
 ) -> Result<Placed> {
     match rfs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
-        Ok(()) => return Ok(Placed::Done),
-        Err(Errno::EXIST) => return remove(dir, from, shown).map(|_| Placed::Appeared),
-        Err(Errno::INVAL | Errno::NOSYS) => {}
-        Err(e) => return Err(err("rename into", shown, e)),
+        Ok(()) => Ok(Placed::Done),
+        Err(Errno::EXIST) => remove(dir, from, shown).map(|_| Placed::Appeared),
+        // The file system (EINVAL) or the kernel (ENOSYS) cannot.
+        Err(Errno::INVAL | Errno::NOSYS) => link_noreplace(dir, from, to, shown),
+        Err(e) => Err(err("rename into", shown, e)),
     }
+}
+
+/// `rename_noreplace` where `renameat2` cannot: a hard link fails if `to`
+/// exists, then `from` is unlinked.
+fn link_noreplace(dir: &OwnedFd, from: &OsStr, to: &OsStr, shown: &Path) -> Result<Placed> {
     match rfs::linkat(dir, from, dir, to, AtFlags::empty()) {
-        Ok(()) => return remove(dir, from, shown).map(|_| Placed::Done),
-        Err(Errno::EXIST) => return remove(dir, from, shown).map(|_| Placed::Appeared),
-        Err(Errno::PERM | Errno::OPNOTSUPP | Errno::NOSYS | Errno::MLINK) => {}
-        Err(e) => return Err(err("link into", shown, e)),
+        Ok(()) => remove(dir, from, shown).map(|_| Placed::Done),
+        Err(Errno::EXIST) => remove(dir, from, shown).map(|_| Placed::Appeared),
+        // No hard links on this file system.
+        Err(Errno::PERM | Errno::OPNOTSUPP | Errno::NOSYS | Errno::MLINK) => {
+            checked_rename(dir, from, to, shown)
+        }
+        Err(e) => Err(err("link into", shown, e)),
     }
+}
+
+/// The last resort: `to` is checked just before a plain rename, so only a
+/// file created between the two is replaced.
+fn checked_rename(dir: &OwnedFd, from: &OsStr, to: &OsStr, shown: &Path) -> Result<Placed> {
     if exists(dir, to) {
         return remove(dir, from, shown).map(|_| Placed::Appeared);
     }
@@ -333,4 +347,67 @@ pub(super) fn regular_files(dir: &OwnedFd) -> Vec<OsString> {
         })
         .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Rename = fn(&OwnedFd, &OsStr, &OsStr, &Path) -> Result<Placed>;
+
+    #[test]
+    fn every_no_replace_rename_keeps_what_is_there() {
+        let renames: [(&str, Rename); 3] = [
+            ("renameat2", rename_noreplace),
+            ("link", link_noreplace),
+            ("checked", checked_rename),
+        ];
+        for (how, rename) in renames {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = Root::open(tmp.path(), tmp.path(), None).unwrap();
+            let dir = root.dir(Path::new(""), false).unwrap();
+            let (from, to) = (OsStr::new("tmp"), OsStr::new("dest"));
+            std::fs::write(tmp.path().join("tmp"), b"new").unwrap();
+            std::fs::write(tmp.path().join("dest"), b"theirs").unwrap();
+            let placed = rename(&dir, from, to, Path::new("dest")).unwrap();
+            assert!(matches!(placed, Placed::Appeared), "{how}");
+            assert_eq!(std::fs::read(tmp.path().join("dest")).unwrap(), b"theirs");
+            assert!(!tmp.path().join("tmp").exists(), "{how}: temporary left");
+
+            std::fs::write(tmp.path().join("tmp"), b"new").unwrap();
+            std::fs::remove_file(tmp.path().join("dest")).unwrap();
+            std::os::unix::fs::symlink("nowhere", tmp.path().join("dest")).unwrap();
+            let placed = rename(&dir, from, to, Path::new("dest")).unwrap();
+            assert!(
+                matches!(placed, Placed::Appeared),
+                "{how}: a dangling symlink"
+            );
+            std::fs::remove_file(tmp.path().join("dest")).unwrap();
+
+            std::fs::write(tmp.path().join("tmp"), b"new").unwrap();
+            let placed = rename(&dir, from, to, Path::new("dest")).unwrap();
+            assert!(matches!(placed, Placed::Done), "{how}");
+            assert_eq!(std::fs::read(tmp.path().join("dest")).unwrap(), b"new");
+            assert!(!tmp.path().join("tmp").exists(), "{how}");
+        }
+    }
+
+    #[test]
+    fn a_temporary_replaced_by_another_file_is_not_reopened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::open(tmp.path(), tmp.path(), None).unwrap();
+        let dir = root.dir(Path::new(""), false).unwrap();
+        // Held open, so the new file cannot reuse its inode number.
+        let (_held, name, id) = create_temp(&dir, ".t.", tmp.path()).unwrap();
+        assert!(name.to_str().unwrap().starts_with(".t."));
+        reopen(&dir, &name, id, tmp.path()).unwrap();
+        std::fs::remove_file(tmp.path().join(&name)).unwrap();
+        // A hard link to a file elsewhere, as a hostile user could plant.
+        std::fs::write(tmp.path().join("elsewhere"), b"someone else's").unwrap();
+        std::fs::hard_link(tmp.path().join("elsewhere"), tmp.path().join(&name)).unwrap();
+        assert!(reopen(&dir, &name, id, tmp.path()).is_err());
+        std::fs::remove_file(tmp.path().join(&name)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join(&name)).unwrap();
+        assert!(reopen(&dir, &name, id, tmp.path()).is_err());
+    }
 }
