@@ -243,8 +243,8 @@ fn finish_dirs(plan: &RestorePlan, root: &Root, summary: &mut RestoreSummary) ->
     let mut dirs = plan.dirs.clone();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
     for d in dirs {
-        let fd = root.dir(&d.rel, false)?;
         let shown = root.shown(&d.rel);
+        let fd = dirs::readable(&root.dir(&d.rel, false)?, &shown)?;
         dirs::set_mode(&fd, d.mode, &shown)?;
         dirs::set_mtime(&fd, d.mtime_ns, &shown)?;
         summary.dirs += 1;

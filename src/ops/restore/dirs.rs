@@ -53,6 +53,22 @@ fn err(op: &'static str, path: impl AsRef<Path>, e: Errno) -> Error {
     Error::io(op, path, e.into())
 }
 
+/// How directories are opened: `O_PATH` handles (enough for every `*at`
+/// call, and needing only search permission, as a path would), never
+/// through a symlink. `readable` gives a full descriptor where one is
+/// needed (listing, `fchmod`, `futimens`).
+const WALK: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// A full descriptor of the directory `dir` is a handle of (`.` is never
+/// a symlink).
+pub(super) fn readable(dir: &OwnedFd, shown: &Path) -> Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    io(rfs::openat(dir, ".", flags, Mode::empty())).ctx("open directory", shown)
+}
+
 /// The restore target, open.
 pub(super) struct Root {
     fd: OwnedFd,
@@ -75,8 +91,7 @@ impl Root {
     /// `shown` is the target as given, for messages.
     pub fn open(resolved: &Path, shown: &Path, protect: Option<&Path>) -> Result<Root> {
         std::fs::create_dir_all(resolved).ctx("create directory", shown)?;
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = io(rfs::open(resolved, flags, Mode::empty())).ctx("open directory", shown)?;
+        let fd = io(rfs::open(resolved, WALK, Mode::empty())).ctx("open directory", shown)?;
         let repo = protect.and_then(|p| rfs::stat(p).ok()).map(|st| id_of(&st));
         let root = Root {
             fd,
@@ -107,7 +122,7 @@ impl Root {
     /// time and never through a symlink; missing components are created
     /// when `create` is set.
     pub fn dir(&self, rel: &Path, create: bool) -> Result<OwnedFd> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags = WALK;
         let mut cur: Option<OwnedFd> = None;
         let mut walked = PathBuf::new();
         for comp in rel.components() {
@@ -333,7 +348,10 @@ pub(super) fn symlink(dir: &OwnedFd, target: &[u8], name: &OsStr, shown: &Path) 
 
 /// The regular files in `dir` (names only), for removing stale temporaries.
 pub(super) fn regular_files(dir: &OwnedFd) -> Vec<OsString> {
-    let Ok(entries) = rfs::Dir::read_from(dir) else {
+    let Ok(entries) = readable(dir, Path::new("."))
+        .map_err(drop)
+        .and_then(|fd| rfs::Dir::new(fd).map_err(drop))
+    else {
         return Vec::new();
     };
     entries
