@@ -12,7 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_body, encode_record, split_envelope, unsupported_version};
+use super::{
+    decode_body, encode_record, split_envelope, unsupported_version, MAX_CHUNK, MAX_RECORD_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 
@@ -42,6 +44,15 @@ impl PackKind {
             0 => Some(PackKind::Data),
             1 => Some(PackKind::Tree),
             _ => None,
+        }
+    }
+
+    /// The largest plain length a blob of this kind may declare: a chunk
+    /// at most `MAX_CHUNK`, a tree record at most `MAX_RECORD_BYTES`.
+    pub fn max_raw_len(self) -> usize {
+        match self {
+            PackKind::Data => MAX_CHUNK as usize,
+            PackKind::Tree => MAX_RECORD_BYTES,
         }
     }
 }
@@ -79,6 +90,20 @@ impl Codec {
             4 => Some(Codec::Float),
             5 => Some(Codec::FloatDelta),
             _ => None,
+        }
+    }
+
+    /// The largest plain length a blob of this codec may declare: the
+    /// codecs only float tensor chunks use (grouped, float, float delta) at
+    /// most `MAX_CHUNK`; raw and zstd, which also store tree records, at
+    /// most `MAX_RECORD_BYTES`. What a blob of a given kind may declare is
+    /// narrower still (`PackKind::max_raw_len`).
+    pub fn max_raw_len(self) -> usize {
+        match self {
+            Codec::Raw | Codec::Zstd => MAX_RECORD_BYTES,
+            Codec::Group2Zstd | Codec::Group4Zstd | Codec::Float | Codec::FloatDelta => {
+                MAX_CHUNK as usize
+            }
         }
     }
 
@@ -218,6 +243,18 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
                 format!(
                     "entry {}: a base goes with the float-delta codec and only with it",
                     e.id.short()
+                ),
+            ));
+        }
+        if e.raw_len as usize > e.codec.max_raw_len() {
+            return Err(Error::corrupt(
+                WHAT,
+                format!(
+                    "entry {} declares {} plain bytes, more than the {} a {} blob may hold",
+                    e.id.short(),
+                    e.raw_len,
+                    e.codec.max_raw_len(),
+                    e.codec.name()
                 ),
             ));
         }
