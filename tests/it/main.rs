@@ -13,6 +13,7 @@ mod crash;
 mod dedup;
 mod delta;
 mod escape;
+mod hostile;
 mod import;
 mod keep;
 mod paths;
