@@ -354,6 +354,33 @@ mod tests {
         assert!(err.contains("upgrade snap"), "{err}");
     }
 
+    /// A declared plain length over what the entry's codec may hold is
+    /// damage, refused with the trailer; at the limit it reads.
+    #[test]
+    fn declared_lengths_are_capped_per_codec() {
+        let entry = |codec, raw_len| PackEntry {
+            id: ChunkId::of(b"a"),
+            codec,
+            offset: 8,
+            stored_len: 10,
+            raw_len,
+            base: None,
+        };
+        let read = |e: PackEntry| {
+            let t = encode_record(TRAILER_MAGIC, TRAILER_VERSION, &vec![e]);
+            decode_trailer(&t, blake3::hash(&t).as_bytes(), 100)
+        };
+        for codec in [Codec::Raw, Codec::Zstd, Codec::Float, Codec::Group2Zstd] {
+            let max = codec.max_raw_len() as u32;
+            assert!(read(entry(codec, max)).is_ok(), "{codec:?}");
+            let err = read(entry(codec, max + 1)).unwrap_err().to_string();
+            assert!(err.contains("declares"), "{codec:?}: {err}");
+        }
+        assert_eq!(Codec::Float.max_raw_len(), MAX_CHUNK as usize);
+        assert_eq!(PackKind::Data.max_raw_len(), MAX_CHUNK as usize);
+        assert_eq!(PackKind::Tree.max_raw_len(), MAX_RECORD_BYTES);
+    }
+
     /// The example pack of docs/format.md, byte for byte.
     #[test]
     fn documented_example_pack() {
