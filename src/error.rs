@@ -128,6 +128,16 @@ pub enum Error {
         list: String,
     },
 
+    /// A commit refused before storing something readers would refuse: a
+    /// directory whose record is over the record limit, a tree nested too
+    /// deep or holding too many entries (docs/format.md, Limits).
+    #[error("{what} cannot be committed: {why}\n  nothing was committed; {hint}")]
+    TooLarge {
+        what: String,
+        why: String,
+        hint: String,
+    },
+
     #[error("interrupted by signal {signal}: {what}")]
     Interrupted { signal: i32, what: String },
 

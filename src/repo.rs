@@ -239,22 +239,22 @@ impl Repo {
         }
     }
 
-    /// The files of a snapshot.
-    pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
+    /// The files of snapshot `id`.
+    pub fn files(&self, id: &SnapshotId, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
         let packs = PackFiles::new(&self.layout);
-        show::files(&self.index, &packs, &snapshot.root)
+        show::files(&self.index, &packs, &snapshot.root, &id.short())
     }
 
     /// Files added, removed and changed from `old` to `new`; with `tensors`,
     /// the tensors that changed inside checkpoint files.
     pub fn diff(&self, old: &str, new: &str, tensors: bool) -> Result<Diff> {
-        let (_, a) = self.resolve(old)?;
-        let (_, b) = self.resolve(new)?;
+        let (a_id, a) = self.resolve(old)?;
+        let (b_id, b) = self.resolve(new)?;
         diff::diff(
             &self.index,
             &PackFiles::new(&self.layout),
-            &a.root,
-            &b.root,
+            (&a_id.short(), &a.root),
+            (&b_id.short(), &b.root),
             tensors,
         )
     }

@@ -14,6 +14,7 @@ mod dedup;
 mod delta;
 mod diskfull;
 mod escape;
+mod hostile;
 mod import;
 mod keep;
 mod paths;
