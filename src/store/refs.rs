@@ -48,6 +48,17 @@ pub fn delete_tag(layout: &Layout, name: &str) -> Result<bool> {
     Ok(existed)
 }
 
+/// The bytes of tag file `name`, unchecked (to tell a gone tag, `NotFound`,
+/// from one that is there but cannot be read).
+pub fn read_tag_file(layout: &Layout, name: &str) -> Result<Vec<u8>> {
+    layout.backend().read(Kind::Tag, name)
+}
+
+/// Where tag `name` is kept, for messages.
+pub fn locate(layout: &Layout, name: &str) -> std::path::PathBuf {
+    layout.backend().locate(Kind::Tag, name)
+}
+
 /// Tag names with the snapshots they name.
 pub type Tags = Vec<(String, SnapshotId)>;
 

@@ -14,6 +14,7 @@ mod dedup;
 mod delta;
 mod escape;
 mod import;
+mod index;
 mod keep;
 mod paths;
 mod powerloss;
