@@ -14,7 +14,7 @@ use crate::format::pack::{PackEntry, PackKind};
 use crate::format::snapshot::Snapshot;
 use crate::id::{PackId, SnapshotId};
 use crate::store::index::Index;
-use crate::store::{refs, snapshots, Layout};
+use crate::store::{packs, refs, snapshots, Layout};
 
 const REINDEX: &str = "`snap reindex` rebuilds the index from the files";
 
@@ -32,7 +32,37 @@ pub struct Audit {
 /// Compares the whole index with the files. `trailers` are the packs on
 /// disk with the trailer each gave (a pack whose trailer does not read is
 /// reported by `check` itself and only compared for presence here).
+///
+/// Readers run this while writers work: a commit between a listing and a
+/// query, or a prune between deleting rows and files, looks like a
+/// disagreement for a moment. So when the first comparison finds any, it is
+/// made again from fresh listings and trailers, and only what both found is
+/// reported: damage stays, a writer's step does not.
 pub fn audit(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audit> {
+    let (snapshots, first) = compare(layout, index, trailers)?;
+    if first.is_empty() {
+        return Ok(Audit {
+            snapshots,
+            problems: first,
+        });
+    }
+    let mut fresh = Trailers::new();
+    for id in packs::list_packs(layout)? {
+        fresh.insert(id, packs::read_trailer(layout, &id).ok());
+    }
+    let (_, second) = compare(layout, index, &fresh)?;
+    Ok(Audit {
+        snapshots,
+        problems: first.into_iter().filter(|p| second.contains(p)).collect(),
+    })
+}
+
+/// One comparison of every row with its file.
+fn compare(
+    layout: &Layout,
+    index: &Index,
+    trailers: &Trailers,
+) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<String>)> {
     let mut problems = Vec::new();
     let name = index.path().display().to_string();
     if let Some(why) = index.damage()? {
@@ -41,10 +71,7 @@ pub fn audit(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audi
     let snapshots = audit_snapshots(layout, index, &mut problems)?;
     audit_tags(layout, index, &mut problems)?;
     audit_packs(index, trailers, &mut problems)?;
-    Ok(Audit {
-        snapshots,
-        problems,
-    })
+    Ok((snapshots, problems))
 }
 
 /// Snapshot rows against the records: same bytes, columns as decoded.

@@ -2,7 +2,7 @@
 //! copy of a fact. It maps blob ids to their pack location, lists snapshots
 //! and tags for queries, and holds the stat cache. Losing it loses nothing:
 //! `Repo::reindex` rebuilds it from packs, snapshots and refs, and a schema
-//! version change simply rebuilds it.
+//! version change makes the next writer rebuild it.
 //!
 //! WAL mode: readers never wait for a writer's transaction.
 //!

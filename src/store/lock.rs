@@ -327,6 +327,26 @@ mod tests {
         );
     }
 
+    /// Fail closed: a session lock that cannot be opened is an error naming
+    /// it (its run may be alive), and a missing `locks/` is no run at all.
+    #[test]
+    fn a_session_lock_that_cannot_be_checked_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SessionLock::acquire(dir.path(), "live").unwrap();
+        let looped = dir.path().join("session-loop");
+        std::os::unix::fs::symlink("session-loop", &looped).unwrap();
+        match running_sessions(dir.path()) {
+            Err(Error::UncheckedSession { path, .. }) => assert_eq!(path, looped),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(&looped).unwrap();
+        assert!(running_sessions(dir.path()).unwrap().contains("live"));
+        drop(held);
+        assert!(running_sessions(&dir.path().join("none"))
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn a_held_session_is_running_and_refuses_a_second_runner() {
         let dir = tempfile::tempdir().unwrap();
