@@ -39,30 +39,27 @@ pub struct Audit {
 /// made again from fresh listings and trailers, and only what both found is
 /// reported: damage stays, a writer's step does not.
 pub fn audit(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audit> {
-    let (snapshots, first) = compare(layout, index, trailers)?;
-    if first.is_empty() {
-        return Ok(Audit {
-            snapshots,
-            problems: first,
-        });
+    let first = compare(layout, index, trailers)?;
+    if first.problems.is_empty() {
+        return Ok(first);
     }
     let mut fresh = Trailers::new();
     for id in packs::list_packs(layout)? {
         fresh.insert(id, packs::read_trailer(layout, &id).ok());
     }
-    let (_, second) = compare(layout, index, &fresh)?;
+    let second = compare(layout, index, &fresh)?.problems;
     Ok(Audit {
-        snapshots,
-        problems: first.into_iter().filter(|p| second.contains(p)).collect(),
+        snapshots: first.snapshots,
+        problems: first
+            .problems
+            .into_iter()
+            .filter(|p| second.contains(p))
+            .collect(),
     })
 }
 
 /// One comparison of every row with its file.
-fn compare(
-    layout: &Layout,
-    index: &Index,
-    trailers: &Trailers,
-) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<String>)> {
+fn compare(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audit> {
     let mut problems = Vec::new();
     let name = index.path().display().to_string();
     if let Some(why) = index.damage()? {
@@ -71,7 +68,10 @@ fn compare(
     let snapshots = audit_snapshots(layout, index, &mut problems)?;
     audit_tags(layout, index, &mut problems)?;
     audit_packs(index, trailers, &mut problems)?;
-    Ok((snapshots, problems))
+    Ok(Audit {
+        snapshots,
+        problems,
+    })
 }
 
 /// Snapshot rows against the records: same bytes, columns as decoded.
