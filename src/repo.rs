@@ -184,7 +184,8 @@ impl Repo {
     /// `locks/` or `tmp/` are created first. Only here, holding the lock, is
     /// a damaged index file (or one of another schema) deleted and rebuilt:
     /// SQLite's `quick_check` runs first, since a damaged page a reader's
-    /// queries did not touch shows only there.
+    /// queries did not touch shows only there, and every snapshot row must
+    /// hold the record of its id.
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
         for dir in self.layout.local_dirs() {
             if !dir.is_dir() {
@@ -204,18 +205,20 @@ impl Repo {
     fn writable_index(&mut self) -> Result<()> {
         let path = self.layout.index();
         let damage = match self.index.backing() {
-            Backing::File => self.index.damage()?,
+            Backing::File => match self.index.damage()? {
+                None if self.index.mismatched_snapshot_rows()? > 0 => {
+                    Some("snapshot rows that do not match their records".to_string())
+                }
+                found => found,
+            },
             _ => None,
         };
         if self.index.backing() == Backing::File && damage.is_none() {
             return Ok(());
         }
-        if let Some(why) = &damage {
-            self.damaged.push(format!(
-                "index {} was damaged ({why}); rebuilt from the repository files",
-                path.display()
-            ));
-            // Release the file before deleting it.
+        if damage.is_some() {
+            // Release the file before deleting it; the sync that follows
+            // fills the new one from the files.
             self.index = Index::in_memory(&path)?;
             Index::delete_files(&path)?;
         }

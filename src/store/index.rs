@@ -578,6 +578,16 @@ impl Index {
         Ok(out)
     }
 
+    /// How many snapshot rows hold a record that does not hash to their id
+    /// (an edited or damaged index; a writer then rebuilds it).
+    pub fn mismatched_snapshot_rows(&self) -> Result<usize> {
+        Ok(self
+            .snapshot_rows()?
+            .iter()
+            .filter(|r| SnapshotId::from_slice(&r.id) != Some(SnapshotId::of(&r.record)))
+            .count())
+    }
+
     /// Every snapshot row as stored, unchecked, for `snap check` to compare
     /// with the files: `(id, time_ns, session, epoch, workspace, record)`.
     pub fn snapshot_rows(&self) -> Result<Vec<SnapshotRow>> {
