@@ -17,6 +17,15 @@ pub enum Error {
         cause: std::io::Error,
     },
 
+    /// An I/O error that was "no space left on device" (ENOSPC, EDQUOT).
+    /// `needed` says how much more the command needed, when it knows.
+    #[error("no space left on device: {op} {path}{needed}\n  free space on that disk (or move the repository elsewhere), then run the command again; nothing stored before it is affected")]
+    DiskFull {
+        op: &'static str,
+        path: PathBuf,
+        needed: String,
+    },
+
     #[error("no snap repository found from {start} upward (looked for .snap/ and snap.toml)\n  create one here with `snap init`, or point to one with --repo PATH or SNAP_REPO")]
     NoRepository { start: PathBuf },
 
@@ -129,6 +138,13 @@ pub enum Error {
 
 impl Error {
     pub fn io(op: &'static str, path: impl AsRef<Path>, cause: std::io::Error) -> Self {
+        if matches!(cause.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Error::DiskFull {
+                op,
+                path: path.as_ref().to_path_buf(),
+                needed: String::new(),
+            };
+        }
         Error::Io {
             op,
             path: path.as_ref().to_path_buf(),

@@ -7,10 +7,14 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when a pipe reader (`| head`) goes away.
-    // SAFETY: setting a signal disposition to the default before any thread starts.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = cli::Cli::parse();
+    // Like other Unix tools, end quietly when a pipe reader (`| head`) goes
+    // away; except `snap run`, which must outlive its readers to take the
+    // final snapshot (it ignores write errors on its own output instead).
+    if !cli.is_run() {
+        // SAFETY: setting a signal disposition to the default before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

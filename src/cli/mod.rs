@@ -22,6 +22,8 @@ Exit codes:
   3  damaged data found (check, restore, cat); forget or prune refused on unreadable files
   4  the repository is locked by another writer
   5  no repository, unknown revision or path
+  6  commit: the snapshot was stored, but without some entries that could not
+     be read or vanished while read (each named by a warning)
   128+N  stopped by signal N (130: Ctrl-C)
 
 Environment:
@@ -108,6 +110,13 @@ impl Ctx {
 
 /// A usage error found after parsing, reported the way clap reports its
 /// own (with the command's usage line) and with exit code 2.
+impl Cli {
+    /// True for `snap run`, which keeps SIGPIPE ignored.
+    pub fn is_run(&self) -> bool {
+        matches!(self.command, Command::Run(_))
+    }
+}
+
 fn usage_error(subcommand: &str, msg: &str) -> clap::Error {
     use clap::CommandFactory;
     let mut cli = Cli::command();

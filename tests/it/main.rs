@@ -12,6 +12,7 @@ mod corruption;
 mod crash;
 mod dedup;
 mod delta;
+mod diskfull;
 mod escape;
 mod import;
 mod index;

@@ -1597,3 +1597,37 @@ fn a_piped_stdin_reaches_the_command() {
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), "read: hello\n");
 }
+
+#[test]
+fn a_run_whose_output_reader_goes_away_still_takes_its_snapshots() {
+    // `snap run ... 2>&1 | head -1`: the reader closes the pipe after one
+    // line, the command goes on printing. The run must not die of SIGPIPE
+    // (or panic on a failed write) before its epoch and final snapshots.
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    ws.write("a.txt", b"a");
+    let go = ws.outside("go");
+    let body = format!(
+        "echo first\nwhile [ ! -e '{go}' ]; do sleep 0.01; done\n\
+         i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done\n\
+         echo 'SNAP {{\"epoch\": 1, \"loss\": 0.5}}'\necho done >&2\n",
+        go = go.display()
+    );
+    let sh = script(&ws, "chatty.sh", &body);
+    let mut run = spawn_run(&ws, "pipe", &[], &["sh", &sh]);
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert_eq!(first, "first\n");
+    drop(out);
+    drop(run.stderr.take());
+    write_file(&go, b"");
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "snap run ended with {status}");
+    let snaps = session(&ws, "pipe");
+    assert_eq!(
+        epoch_of(&snaps, 1)["metrics"],
+        serde_json::json!({"loss": 0.5})
+    );
+    assert_ended(final_of(&snaps), "exited 0", "0", "false");
+}

@@ -336,3 +336,103 @@ fn repo_flag_accepts_the_workspace_directory() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_directory_moved_during_a_commit_is_one_warning_and_exit_6() {
+    let ws = Ws::new();
+    ws.write("keep.txt", b"keep");
+    for i in 0..200 {
+        ws.write(&format!("data/shard/{i:03}.bin"), &random_bytes(i, 64));
+    }
+    ws.write("data/top.txt", b"top");
+    ws.write("lost.txt", b"lost");
+    // Pause the commit between its scan and its reads, move the directory
+    // and delete one file meanwhile.
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["commit", "-m", "moved"]);
+    let paused = Paused::at(cmd, "commit:after-scan");
+    fs::rename(ws.path("data"), ws.outside("data-moved")).unwrap();
+    fs::remove_file(ws.path("lost.txt")).unwrap();
+    let o = paused.finish();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("snap: warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "snap: warning: skipped 201 files under data/: the directory vanished (moved or deleted) while the commit read it",
+            "snap: warning: skipped lost.txt: it vanished, or kept being rewritten while being read",
+        ],
+        "{err}"
+    );
+    assert!(err.contains("was stored without 202 entries"), "{err}");
+    // What was there is stored; the next commit of a still workspace is clean.
+    assert!(paths(&ws).contains("keep.txt"));
+    let o = ws.run(&["commit"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Writes generation `sys.argv[2]` into every byte of the file `sys.argv[1]`
+/// through a shared mmap, then, for each line on stdin, the next
+/// generation, saying "ok" when done. Writes to pages already dirty do not
+/// move the file's mtime, so a commit cannot see them in `fstat`.
+const MMAP_WRITER_PY: &str = r#"
+import mmap, sys
+f = open(sys.argv[1], "r+b")
+m = mmap.mmap(f.fileno(), 0)
+gen = int(sys.argv[2])
+while True:
+    m[:] = bytes([gen]) * len(m)
+    print("ok", flush=True)
+    if not sys.stdin.readline():
+        break
+    gen += 1
+"#;
+
+#[test]
+fn a_file_written_through_a_shared_mmap_during_its_read_is_not_stored_torn() {
+    use std::io::{BufRead, Write};
+    let ws = Ws::new();
+    // Larger than the chunker's 16 MiB read window, so the pause below
+    // falls between two reads of the same file.
+    let size = 40 << 20;
+    ws.write("state.bin", &vec![0u8; size]);
+    let py = ws.outside("mmap_writer.py");
+    write_file(&py, MMAP_WRITER_PY.as_bytes());
+    let mut writer = std::process::Command::new("python3")
+        .arg(&py)
+        .arg(ws.path("state.bin"))
+        .arg("1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ok"); // generation 1 is in place
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["commit", "--json"]);
+    let paused = Paused::at(cmd, "commit:mid-file");
+    // The commit holds the file's first bytes (generation 1); the rest now
+    // becomes generation 2, with the mtime left as it was.
+    let mut stdin = writer.stdin.take().unwrap();
+    writeln!(stdin).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "ok");
+    let o = paused.finish();
+    drop(stdin);
+    writer.wait().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = ws.restore_to("latest", "out");
+    let stored = fs::read(out.join("state.bin")).unwrap();
+    assert_eq!(stored.len(), size);
+    let first = stored[0];
+    let torn = stored.iter().position(|&b| b != first);
+    assert_eq!(
+        torn,
+        None,
+        "stored torn: generation {first} up to byte {torn:?}, then generation {}",
+        torn.map_or(0, |i| stored[i])
+    );
+}

@@ -91,7 +91,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             .map(|(n, _)| n)
             .collect();
         render::print_json(&SnapshotJson::new(&done.id, s, &tags))?;
-        return Ok(0);
+        return Ok(skipped_code(&done));
     }
     let m = &s.summary;
     println!(
@@ -108,7 +108,21 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         render::count(m.new_chunks, "chunk"),
         render::bytes(m.new_stored_bytes)
     );
-    Ok(0)
+    Ok(skipped_code(&done))
+}
+
+/// Exit code 6 when the snapshot was stored without some entries (each
+/// named by a warning above), so a script notices; 0 otherwise.
+fn skipped_code(done: &snapstore::ops::commit::CommitSummary) -> u8 {
+    if done.skipped == 0 {
+        return 0;
+    }
+    eprintln!(
+        "snap: snapshot {} was stored without {} (see the warnings above); commit again once they are back",
+        done.id.short(),
+        render::count(done.skipped, "entry")
+    );
+    6
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `snap run`: run a training command as a session.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,22 +105,33 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     };
     // A bar for the archive snapshot of a large workspace, on a terminal only.
     let report = runner::run(&mut repo, &ws, opts, &interrupts, &Bar::new(), &|msg| {
-        eprintln!("snap: {msg}")
+        note(&format!("snap: {msg}"))
     })?;
     // The summary goes to stderr with the runner's other notes, also with
     // --json, whose report is the last line of stdout.
-    eprintln!("snap: {}", summary(&report));
+    note(&format!("snap: {}", summary(&report)));
     if args.json {
         // One line, after everything the command printed.
-        if report.stdout_ends_mid_line {
-            println!();
-        }
-        println!("{}", serde_json::to_string(&report)?);
+        let nl = if report.stdout_ends_mid_line {
+            "\n"
+        } else {
+            ""
+        };
+        let json = serde_json::to_string(&report)?;
+        let _ = writeln!(std::io::stdout(), "{nl}{json}");
     }
     for e in &report.errors {
-        eprintln!("snap: error during the run: {e}");
+        note(&format!("snap: error during the run: {e}"));
     }
     Ok(report.exit_code.clamp(0, 255) as u8)
+}
+
+/// A line to stderr. A run outlives its readers: with `snap run ... 2>&1 |
+/// head` gone, the run still takes its final snapshot and exits with the
+/// command's status, so a write error here is ignored (`eprintln!` would
+/// panic, and SIGPIPE stays ignored for `snap run`, see main.rs).
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The run's last line: what it stored, its best, and what retention did.

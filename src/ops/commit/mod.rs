@@ -19,13 +19,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::store::index::Index;
 use crate::store::Layout;
+use crate::units;
 use crate::workspace::Workspace;
 
 mod bases;
@@ -61,6 +62,9 @@ pub struct CommitSummary {
     pub snapshot: Snapshot,
     pub packs_written: usize,
     pub warnings: Vec<String>,
+    /// Entries left out because they could not be read or vanished while
+    /// read (each has a warning); `snap commit` exits 6 when not zero.
+    pub skipped: u64,
 }
 
 /// Commits the workspace (or `opts.paths`) as a new snapshot of it, whose
@@ -77,20 +81,18 @@ pub fn commit(
         .workspace_label
         .clone()
         .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
-    let (items, warnings) = scan::scan(ws, &opts.paths)?;
+    let (items, notes) = scan::scan(ws, &opts.paths)?;
     let latest = publish::latest_of_workspace(index, &workspace)?;
     let previous = bases::Previous::new(latest.map(|(_, root)| root));
 
     let mut seen = HashSet::new();
     let use_cache = !opts.no_stat_cache;
     let (data, to_read) = scan::use_stat_cache(index, &workspace, &items, use_cache, &mut seen)?;
-    let mut files = scan::Files {
-        items,
-        data,
-        warnings,
-    };
+    let mut files = scan::Files { items, data, notes };
+    crate::store::failpoint::hit("commit:after-scan");
     progress.start("commit", to_read);
-    let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)?;
+    let written = pipeline::run(layout, config, index, seen, &mut files, previous, progress)
+        .map_err(|e| with_needed(e, to_read))?;
     progress.finish();
 
     let mut summary = Summary {
@@ -112,9 +114,31 @@ pub fn commit(
         summary,
         packs,
         stat_rows,
-        warnings: files.warnings,
+        warnings: files.notes.warnings,
     };
-    publish::publish(layout, index, ws, opts, draft)
+    let mut done = publish::publish(layout, index, ws, opts, draft)?;
+    done.skipped = files.notes.skipped;
+    Ok(done)
+}
+
+/// Says how much a commit that ran out of space had to store: at most
+/// `to_read` bytes of changed files (less after deduplication and
+/// compression), and what the disk has free.
+fn with_needed(e: Error, to_read: u64) -> Error {
+    match e {
+        Error::DiskFull { op, path, .. } => {
+            let free = fs4::available_space(&path)
+                .or_else(|_| path.parent().map_or(Ok(0), fs4::available_space))
+                .map(|n| format!("; {} free there now", units::bytes(n)))
+                .unwrap_or_default();
+            let needed = format!(
+                "\n  this commit had up to {} of changed files to store (less once deduplicated and compressed){free}",
+                units::bytes(to_read)
+            );
+            Error::DiskFull { op, path, needed }
+        }
+        e => e,
+    }
 }
 
 /// The current time, Unix nanoseconds.

@@ -101,12 +101,15 @@ pub(super) fn run(
     let data_packs = writer
         .join()
         .map_err(|_| Error::Other("the pack writer panicked".into()))?;
+    // The writer's own error (a full disk, say) is the cause; the chunk
+    // tasks only saw that it stopped.
+    let data_packs = data_packs?;
     read_result?;
     if let Some(e) = error.into_inner().expect("error poisoned") {
         return Err(e);
     }
     Ok(Written {
-        packs: data_packs?,
+        packs: data_packs,
         new_chunks: new_chunks.into_inner(),
         new_raw_bytes: new_raw.into_inner(),
         new_stored_bytes: new_stored.into_inner(),
@@ -312,6 +315,8 @@ impl SlotList {
 }
 
 /// Appends encoded blobs to packs of `kind`, closing each at `target` bytes.
+/// On an error the open pack is abandoned (its temporary removed), so a
+/// failed commit leaves only whole packs behind, which prune collects.
 fn write_packs(
     layout: &Layout,
     kind: PackKind,
@@ -325,7 +330,10 @@ fn write_packs(
             Some(w) => w,
             None => current.insert(PackWriter::create(layout, kind)?),
         };
-        w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len, enc.base)?;
+        if let Err(e) = w.add(enc.id, enc.codec, &enc.bytes, enc.raw_len, enc.base) {
+            current.take().expect("just used").abandon();
+            return Err(e);
+        }
         if w.size() >= target {
             done.push(current.take().expect("just used").finish(layout)?);
             crate::store::failpoint::hit("commit:after-first-pack");

@@ -90,5 +90,6 @@ pub(super) fn publish(
         snapshot,
         packs_written,
         warnings: draft.warnings,
+        skipped: 0,
     })
 }

@@ -7,24 +7,32 @@
 //! or show that the file only grew and a second read of the prefix give the
 //! same chunks; otherwise the file is read again (`read_file`).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::bases::{self, Bases, Previous};
 use super::pipeline::{Shared, Slots};
-use super::scan::{FileData, Files, Item, Meta};
+use super::scan::{FileData, Files, Item, Meta, Notes};
 use crate::chunk::{Chunker, StreamError};
 use crate::ckpt;
 use crate::codec::float::Layout as FloatLayout;
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::ChunkRef;
 use crate::id::ChunkId;
+use crate::units;
 
 /// How often a file that changes while being read is read again.
 const READ_ATTEMPTS: u32 = 5;
+
+/// A file whose mtime or ctime is this recent when its read starts is read
+/// twice (see `read_file`): 45 s covers the kernel's default writeback of
+/// dirty pages (30 s expiry, 5 s interval), after which a write through a
+/// shared mmap moves the mtime again.
+const RECENT_NS: i64 = 45_000_000_000;
 
 /// Reads every `Pending` file into chunk tasks on `scope`, turning it into
 /// `Read` (with the metadata of what was stored) or `Skipped` with a
@@ -36,6 +44,7 @@ pub(super) fn read_files<'s, 'a: 's>(
     previous: &mut Previous,
     files: &mut Files,
 ) -> Result<()> {
+    let mut vanished = Vanished::default();
     for (item, d) in files.items.iter_mut().zip(files.data.iter_mut()) {
         if !matches!(d, FileData::Pending) {
             continue;
@@ -45,10 +54,7 @@ pub(super) fn read_files<'s, 'a: 's>(
         }
         let Some(r) = read_file(scope, shared, chunker, previous, item)? else {
             *d = FileData::Skipped;
-            files.warnings.push(format!(
-                "skipped {}: it vanished, or kept being rewritten while being read",
-                item.rel.display()
-            ));
+            vanished.add(item);
             continue;
         };
         // A log that grows is the normal case; a checkpoint that grows is
@@ -59,7 +65,7 @@ pub(super) fn read_files<'s, 'a: 's>(
                 .iter()
                 .any(|x| name.ends_with(x.as_bytes()))
         {
-            files.warnings.push(format!(
+            files.notes.warn(format!(
                 "{} was still being written: stored its first {} bytes, the size \
                  it had when the commit opened it\n  commit again once it is complete",
                 item.rel.display(),
@@ -73,7 +79,58 @@ pub(super) fn read_files<'s, 'a: 's>(
             prefix: r.prefix,
         };
     }
+    vanished.report(&mut files.notes);
     Ok(())
+}
+
+/// Files that vanished (or never held still) while the commit read them,
+/// grouped under the topmost directory that vanished with them, so a
+/// directory renamed during a commit is one warning, not one per file.
+#[derive(Default)]
+struct Vanished {
+    /// Files whose directory is still there.
+    files: Vec<PathBuf>,
+    /// Directory that is gone -> how many files were lost with it.
+    dirs: BTreeMap<PathBuf, u64>,
+}
+
+impl Vanished {
+    fn add(&mut self, item: &Item) {
+        let depth = item.rel.components().count();
+        let root = item.abs.ancestors().nth(depth).unwrap_or(Path::new("/"));
+        let mut dirs: Vec<&Path> = item.rel.ancestors().skip(1).collect();
+        dirs.reverse();
+        match dirs
+            .into_iter()
+            .filter(|d| !d.as_os_str().is_empty())
+            .find(|d| root.join(d).symlink_metadata().is_err())
+        {
+            Some(gone) => *self.dirs.entry(gone.to_path_buf()).or_default() += 1,
+            None => self.files.push(item.rel.clone()),
+        }
+    }
+
+    fn report(self, notes: &mut Notes) {
+        for (dir, n) in self.dirs {
+            notes.skip(
+                n,
+                format!(
+                    "skipped {} under {}/: the directory vanished (moved or deleted) while the commit read it",
+                    units::count(n, "file"),
+                    dir.display()
+                ),
+            );
+        }
+        for rel in self.files {
+            notes.skip(
+                1,
+                format!(
+                    "skipped {}: it vanished, or kept being rewritten while being read",
+                    rel.display()
+                ),
+            );
+        }
+    }
 }
 
 /// A file read into chunk tasks.
@@ -92,7 +149,9 @@ struct FileRead {
 /// read, the size at the open's `fstat`, and the read is accepted if:
 ///
 /// - the file is unchanged: identity, size, mode and times are the same
-///   before and after the read, and the path still names it; or
+///   before and after the read, and the path still names it, and, if it
+///   was modified within `RECENT_NS` of the read, a second read yields the
+///   same chunks (writes through a shared mmap may not move the mtime); or
 /// - the file only grew: same inode, device and mode, a larger size, times
 ///   that only moved forward, the path still names it, and a second read of
 ///   the first `size` bytes yields the same chunks as the first (so no byte
@@ -140,7 +199,11 @@ fn read_file<'s, 'a: 's>(
         } else {
             Bases::default()
         };
+        let mut first = true;
         let emit = |seg: &ckpt::Segment, off: u64, bytes: &[u8]| {
+            if std::mem::take(&mut first) {
+                crate::store::failpoint::hit("commit:mid-file");
+            }
             let float = float_layout(seg.dtype);
             let base = float
                 .zip(anchor)
@@ -162,6 +225,14 @@ fn read_file<'s, 'a: 's>(
             continue; // shrunk while being read
         }
         if before == after && now_at_path == Some(after) {
+            // A write through a shared mmap moves the mtime only at the
+            // first write to a page since its last writeback, so a file
+            // modified shortly before may be changing unseen: read it twice.
+            let settled = before.mtime_ns.max(before.ctime_ns) < read_start_ns - RECENT_NS
+                || reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)?;
+            if !settled {
+                continue;
+            }
             return Ok(Some(FileRead {
                 slots,
                 meta: before,
@@ -170,26 +241,40 @@ fn read_file<'s, 'a: 's>(
             }));
         }
         let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
-        if same_file && only_grew(&before, &after) {
-            let mut again = Vec::new();
-            let reread = stream_segments(&file, &item.abs, &segments, chunker, |_, _, b| {
-                again.push(ChunkRef {
-                    id: ChunkId::of(b),
-                    len: b.len() as u32,
-                });
-                Ok::<(), ()>(())
-            })?;
-            if reread == Some(before.size) && again == slots.wait_all() {
-                return Ok(Some(FileRead {
-                    slots,
-                    meta: before,
-                    read_start_ns,
-                    prefix: true,
-                }));
-            }
+        if same_file
+            && only_grew(&before, &after)
+            && reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)?
+        {
+            return Ok(Some(FileRead {
+                slots,
+                meta: before,
+                read_start_ns,
+                prefix: true,
+            }));
         }
     }
     Ok(None)
+}
+
+/// A second read of the first `size` bytes gives the chunks of the first
+/// (`slots`, waited for).
+fn reads_the_same(
+    file: &File,
+    path: &Path,
+    segments: &[ckpt::Segment],
+    chunker: &Chunker,
+    size: u64,
+    slots: &Slots,
+) -> Result<bool> {
+    let mut again = Vec::new();
+    let reread = stream_segments(file, path, segments, chunker, |_, _, b| {
+        again.push(ChunkRef {
+            id: ChunkId::of(b),
+            len: b.len() as u32,
+        });
+        Ok::<(), ()>(())
+    })?;
+    Ok(reread == Some(size) && again == slots.wait_all())
 }
 
 /// True if `after` is `before` with more bytes appended, as far as `fstat`

@@ -49,11 +49,11 @@ pub struct Item {
 
 /// Lists the entries to commit. `paths` (absolute) restrict the snapshot to
 /// those paths; empty means the workspace's `track` list (`crate::track`),
-/// or everything. Returns the items sorted by path, and warnings for
-/// skipped entries and for `track` entries that match nothing.
-pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<String>)> {
+/// or everything. Returns the items sorted by path, and notes on skipped
+/// entries and on `track` entries that match nothing.
+pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Notes)> {
     let mut items = Vec::new();
-    let mut warnings = Vec::new();
+    let mut notes = Notes::default();
     let track = if paths.is_empty() {
         Track::of(ws)?
     } else {
@@ -70,7 +70,7 @@ pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<String>
             let abs = ws.root.join(rel);
             match abs.symlink_metadata() {
                 Ok(m) if !e.dir_only || m.is_dir() => roots.push(abs),
-                _ => warnings.push(nothing_matched(&e.text)),
+                _ => notes.warn(nothing_matched(&e.text)),
             }
         }
         roots
@@ -78,12 +78,32 @@ pub fn scan(ws: &Workspace, paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<String>
         vec![ws.root.clone()]
     };
     for root in &roots {
-        scan_root(ws, root, &mut items, &mut warnings)?;
+        scan_root(ws, root, &mut items, &mut notes)?;
     }
-    scan_patterns(ws, &track, &mut items, &mut warnings)?;
+    scan_patterns(ws, &track, &mut items, &mut notes)?;
     items.sort_by(|a, b| a.rel.cmp(&b.rel));
     items.dedup_by(|a, b| a.rel == b.rel);
-    Ok((items, warnings))
+    Ok((items, notes))
+}
+
+/// Warnings of a commit, and how many entries it left out because they
+/// could not be read (`snap commit` then exits 6).
+#[derive(Debug, Default)]
+pub struct Notes {
+    pub warnings: Vec<String>,
+    pub skipped: u64,
+}
+
+impl Notes {
+    pub fn warn(&mut self, w: String) {
+        self.warnings.push(w);
+    }
+
+    /// A warning about `n` entries left out of the snapshot.
+    pub fn skip(&mut self, n: u64, w: String) {
+        self.skipped += n;
+        self.warnings.push(w);
+    }
 }
 
 fn nothing_matched(text: &str) -> String {
@@ -94,12 +114,7 @@ fn nothing_matched(text: &str) -> String {
 }
 
 /// Everything at and below `root` (absolute), and the directories above it.
-fn scan_root(
-    ws: &Workspace,
-    root: &Path,
-    items: &mut Vec<Item>,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
+fn scan_root(ws: &Workspace, root: &Path, items: &mut Vec<Item>, notes: &mut Notes) -> Result<()> {
     let rel_root = root.strip_prefix(&ws.root).map_err(|_| {
         Error::invalid(
             "path",
@@ -133,7 +148,7 @@ fn scan_root(
     let mut anc = PathBuf::new();
     for comp in rel_root.parent().into_iter().flat_map(|p| p.components()) {
         anc.push(comp);
-        push_item(ws, &anc, items, warnings);
+        push_item(ws, &anc, items, notes);
     }
     for entry in workspace::walker(ws, root)? {
         match entry {
@@ -144,9 +159,9 @@ fn scan_root(
                 if rel.as_os_str().is_empty() {
                     continue;
                 }
-                push_item(ws, rel, items, warnings);
+                push_item(ws, rel, items, notes);
             }
-            Err(e) => warnings.push(format!("skipped: {e}")),
+            Err(e) => notes.skip(1, format!("skipped: {e}")),
         }
     }
     Ok(())
@@ -160,7 +175,7 @@ fn scan_patterns(
     ws: &Workspace,
     track: &Track,
     items: &mut Vec<Item>,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Result<()> {
     let patterns: Vec<_> = track
         .entries()
@@ -188,7 +203,7 @@ fn scan_patterns(
             let e = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    warnings.push(format!("skipped: {e}"));
+                    notes.skip(1, format!("skipped: {e}"));
                     continue;
                 }
             };
@@ -219,28 +234,28 @@ fn scan_patterns(
                 .take_while(|a| !a.as_os_str().is_empty() && !listed.contains(*a))
                 .collect();
             for a in parents.into_iter().rev() {
-                push_item(ws, a, items, warnings);
+                push_item(ws, a, items, notes);
                 listed.insert(a.to_path_buf());
             }
             if listed.insert(rel.to_path_buf()) {
-                push_item(ws, rel, items, warnings);
+                push_item(ws, rel, items, notes);
             }
         }
     }
     for ((p, _), m) in patterns.iter().zip(matched) {
         if !m {
-            warnings.push(nothing_matched(&p.text));
+            notes.warn(nothing_matched(&p.text));
         }
     }
     Ok(())
 }
 
-fn push_item(ws: &Workspace, rel: &Path, items: &mut Vec<Item>, warnings: &mut Vec<String>) {
+fn push_item(ws: &Workspace, rel: &Path, items: &mut Vec<Item>, notes: &mut Notes) {
     let abs = ws.root.join(rel);
     let meta = match abs.symlink_metadata() {
         Ok(m) => m,
         Err(e) => {
-            warnings.push(format!("skipped {}: {e}", rel.display()));
+            notes.skip(1, format!("skipped {}: {e}", rel.display()));
             return;
         }
     };
@@ -253,12 +268,13 @@ fn push_item(ws: &Workspace, rel: &Path, items: &mut Vec<Item>, warnings: &mut V
         match fs::read_link(&abs) {
             Ok(t) => ItemKind::Symlink(t.into_os_string().into_encoded_bytes()),
             Err(e) => {
-                warnings.push(format!("skipped {}: {e}", rel.display()));
+                notes.skip(1, format!("skipped {}: {e}", rel.display()));
                 return;
             }
         }
     } else {
-        warnings.push(format!(
+        // Sockets and pipes cannot be stored: a warning, not a failure.
+        notes.warn(format!(
             "skipped {}: not a regular file, directory or symlink",
             rel.display()
         ));
@@ -278,7 +294,7 @@ pub(super) struct Files {
     pub items: Vec<Item>,
     /// One per item, in the same order.
     pub data: Vec<FileData>,
-    pub warnings: Vec<String>,
+    pub notes: Notes,
 }
 
 /// How a file's content was obtained.

@@ -252,15 +252,26 @@ impl Upload for LocalUpload {
     }
 
     /// fsyncs the temporary, renames it into place, fsyncs the directory.
+    /// On a failure (a full disk while flushing, say) the temporary is
+    /// removed.
     fn finish(self: Box<Self>, name: &str) -> Result<()> {
-        let file = self
+        let tmp_path = self.tmp_path;
+        let flushed = self
             .out
             .into_inner()
-            .map_err(|e| Error::io("flush pack", &self.tmp_path, e.into_error()))?;
-        file.sync_all().ctx("fsync pack", &self.tmp_path)?;
-        drop(file);
+            .map_err(|e| Error::io("flush pack", &tmp_path, e.into_error()))
+            .and_then(|file| file.sync_all().ctx("fsync pack", &tmp_path));
+        if let Err(e) = flushed {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
         let dest = object_path(&self.root, self.kind, name);
-        durable::rename_durable(&self.tmp_path, &dest)
+        let placed = durable::rename_durable(&tmp_path, &dest);
+        if placed.is_err() {
+            // Gone already if the rename itself succeeded.
+            let _ = fs::remove_file(&tmp_path);
+        }
+        placed
     }
 
     fn abandon(self: Box<Self>) {
