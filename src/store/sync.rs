@@ -1,7 +1,10 @@
 //! Bringing the index in line with the repository files. Run on every open
 //! (cheap: directory listings) so that a commit interrupted after its files
 //! were durable but before its index transaction is picked up by the next
-//! command, and a full rebuild for `snap reindex`.
+//! command, and a full rebuild for `snap reindex`. Readers run it without
+//! the writer lock, so it removes a row only for a file it finds gone inside
+//! its own index transaction (`sync`). Before forget and prune delete
+//! anything, `verify_complete` reads every snapshot and tag file again.
 
 use std::collections::HashSet;
 
