@@ -30,9 +30,17 @@ pub fn validate_tag(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Points tag `name` at `id`, replacing it atomically and durably.
+/// Points tag `name` at `id`, replacing it atomically and durably. An empty
+/// directory where the tag file goes (see `store::sync` on tags replaced by
+/// directories) is removed first: it holds nothing, and this is the one
+/// step that puts the tag back without a moment in which it is missing.
 pub fn write_tag(layout: &Layout, name: &str, id: &SnapshotId) -> Result<()> {
     validate_tag(name)?;
+    let path = locate(layout, name);
+    if path.is_dir() {
+        // Fails, and the write below then reports it, unless it is empty.
+        let _ = std::fs::remove_dir(&path);
+    }
     layout
         .backend()
         .replace(Kind::Tag, name, format!("{}\n", id.to_hex()).as_bytes())

@@ -221,7 +221,8 @@ fn plan_tags(
                 plan.messages.push(format!(
                     "tag {name}: {e}; the index still holds it (snapshot {}), so it still \
                      protects that snapshot, and forget and prune refuse until {} is a tag \
-                     file again (move it away, then `snap tag {name} {}`)",
+                     file again: `snap tag {name} {}` puts it back (if a directory is in its \
+                     place, empty it first)",
                     id.short(),
                     refs::locate(layout, name).display(),
                     id.short()
@@ -274,8 +275,9 @@ pub fn verify_complete(layout: &Layout, index: &Index, op: &'static str) -> Resu
                 Ok(_) => continue,
             };
             problems.push(format!(
-                "tag {name} is in the index (snapshot {}) but its file cannot be read: {why}; \
-                 move {} away, then `snap tag {name} {}`",
+                "tag {name} is in the index (snapshot {}) but its file {} cannot be read: \
+                 {why}; `snap tag {name} {}` puts it back (if a directory is in its place, \
+                 empty it first)",
                 id.short(),
                 path.display(),
                 id.short()

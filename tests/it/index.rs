@@ -78,9 +78,10 @@ fn a_tag_replaced_by_a_directory_makes_forget_and_prune_refuse() {
         random_bytes(4101, 200_000)
     );
 
-    // Once the tag file is back, retention goes ahead and keeps it.
-    fs::remove_dir(&tag).unwrap();
-    fs::write(&tag, &good).unwrap();
+    // `snap tag` puts the tag file back in the (empty) directory's place
+    // in one step; then retention goes ahead and keeps it.
+    ws.ok(&["tag", "keepme", &kept[..8]]);
+    assert_eq!(fs::read(&tag).unwrap(), good);
     ws.ok(&["forget"]);
     ws.ok(&["prune"]);
     assert!(ws.log().iter().any(|s| s["id"] == kept.as_str()));
