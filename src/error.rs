@@ -115,6 +115,15 @@ pub enum Error {
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
     DamagedRestore { count: usize, list: String },
 
+    /// Paths that were free when the restore planned and taken before it
+    /// renamed its file there: left as they are.
+    #[error("{count} path(s) appeared in {target} while the restore ran and were left as they are:\n{list}\n  every other file was restored; look at them, then restore them again with --overwrite to replace them")]
+    Appeared {
+        target: PathBuf,
+        count: usize,
+        list: String,
+    },
+
     /// Forget or prune found files it cannot read or that disagree with the
     /// index, and refused to delete anything.
     #[error("{op} refused: it decides only from every snapshot and tag, and {count} of them could not be read or do not agree:\n{list}\n  nothing was deleted; repair or remove the files named (a newer snap's record: upgrade snap), then run `snap check`")]

@@ -330,6 +330,10 @@ impl Repo {
         opts.protect = Some(self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
         let summary = restore::apply(plan, &packs, progress)?;
+        let appeared = summary
+            .appeared
+            .iter()
+            .map(|p| format!("  {p}: appeared after the restore started; not replaced"));
         if !summary.failed.is_empty() {
             return Err(Error::DamagedRestore {
                 count: summary.failed.len(),
@@ -337,8 +341,16 @@ impl Repo {
                     .failed
                     .iter()
                     .map(|(p, why)| format!("  {p} (snapshot {}): {why}", id.short()))
+                    .chain(appeared)
                     .collect::<Vec<_>>()
                     .join("\n"),
+            });
+        }
+        if !summary.appeared.is_empty() {
+            return Err(Error::Appeared {
+                target: opts.target,
+                count: summary.appeared.len(),
+                list: appeared.collect::<Vec<_>>().join("\n"),
             });
         }
         Ok(summary)

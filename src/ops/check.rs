@@ -13,9 +13,10 @@ use crate::format::pack::{PackEntry, PackKind, FOOTER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::ops::restore::chunk_list_problem;
 use crate::ops::walk;
 use crate::progress::Progress;
-use crate::store::index::Index;
+use crate::store::index::{BlobLoc, Index};
 use crate::store::read::{self, PackFiles};
 use crate::store::{audit, packs, refs, snapshots, Layout};
 
@@ -107,6 +108,8 @@ pub fn check(
 struct Chunks {
     used: HashSet<ChunkId>,
     bad: HashMap<ChunkId, String>,
+    /// The stored length of each indexed one, to check chunk lists.
+    raw_len: HashMap<ChunkId, u32>,
 }
 
 /// The trailer of every pack on disk (`None` where it does not read, which
@@ -164,18 +167,35 @@ fn check_snapshots(
         };
         let mut files = Vec::new();
         for w in entries {
-            if let EntryKind::File { chunks: list, .. } = w.entry.kind {
+            if let EntryKind::File { chunks: list, size } = w.entry.kind {
                 let ids: Vec<ChunkId> = list.iter().map(|c| c.id).collect();
                 for c in &ids {
                     if !chunks.used.insert(*c) {
                         continue;
                     }
-                    if let Some((why, also_an_error)) = chunk_problem(index, trailer_ok, c)? {
+                    let loc = index.blob(c, PackKind::Data)?;
+                    if let Some(l) = &loc {
+                        chunks.raw_len.insert(*c, l.raw_len);
+                    }
+                    if let Some((why, also_an_error)) = chunk_problem(index, trailer_ok, loc)? {
                         if also_an_error {
                             report.errors.push(format!("chunk {}: {why}", c.short()));
                         }
                         chunks.bad.insert(*c, why);
                     }
+                }
+                // The same rule restore refuses a file by.
+                let raw_len = |c: &ChunkId| chunks.raw_len.get(c).copied();
+                if let Some(why) = chunk_list_problem(size, &list, raw_len) {
+                    let path = w.path.display().to_string();
+                    report
+                        .errors
+                        .push(format!("snapshot {}: '{path}': {why}", id.short()));
+                    report.damaged_files.push(DamagedFile {
+                        snapshot: id.short(),
+                        path,
+                        reason: why,
+                    });
                 }
                 files.push((w.path.display().to_string(), ids));
             }
@@ -185,14 +205,15 @@ fn check_snapshots(
     Ok(files_by_snapshot)
 }
 
-/// Why chunk `c` cannot be read, if it cannot, and whether that is an error
-/// of its own (a bad base) rather than one already reported for its pack.
+/// Why a chunk located at `loc` (None: not indexed) cannot be read, if it
+/// cannot, and whether that is an error of its own (a bad base) rather
+/// than one already reported for its pack.
 fn chunk_problem(
     index: &Index,
     trailer_ok: &HashSet<PackId>,
-    c: &ChunkId,
+    loc: Option<BlobLoc>,
 ) -> Result<Option<(String, bool)>> {
-    Ok(match index.blob(c, PackKind::Data)? {
+    Ok(match loc {
         None => Some(("missing from every pack".into(), false)),
         Some(loc) if !trailer_ok.contains(&loc.pack) => Some((
             format!("its pack {} is damaged or missing", loc.pack.short()),

@@ -23,6 +23,7 @@ mod pt;
 mod records;
 mod reindex;
 mod restore;
+mod restore_target;
 mod retention;
 mod revs;
 mod roundtrip;
