@@ -34,6 +34,11 @@ pub enum Error {
     )]
     NotARepository { path: PathBuf, why: String },
 
+    /// The config file is there but does not decode or fails its checksum:
+    /// a repository, damaged, so `snap init` (which refuses) is no advice.
+    #[error("the repository config {path} is damaged ({why})\n  this is a snap repository whose `config` file is damaged; `snap init` cannot help (it refuses an existing repository), and the packs, snapshots and tags are not touched\n  restore `config` from a backup or another copy of this repository; without one, create a repository elsewhere with the same chunker settings (`snap init --repo NEW`) and copy its `config` here")]
+    DamagedConfig { path: PathBuf, why: String },
+
     #[error("a snap repository already exists at {path}")]
     AlreadyExists { path: PathBuf },
 
@@ -110,6 +115,15 @@ pub enum Error {
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
     DamagedRestore { count: usize, list: String },
 
+    /// Paths that were free when the restore planned and taken before it
+    /// renamed its file there: left as they are.
+    #[error("{count} path(s) appeared in {target} while the restore ran and were left as they are:\n{list}\n  every other file was restored; look at them, then restore them again with --overwrite to replace them")]
+    Appeared {
+        target: PathBuf,
+        count: usize,
+        list: String,
+    },
+
     /// Forget or prune found files it cannot read or that disagree with the
     /// index, and refused to delete anything.
     #[error("{op} refused: it decides only from every snapshot and tag, and {count} of them could not be read or do not agree:\n{list}\n  nothing was deleted; repair or remove the files named (a newer snap's record: upgrade snap), then run `snap check`")]
@@ -118,6 +132,21 @@ pub enum Error {
         count: usize,
         list: String,
     },
+
+    /// A commit refused before storing something readers would refuse: a
+    /// directory whose record is over the record limit, a tree nested too
+    /// deep or holding too many entries (docs/format.md, Limits).
+    #[error("{what} cannot be committed: {why}\n  nothing was committed; {hint}")]
+    TooLarge {
+        what: String,
+        why: String,
+        hint: String,
+    },
+
+    /// A session lock whose run cannot be told alive or gone: retention
+    /// refuses rather than forget a live run's snapshots.
+    #[error("cannot tell whether the `snap run` holding {path} is still running ({why})\n  nothing was forgotten, so no running session loses a snapshot; if no `snap run` is running on this repository, delete {path}")]
+    UncheckedSession { path: PathBuf, why: String },
 
     #[error("interrupted by signal {signal}: {what}")]
     Interrupted { signal: i32, what: String },
@@ -163,7 +192,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
-            Error::Corrupt { .. } | Error::DamagedRestore { .. } | Error::Incomplete { .. } => 3,
+            Error::Corrupt { .. }
+            | Error::DamagedConfig { .. }
+            | Error::UncheckedSession { .. }
+            | Error::DamagedRestore { .. }
+            | Error::Incomplete { .. } => 3,
             Error::Locked { .. } => 4,
             Error::NoRepository { .. }
             | Error::NotARepository { .. }

@@ -24,7 +24,7 @@ use crate::ops::stats::{self, Stats};
 use crate::ops::{resolve, show, suggest};
 use crate::progress::Progress;
 use crate::store::config as store_config;
-use crate::store::index::Index;
+use crate::store::index::{self, Backing, Index};
 use crate::store::journal::{self, Journal};
 use crate::store::lock::{SessionLock, WriterLock};
 use crate::store::publish;
@@ -149,15 +149,11 @@ impl Repo {
     }
 
     /// Opens the repository in `layout` and brings its index up to date.
+    /// Opening is reading: it works on a read-only mount, a full disk and
+    /// for a user who cannot write the repository (`open_index`).
     pub fn open_in(layout: Layout) -> Result<Repo> {
         let config = store_config::read(&layout)?;
-        let (mut index, created) = Index::open(&layout.index())?;
-        let take = if created {
-            sync::Marked::Include
-        } else {
-            sync::Marked::Skip
-        };
-        let damaged = sync::sync_with(&layout, &mut index, take)?.damaged;
+        let (index, damaged) = open_index(&layout)?;
         Ok(Repo {
             damaged,
             layout,
@@ -185,7 +181,12 @@ impl Repo {
     }
 
     /// Takes the writer lock, clears leftovers of crashed writers and
-    /// re-syncs the index (another writer may have run since open).
+    /// re-syncs the index (another writer may have run since open). Missing
+    /// `locks/` or `tmp/` are created first. Only here, holding the lock, is
+    /// a damaged index file (or one of another schema) deleted and rebuilt:
+    /// SQLite's `quick_check` runs first, since a damaged page a reader's
+    /// queries did not touch shows only there, and every snapshot row must
+    /// hold the record of its id.
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
         Ok(self.lock_counting(what)?.0)
     }
@@ -193,10 +194,51 @@ impl Repo {
     /// `lock`, also saying how many leftovers it removed from `tmp/`.
     fn lock_counting(&mut self, what: &str) -> Result<(WriterLock, usize)> {
         crate::store::failpoint::hit("repo:before-lock");
+        for dir in self.layout.local_dirs() {
+            if !dir.is_dir() {
+                durable::create_dir_durable(&dir)?;
+            }
+        }
         let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
         let removed = durable::clean_tmp(&self.layout.tmp_dir())?;
-        sync::sync(&self.layout, &mut self.index)?;
+        let take = if self.writable_index()? {
+            sync::Marked::Include
+        } else {
+            sync::Marked::Skip
+        };
+        sync::sync_with(&self.layout, &mut self.index, take)?;
         Ok((lock, removed))
+    }
+
+    /// Makes `self.index` the index file, open for writing and sound: a
+    /// reader's fallback (read-only or in memory) is replaced by the file,
+    /// and a damaged file is rebuilt. Called with the writer lock held.
+    /// Returns true if the index was created anew (the sync that follows
+    /// then takes in every pack, marked ones included: `sync::Marked`).
+    fn writable_index(&mut self) -> Result<bool> {
+        let path = self.layout.index();
+        let damage = match self.index.backing() {
+            Backing::File => match self.index.damage()? {
+                None if self.index.mismatched_snapshot_rows()? > 0 => {
+                    Some("snapshot rows that do not match their records".to_string())
+                }
+                found => found,
+            },
+            _ => None,
+        };
+        if self.index.backing() == Backing::File && damage.is_none() {
+            return Ok(false);
+        }
+        if damage.is_some() {
+            // Release the file before deleting it; the sync that follows
+            // fills the new one from the files.
+            self.index = Index::in_memory(&path)?;
+            Index::delete_files(&path)?;
+        }
+        // Deletes and rebuilds a damaged index or one of another schema.
+        let (index, created) = Index::open(&path)?;
+        self.index = index;
+        Ok(created)
     }
 
     pub fn commit(
@@ -251,22 +293,22 @@ impl Repo {
         }
     }
 
-    /// The files of a snapshot.
-    pub fn files(&self, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
+    /// The files of snapshot `id`.
+    pub fn files(&self, id: &SnapshotId, snapshot: &Snapshot) -> Result<Vec<FileInfo>> {
         let packs = PackFiles::new(&self.layout);
-        show::files(&self.index, &packs, &snapshot.root)
+        show::files(&self.index, &packs, &snapshot.root, &id.short())
     }
 
     /// Files added, removed and changed from `old` to `new`; with `tensors`,
     /// the tensors that changed inside checkpoint files.
     pub fn diff(&self, old: &str, new: &str, tensors: bool) -> Result<Diff> {
-        let (_, a) = self.resolve(old)?;
-        let (_, b) = self.resolve(new)?;
+        let (a_id, a) = self.resolve(old)?;
+        let (b_id, b) = self.resolve(new)?;
         diff::diff(
             &self.index,
             &PackFiles::new(&self.layout),
-            &a.root,
-            &b.root,
+            (&a_id.short(), &a.root),
+            (&b_id.short(), &b.root),
             tensors,
         )
     }
@@ -302,6 +344,10 @@ impl Repo {
         opts.protect = Some(self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
         let summary = restore::apply(plan, &self.index, &packs, progress)?;
+        let appeared = summary
+            .appeared
+            .iter()
+            .map(|p| format!("  {p}: appeared after the restore started; not replaced"));
         if !summary.failed.is_empty() {
             return Err(Error::DamagedRestore {
                 count: summary.failed.len(),
@@ -309,8 +355,16 @@ impl Repo {
                     .failed
                     .iter()
                     .map(|(p, why)| format!("  {p} (snapshot {}): {why}", id.short()))
+                    .chain(appeared)
                     .collect::<Vec<_>>()
                     .join("\n"),
+            });
+        }
+        if !summary.appeared.is_empty() {
+            return Err(Error::Appeared {
+                target: opts.target,
+                count: summary.appeared.len(),
+                list: appeared.collect::<Vec<_>>().join("\n"),
             });
         }
         Ok(summary)
@@ -485,6 +539,56 @@ impl Repo {
         let _lock = self.lock("reindex")?;
         sync::reindex(&self.layout, &mut self.index)
     }
+}
+
+/// A reader's index, in line with the files, and what the sync found
+/// damaged. The file when it can be used: read-write, else read-only. A
+/// reader never deletes it: if it is damaged or of another schema, or cannot
+/// be reached, the command works from an index built in memory from the
+/// files; if it is stale and cannot be written (read-only mount, full disk,
+/// no permission), from a copy in memory brought up to date.
+fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
+    let path = layout.index();
+    let mut notes = Vec::new();
+    // An index built from nothing takes in every pack (`sync::Marked`).
+    let (mut index, fresh) = match Index::open_shared(&path) {
+        Ok(opened) => opened,
+        Err(e) if index::is_damaged(&e) => {
+            notes.push(format!(
+                "index {} cannot be used ({e}); this command works from an index built in \
+                 memory from the repository files, and the next writer (commit, or `snap \
+                 reindex`) rebuilds the file",
+                path.display()
+            ));
+            (Index::in_memory(&path)?, true)
+        }
+        Err(e) if index::cannot_write(&e) => (Index::in_memory(&path)?, true),
+        Err(e) => return Err(e),
+    };
+    let take = if fresh {
+        sync::Marked::Include
+    } else {
+        sync::Marked::Skip
+    };
+    let report = match sync::sync_with(layout, &mut index, take) {
+        Err(e) if index.backing() != Backing::Memory && index::cannot_write(&e) => {
+            index = index.copy_to_memory()?;
+            sync::sync_with(layout, &mut index, take)?
+        }
+        Err(e) if index.backing() != Backing::Memory && index::is_damaged(&e) => {
+            notes.push(format!(
+                "index {} is damaged ({e}); this command works from an index built in memory \
+                 from the repository files, and the next writer (commit, or `snap reindex`) \
+                 rebuilds the file",
+                path.display()
+            ));
+            index = Index::in_memory(&path)?;
+            sync::sync_with(layout, &mut index, sync::Marked::Include)?
+        }
+        other => other?,
+    };
+    notes.extend(report.damaged);
+    Ok((index, notes))
 }
 
 /// Fills `buf` with random bytes from the OS (for the repository id).

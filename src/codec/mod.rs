@@ -7,6 +7,13 @@
 //! packs. Decoding checks the length; callers
 //! verify the BLAKE3 id.
 //!
+//! Bounded decoding: a blob's plain length comes from a pack trailer or the
+//! index, so from the repository, and a hostile one could declare gigabytes
+//! for a few stored bytes. `decode` refuses a declared length over the
+//! format's limit for its codec (`Codec::max_raw_len`) before allocating anything,
+//! and a zstd frame larger than a chunk is decoded through a reader that
+//! grows its output only as the frame really produces it.
+//!
 //! Why splitting helps: in trained fp32/fp16/bf16 weights the exponent takes
 //! few values while the low mantissa bytes are close to random. Mixed
 //! together, zstd finds little to model; split, the exponent plane
@@ -20,8 +27,11 @@ pub mod rans;
 
 use std::cell::RefCell;
 
+use std::io::Read;
+
 use crate::error::{Error, Result};
 use crate::format::pack::Codec;
+use crate::format::MAX_CHUNK;
 
 /// Compression must save at least 1/64 of the chunk, otherwise the chunk is
 /// stored raw: reading it back is then a plain copy.
@@ -46,7 +56,23 @@ fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
+/// Decodes one zstd frame to at most `raw_len` bytes. Up to a chunk's
+/// length, into a buffer of exactly `raw_len` (the fast path every chunk
+/// takes); above, only tree records, through a reader, so the memory used is
+/// what the frame produces and never merely what the trailer declares.
 fn zstd_decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    let damaged = |e: std::io::Error| {
+        Error::corrupt("chunk data", format!("zstd frame does not decode: {e}"))
+    };
+    if raw_len > MAX_CHUNK as usize {
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::with_buffer(stored)
+            .map_err(damaged)?
+            .take(raw_len as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(damaged)?;
+        return Ok(out);
+    }
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -134,8 +160,25 @@ pub fn encode_delta(data: &[u8], base: &[u8], layout: float::Layout) -> Option<V
     (delta.len() + data.len() / MIN_SAVING_DIVISOR < data.len()).then_some(delta)
 }
 
+/// Refuses a declared plain length over `Codec::max_raw_len`, before
+/// allocating.
+fn check_raw_len(codec: Codec, raw_len: usize) -> Result<()> {
+    let max = codec.max_raw_len();
+    if raw_len > max {
+        return Err(Error::corrupt(
+            "chunk data",
+            format!(
+                "a {} blob declares {raw_len} plain bytes, more than the {max} the format allows",
+                codec.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a `Codec::FloatDelta` blob against its base's bytes.
 pub fn decode_delta(stored: &[u8], raw_len: usize, base: &[u8]) -> Result<Vec<u8>> {
+    check_raw_len(Codec::FloatDelta, raw_len)?;
     if base.len() != raw_len {
         return Err(Error::corrupt(
             "chunk data",
@@ -166,8 +209,10 @@ pub fn ungroup(data: &[u8], elem: usize) -> Vec<u8> {
 }
 
 /// Decodes one stored blob to exactly `raw_len` bytes (a `FloatDelta` blob
-/// goes through `decode_delta`).
+/// goes through `decode_delta`). A `raw_len` over `codec.max_raw_len()` is
+/// refused before anything is allocated.
 pub fn decode(codec: Codec, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    check_raw_len(codec, raw_len)?;
     let out = match codec {
         Codec::Raw => stored.to_vec(),
         Codec::Zstd => zstd_decompress(stored, raw_len)?,
@@ -249,6 +294,31 @@ mod tests {
     fn wrong_length_is_corrupt() {
         let (codec, bytes) = encode(&[7u8; 4096], 3);
         assert!(decode(codec, &bytes, 4095).is_err());
+    }
+
+    /// A few stored bytes declaring a huge plain length are refused before
+    /// any allocation of that size, and a frame that produces more than it
+    /// declared is damaged whichever path decodes it.
+    #[test]
+    fn declared_lengths_are_capped() {
+        let (_, zeros) = encode(&[0u8; 4096], 3);
+        for codec in [Codec::Raw, Codec::Zstd, Codec::Float, Codec::Group4Zstd] {
+            let too_big = codec.max_raw_len() + 1;
+            let err = decode(codec, &zeros, too_big).unwrap_err().to_string();
+            assert!(err.contains("more than"), "{codec:?}: {err}");
+        }
+        assert!(decode_delta(&zeros, MAX_CHUNK as usize + 1, &[]).is_err());
+        // Tree-sized zstd goes through the reader: right length decodes,
+        // a frame longer or shorter than declared does not.
+        let big = vec![7u8; MAX_CHUNK as usize + 10];
+        let (codec, enc) = encode(&big, 3);
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(decode(codec, &enc, big.len()).unwrap(), big);
+        assert!(decode(codec, &enc, big.len() - 1).is_err());
+        assert!(decode(codec, &enc, big.len() + 1).is_err());
+        // A small frame declaring a tree-sized length: an error, not 256 MiB.
+        let tree_sized = crate::format::MAX_RECORD_BYTES;
+        assert!(decode(Codec::Zstd, &zeros, tree_sized).is_err());
     }
 
     #[test]

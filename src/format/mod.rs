@@ -18,9 +18,20 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Upper bound on any single decoded record (a tree of a directory with very
-/// many large files stays far below it).
+/// Upper bound on any single record body, on decode (bincode's allocation
+/// accounting, which counts every integer at its full width) and, for tree
+/// records, on write (`ops::commit::trees`): a directory whose record would
+/// not decode is refused by the commit, never stored.
 pub const MAX_RECORD: usize = 256 << 20;
+
+/// Upper bound on a data chunk's plain length: FastCDC's largest accepted
+/// `max_size` (16 MiB). No chunker configuration can cut a longer chunk, so
+/// a blob declaring more is damaged, and is refused before anything of that
+/// size is allocated.
+pub const MAX_CHUNK: u32 = fastcdc::v2020::MAXIMUM_MAX;
+
+/// Upper bound on an encoded record: `MAX_RECORD` and the envelope.
+pub const MAX_RECORD_BYTES: usize = MAX_RECORD + ENVELOPE_LEN;
 
 const ENVELOPE_LEN: usize = 6;
 
@@ -58,6 +69,19 @@ pub fn split_envelope<'a>(what: &str, magic: &[u8; 4], bytes: &'a [u8]) -> Resul
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     Ok((version, &bytes[ENVELOPE_LEN..]))
+}
+
+/// Whether `bytes`, an encoded record of type `T`, decodes within the
+/// limits: its body is at most `limit` bytes and, when it is large enough
+/// that bincode's accounting (at most 8 counted bytes per encoded byte)
+/// could pass `MAX_RECORD`, it decodes. For writers, before they store a
+/// record that readers would refuse.
+pub fn fits_limit<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> bool {
+    let body = bytes.len().saturating_sub(ENVELOPE_LEN);
+    if body > limit.min(MAX_RECORD) {
+        return false;
+    }
+    body <= MAX_RECORD / 8 || decode_body::<T>("record", &bytes[ENVELOPE_LEN..]).is_ok()
 }
 
 /// Decodes a bincode body, requiring that it consumes every byte.

@@ -12,7 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_body, encode_record, split_envelope, unsupported_version};
+use super::{
+    decode_body, encode_record, split_envelope, unsupported_version, MAX_CHUNK, MAX_RECORD_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 
@@ -42,6 +44,15 @@ impl PackKind {
             0 => Some(PackKind::Data),
             1 => Some(PackKind::Tree),
             _ => None,
+        }
+    }
+
+    /// The largest plain length a blob of this kind may declare: a chunk
+    /// at most `MAX_CHUNK`, a tree record at most `MAX_RECORD_BYTES`.
+    pub fn max_raw_len(self) -> usize {
+        match self {
+            PackKind::Data => MAX_CHUNK as usize,
+            PackKind::Tree => MAX_RECORD_BYTES,
         }
     }
 }
@@ -79,6 +90,20 @@ impl Codec {
             4 => Some(Codec::Float),
             5 => Some(Codec::FloatDelta),
             _ => None,
+        }
+    }
+
+    /// The largest plain length a blob of this codec may declare: the
+    /// codecs only float tensor chunks use (grouped, float, float delta) at
+    /// most `MAX_CHUNK`; raw and zstd, which also store tree records, at
+    /// most `MAX_RECORD_BYTES`. What a blob of a given kind may declare is
+    /// narrower still (`PackKind::max_raw_len`).
+    pub fn max_raw_len(self) -> usize {
+        match self {
+            Codec::Raw | Codec::Zstd => MAX_RECORD_BYTES,
+            Codec::Group2Zstd | Codec::Group4Zstd | Codec::Float | Codec::FloatDelta => {
+                MAX_CHUNK as usize
+            }
         }
     }
 
@@ -221,6 +246,18 @@ pub fn decode_trailer(trailer: &[u8], sum: &[u8; 32], blob_end: u64) -> Result<V
                 ),
             ));
         }
+        if e.raw_len as usize > e.codec.max_raw_len() {
+            return Err(Error::corrupt(
+                WHAT,
+                format!(
+                    "entry {} declares {} plain bytes, more than the {} a {} blob may hold",
+                    e.id.short(),
+                    e.raw_len,
+                    e.codec.max_raw_len(),
+                    e.codec.name()
+                ),
+            ));
+        }
         if e.base == Some(e.id) {
             return Err(Error::corrupt(
                 WHAT,
@@ -315,6 +352,33 @@ mod tests {
         let (t, sum) = with_version(&[entry(Codec::Zstd)], 4);
         let err = decode_trailer(&t, &sum, 100).unwrap_err().to_string();
         assert!(err.contains("upgrade snap"), "{err}");
+    }
+
+    /// A declared plain length over what the entry's codec may hold is
+    /// damage, refused with the trailer; at the limit it reads.
+    #[test]
+    fn declared_lengths_are_capped_per_codec() {
+        let entry = |codec, raw_len| PackEntry {
+            id: ChunkId::of(b"a"),
+            codec,
+            offset: 8,
+            stored_len: 10,
+            raw_len,
+            base: None,
+        };
+        let read = |e: PackEntry| {
+            let t = encode_record(TRAILER_MAGIC, TRAILER_VERSION, &vec![e]);
+            decode_trailer(&t, blake3::hash(&t).as_bytes(), 100)
+        };
+        for codec in [Codec::Raw, Codec::Zstd, Codec::Float, Codec::Group2Zstd] {
+            let max = codec.max_raw_len() as u32;
+            assert!(read(entry(codec, max)).is_ok(), "{codec:?}");
+            let err = read(entry(codec, max + 1)).unwrap_err().to_string();
+            assert!(err.contains("declares"), "{codec:?}: {err}");
+        }
+        assert_eq!(Codec::Float.max_raw_len(), MAX_CHUNK as usize);
+        assert_eq!(PackKind::Data.max_raw_len(), MAX_CHUNK as usize);
+        assert_eq!(PackKind::Tree.max_raw_len(), MAX_RECORD_BYTES);
     }
 
     /// The example pack of docs/format.md, byte for byte.

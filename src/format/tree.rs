@@ -5,15 +5,32 @@
 //! bytes and unique; names are single path components (no `/`, NUL, `.` or
 //! `..`). The decoder enforces all of this, so a crafted tree can never make
 //! restore write outside its target.
+//!
+//! Limits: a record is at most `MAX_RECORD` (commit refuses a directory whose
+//! record would be larger), a chunk reference at most `MAX_CHUNK` bytes, and
+//! a snapshot's trees nest at most `MAX_DEPTH` directories deep and hold at
+//! most `MAX_ENTRIES` paths in all. The last two are properties of a whole
+//! DAG of trees, so they are enforced by the walk (`ops::walk`) and by
+//! commit, not by this decoder.
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_body, encode_record, split_envelope, unsupported_version};
+use super::{decode_body, encode_record, split_envelope, unsupported_version, MAX_CHUNK};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, TreeId};
 
 pub const MAGIC: &[u8; 4] = b"SNPT";
 pub const VERSION: u16 = 1;
+
+/// Directory levels a snapshot may nest below its root. Deeper trees are
+/// refused by commit and by every walk (show, restore, diff, check), which
+/// never recurse, so a crafted depth costs neither stack nor memory.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Entries a snapshot may hold at every level together, counting each path
+/// (a subtree shared by two directories counts twice, as restore writes it
+/// twice). Refused by commit and by every walk before any path is built.
+pub const MAX_ENTRIES: u64 = 100_000_000;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
@@ -103,6 +120,17 @@ impl Tree {
                 ));
             }
             if let EntryKind::File { size, chunks } = &e.kind {
+                if let Some(c) = chunks.iter().find(|c| c.len > MAX_CHUNK) {
+                    return Err(Error::corrupt(
+                        WHAT,
+                        format!(
+                            "'{}': chunk {} of {} bytes, more than the {MAX_CHUNK} a chunk may hold",
+                            e.name_lossy(),
+                            c.id.short(),
+                            c.len
+                        ),
+                    ));
+                }
                 let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
                 if sum != *size {
                     return Err(Error::corrupt(

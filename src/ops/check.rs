@@ -10,20 +10,24 @@
 //! chunk is found in it (and read with `read_data`), and a snapshot that
 //! was forgotten while check ran is left out of the report.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, PackKind, FOOTER_LEN};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::EntryKind;
-use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::ops::walk;
+use crate::format::tree::{Entry, EntryKind};
+use crate::id::{ChunkId, PackId, SnapshotId, TreeId};
+use crate::ops::restore::chunk_list_problem;
+use crate::ops::walk::Trees;
 use crate::progress::Progress;
-use crate::store::index::Index;
+use crate::store::index::{BlobLoc, Index};
 use crate::store::read::{self, PackFiles};
-use crate::store::{failpoint, packs, refs, snapshots, Layout};
+use crate::store::{audit, failpoint, packs, refs, snapshots, Layout};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CheckReport {
@@ -55,8 +59,8 @@ impl CheckReport {
     }
 }
 
-/// Every file of one snapshot with the chunks it needs.
-type FileChunks = Vec<(String, Vec<ChunkId>)>;
+/// Damaged files named per snapshot; beyond, one line says how many more.
+const NAMED_PER_SNAPSHOT: u64 = 10_000;
 
 pub fn check(
     layout: &Layout,
@@ -69,12 +73,21 @@ pub fn check(
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
     report.packs_marked = packs::list_marked(layout)?.len();
-    let mut trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
-    let snapshots = index.snapshots()?;
+    let trailers = check_trailers(&pack_files, &on_disk, &mut report);
+    let mut trailer_ok: HashSet<PackId> = trailers
+        .iter()
+        .filter(|(_, t)| t.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    // Every index row against its file; the snapshots checked below are
+    // those whose rows agree with their records.
+    let audit = audit::audit(layout, index, &trailers)?;
+    report.errors.extend(audit.problems);
+    let snapshots = audit.snapshots;
     report.snapshots = snapshots.len();
     failpoint::hit("check:after-listing");
     let mut chunks = Chunks::default();
-    let files = check_snapshots(
+    let walked = check_snapshots(
         layout,
         index,
         &pack_files,
@@ -101,7 +114,7 @@ pub fn check(
             .collect();
         read_every_pack(index, &pack_files, &new, progress, &mut chunks, &mut report)?;
     }
-    name_damaged_files(&files, &chunks.bad, &mut report);
+    name_damaged_files(&walked, &chunks, &mut report);
     leave_out_forgotten(index, &snapshots, &mut report)?;
     // Bases of float deltas are in use too: prune keeps them.
     let (_, _, stored) = index.data_totals()?;
@@ -117,26 +130,41 @@ pub fn check(
 struct Chunks {
     used: HashSet<ChunkId>,
     bad: HashMap<ChunkId, String>,
+    /// The stored length of each indexed one, to check chunk lists.
+    raw_len: HashMap<ChunkId, u32>,
+    /// File entries (tree, entry number) whose chunk list is damaged.
+    bad_lists: HashMap<(TreeId, usize), String>,
 }
 
-/// Packs whose trailer reads; the others are reported (but for packs
-/// deleted since they were listed).
+/// The trailer of every pack on disk (`None` where it does not read, which
+/// is reported; a pack deleted since it was listed is left out).
 fn check_trailers(
     pack_files: &PackFiles,
     on_disk: &[PackId],
     report: &mut CheckReport,
-) -> HashSet<PackId> {
-    let mut trailer_ok = HashSet::new();
+) -> audit::Trailers {
+    let mut trailers = BTreeMap::new();
     for id in on_disk {
         match pack_files.read_trailer(id) {
-            Ok(_) => {
-                trailer_ok.insert(*id);
+            Ok(t) => {
+                trailers.insert(*id, Some(t));
             }
             Err(e) if read::is_gone(&e) => {}
-            Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
+            Err(e) => {
+                report.errors.push(format!("pack {}: {e}", id.short()));
+                trailers.insert(*id, None);
+            }
         }
     }
-    trailer_ok
+    trailers
+}
+
+/// The snapshots' trees, each read once however many snapshots and paths
+/// share it, and the snapshots whose trees all read and are within the
+/// walk's limits, with their roots.
+struct Walked {
+    trees: Trees,
+    roots: Vec<(SnapshotId, TreeId)>,
 }
 
 /// True if pack `id`'s trailer was read, or reads now (a pack written since
@@ -165,18 +193,18 @@ fn leave_out_forgotten(
         return Ok(());
     }
     report.damaged_files.retain(|d| !gone.contains(&d.snapshot));
-    report.errors.retain(|e| {
-        !gone
-            .iter()
-            .any(|g| e.starts_with(&format!("snapshot {g}:")))
-    });
+    report
+        .errors
+        .retain(|e| !gone.iter().any(|g| e.starts_with(&format!("snapshot {g}"))));
     report.snapshots -= gone.len();
     Ok(())
 }
 
 /// Snapshot records, their trees, and whether every chunk they need is
-/// indexed in a readable pack (with a usable base). Returns each
-/// snapshot's files with their chunks, to name damaged files later.
+/// indexed in a readable pack (with a usable base). Every distinct tree is
+/// read once (`walk::Trees`), so a subtree shared by many directories or
+/// snapshots costs one visit, and a snapshot over the walk's limits is
+/// reported without its paths ever being built.
 fn check_snapshots(
     layout: &Layout,
     index: &Index,
@@ -185,36 +213,39 @@ fn check_snapshots(
     trailer_ok: &mut HashSet<PackId>,
     chunks: &mut Chunks,
     report: &mut CheckReport,
-) -> Result<Vec<(SnapshotId, FileChunks)>> {
+) -> Result<Walked> {
     for (id, _) in snapshots {
         if let Err(e) = snapshots::read(layout, id) {
             report.errors.push(format!("snapshot {}: {e}", id.short()));
         }
     }
-    let mut files_by_snapshot = Vec::new();
+    let mut walked = Walked {
+        trees: Trees::new(),
+        roots: Vec::new(),
+    };
+    // Trees (a prefix of `trees.order()`) whose chunks are counted.
+    let mut counted = 0;
     for (id, snap) in snapshots {
-        let entries = match walk::walk_all(index, pack_files, &snap.root) {
-            Ok(e) => e,
-            Err(e) => {
-                report.errors.push(format!("snapshot {}: {e}", id.short()));
-                report.damaged_files.push(DamagedFile {
-                    snapshot: id.short(),
-                    path: "(its directory tree)".into(),
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let mut files = Vec::new();
-        for w in entries {
-            if let EntryKind::File { chunks: list, .. } = w.entry.kind {
-                let ids: Vec<ChunkId> = list.iter().map(|c| c.id).collect();
-                for c in &ids {
+        let label = format!("snapshot {}", id.short());
+        let loaded = walked.trees.load(index, pack_files, &snap.root, &label);
+        // The chunks of every tree read, also when a tree below failed.
+        let trees = &walked.trees;
+        for t in &trees.order()[counted..] {
+            let (tree, _) = trees.get(t).expect("ordered trees are loaded");
+            for (i, e) in tree.entries.iter().enumerate() {
+                let EntryKind::File { chunks: list, size } = &e.kind else {
+                    continue;
+                };
+                for c in list.iter().map(|c| &c.id) {
                     if !chunks.used.insert(*c) {
                         continue;
                     }
+                    let loc = index.blob(c, PackKind::Data)?;
+                    if let Some(l) = &loc {
+                        chunks.raw_len.insert(*c, l.raw_len);
+                    }
                     if let Some((why, also_an_error)) =
-                        chunk_problem(index, pack_files, trailer_ok, c)?
+                        chunk_problem(index, pack_files, trailer_ok, loc)?
                     {
                         if also_an_error {
                             report.errors.push(format!("chunk {}: {why}", c.short()));
@@ -222,23 +253,49 @@ fn check_snapshots(
                         chunks.bad.insert(*c, why);
                     }
                 }
-                files.push((w.path.display().to_string(), ids));
+                // The same rule restore refuses a file by; its paths are
+                // named with the other damaged files.
+                let raw_len = |c: &ChunkId| chunks.raw_len.get(c).copied();
+                if let Some(why) = chunk_list_problem(*size, list, raw_len) {
+                    let name = String::from_utf8_lossy(&e.name);
+                    report
+                        .errors
+                        .push(format!("{label}: a file named '{name}': {why}"));
+                    chunks.bad_lists.insert((*t, i), why);
+                }
             }
         }
-        files_by_snapshot.push((*id, files));
+        counted = trees.order().len();
+        match loaded {
+            Ok(_) => walked.roots.push((*id, snap.root)),
+            Err(e) => {
+                let e = e.to_string();
+                report.errors.push(if e.contains(&label) {
+                    e.clone()
+                } else {
+                    format!("{label}: {e}")
+                });
+                report.damaged_files.push(DamagedFile {
+                    snapshot: id.short(),
+                    path: "(its directory tree)".into(),
+                    reason: e,
+                });
+            }
+        }
     }
-    Ok(files_by_snapshot)
+    Ok(walked)
 }
 
-/// Why chunk `c` cannot be read, if it cannot, and whether that is an error
-/// of its own (a bad base) rather than one already reported for its pack.
+/// Why a chunk located at `loc` (None: not indexed) cannot be read, if it
+/// cannot, and whether that is an error of its own (a bad base) rather
+/// than one already reported for its pack.
 fn chunk_problem(
     index: &Index,
     pack_files: &PackFiles,
     trailer_ok: &mut HashSet<PackId>,
-    c: &ChunkId,
+    loc: Option<BlobLoc>,
 ) -> Result<Option<(String, bool)>> {
-    Ok(match index.blob(c, PackKind::Data)? {
+    Ok(match loc {
         None => Some(("missing from every pack".into(), false)),
         Some(loc) if !trailer_reads(pack_files, trailer_ok, &loc.pack) => Some((
             format!("its pack {} is damaged or missing", loc.pack.short()),
@@ -308,21 +365,79 @@ fn read_every_pack(
     Ok(())
 }
 
-/// Names the files each bad chunk hurts.
-fn name_damaged_files(
-    files_by_snapshot: &[(SnapshotId, FileChunks)],
-    bad: &HashMap<ChunkId, String>,
-    report: &mut CheckReport,
-) {
-    for (snap, files) in files_by_snapshot {
-        for (path, ids) in files {
-            if let Some(why) = ids.iter().find_map(|c| bad.get(c)) {
+/// Names the files each bad chunk hurts, and those whose chunk list is
+/// damaged, snapshot by snapshot in walk order, at most
+/// `NAMED_PER_SNAPSHOT` each. The damaged files below each
+/// tree are counted once per tree (children first), and only subtrees with
+/// damage are entered, so this stays bounded by what it names.
+fn name_damaged_files(walked: &Walked, chunks: &Chunks, report: &mut CheckReport) {
+    let (bad, bad_lists) = (&chunks.bad, &chunks.bad_lists);
+    if bad.is_empty() && bad_lists.is_empty() {
+        return;
+    }
+    let trees = &walked.trees;
+    // Entry `i` of tree `t`.
+    let why = |t: &TreeId, i: usize, e: &Entry| match &e.kind {
+        EntryKind::File { chunks, .. } => bad_lists
+            .get(&(*t, i))
+            .or_else(|| chunks.iter().find_map(|c| bad.get(&c.id))),
+        _ => None,
+    };
+    let mut bad_below: HashMap<TreeId, u64> = HashMap::new();
+    for t in trees.order() {
+        let (tree, _) = trees.get(t).expect("ordered trees are loaded");
+        let mut n = 0u64;
+        for (i, e) in tree.entries.iter().enumerate() {
+            n = n.saturating_add(match &e.kind {
+                EntryKind::Dir { tree } => bad_below.get(tree).copied().unwrap_or(0),
+                _ => u64::from(why(t, i, e).is_some()),
+            });
+        }
+        bad_below.insert(*t, n);
+    }
+    let below = |t: &TreeId| bad_below.get(t).copied().unwrap_or(0);
+    for (snap, root) in &walked.roots {
+        let total = below(root);
+        let mut named = 0u64;
+        type Level<'t> = (
+            TreeId,
+            std::iter::Enumerate<std::slice::Iter<'t, Entry>>,
+            PathBuf,
+        );
+        let mut stack: Vec<Level<'_>> = Vec::new();
+        if total > 0 {
+            let (tree, _) = trees.get(root).expect("walked roots are loaded");
+            stack.push((*root, tree.entries.iter().enumerate(), PathBuf::new()));
+        }
+        while let Some((t, entries, dir)) = stack.last_mut() {
+            if named == NAMED_PER_SNAPSHOT {
+                break;
+            }
+            let Some((i, e)) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let path = dir.join(OsStr::from_bytes(&e.name));
+            if let EntryKind::Dir { tree } = &e.kind {
+                if below(tree) > 0 {
+                    let (sub, _) = trees.get(tree).expect("trees below a root are loaded");
+                    stack.push((*tree, sub.entries.iter().enumerate(), path));
+                }
+            } else if let Some(reason) = why(t, i, e) {
+                named += 1;
                 report.damaged_files.push(DamagedFile {
                     snapshot: snap.short(),
-                    path: path.clone(),
-                    reason: why.clone(),
+                    path: path.display().to_string(),
+                    reason: reason.clone(),
                 });
             }
+        }
+        if total > named {
+            report.damaged_files.push(DamagedFile {
+                snapshot: snap.short(),
+                path: format!("({} more files)", total - named),
+                reason: "the same damage; `snap restore` names every file it cannot write".into(),
+            });
         }
     }
 }

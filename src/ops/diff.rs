@@ -59,18 +59,21 @@ fn size_of(e: &Entry) -> Option<u64> {
     }
 }
 
+/// `old` and `new`: a snapshot's short id (for errors) and its root tree.
 pub fn diff(
     index: &Index,
     packs: &PackFiles,
-    old: &TreeId,
-    new: &TreeId,
+    old: (&str, &TreeId),
+    new: (&str, &TreeId),
     tensors: bool,
 ) -> Result<Diff> {
-    let map = |root: &TreeId| -> Result<BTreeMap<String, Entry>> {
-        Ok(walk::walk_all(index, packs, root)?
-            .into_iter()
-            .map(|w| (w.path.display().to_string(), w.entry))
-            .collect())
+    let map = |(id, root): (&str, &TreeId)| -> Result<BTreeMap<String, Entry>> {
+        Ok(
+            walk::walk_all(index, packs, root, &format!("snapshot {id}"))?
+                .into_iter()
+                .map(|w| (w.path.display().to_string(), w.entry))
+                .collect(),
+        )
     };
     let (a, b) = (map(old)?, map(new)?);
     let mut out = Diff::default();

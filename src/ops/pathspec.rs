@@ -113,20 +113,21 @@ pub fn select(
     specs: &[PathSpec],
     snapshot: &str,
 ) -> Result<Vec<WalkEntry>> {
+    let label = format!("snapshot {snapshot}");
     if specs.is_empty() || specs.iter().any(|s| s.path.as_os_str().is_empty()) {
-        return walk::walk_all(index, packs, root);
+        return walk::walk_all(index, packs, root, &label);
     }
     // The whole walk, only once a glob or an error needs it.
     let mut all: Option<Vec<WalkEntry>> = None;
     let mut out = Vec::new();
     for spec in specs {
         if let Some(entry) = walk::find(index, packs, root, &spec.path)? {
-            walk::push_with_subtree(index, packs, spec.path.clone(), entry, &mut out)?;
+            walk::push_with_subtree(index, packs, spec.path.clone(), entry, &label, &mut out)?;
             continue;
         }
         let all = match &mut all {
             Some(all) => all,
-            None => all.insert(walk::walk_all(index, packs, root)?),
+            None => all.insert(walk::walk_all(index, packs, root, &label)?),
         };
         if !spec.is_glob() {
             return Err(not_found(spec, snapshot, all));
@@ -166,7 +167,7 @@ pub fn select_file(
             entry,
         });
     }
-    let all = walk::walk_all(index, packs, root)?;
+    let all = walk::walk_all(index, packs, root, &format!("snapshot {snapshot}"))?;
     if !spec.is_glob() {
         return Err(not_found(spec, snapshot, &all));
     }

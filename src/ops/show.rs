@@ -33,10 +33,17 @@ pub struct TensorCount {
     pub bytes: u64,
 }
 
-/// Every entry below the snapshot root `root`, in walk order.
-pub fn files(index: &Index, packs: &PackFiles, root: &TreeId) -> Result<Vec<FileInfo>> {
+/// Every entry below the snapshot root `root`, in walk order; `snapshot`
+/// (its short id) names it in errors. A snapshot over the walk's limits is
+/// refused before any entry is listed (`ops::walk`).
+pub fn files(
+    index: &Index,
+    packs: &PackFiles,
+    root: &TreeId,
+    snapshot: &str,
+) -> Result<Vec<FileInfo>> {
     let mut out = Vec::new();
-    for w in walk::walk_all(index, packs, root)? {
+    for w in walk::walk_all(index, packs, root, &format!("snapshot {snapshot}"))? {
         let path = w.path.display().to_string();
         let (kind, size, chunks, target, tensors) = match &w.entry.kind {
             EntryKind::File { size, chunks } => {

@@ -411,7 +411,7 @@ impl Runner<'_> {
             return Ok(());
         }
         let (_, snapshot) = self.repo.resolve(&archive.to_hex())?;
-        let archived = clean::Archived::new(&self.repo.files(&snapshot)?);
+        let archived = clean::Archived::new(&self.repo.files(&archive, &snapshot)?);
         for dir in dirs {
             // After Ctrl-C or SIGTERM, no further directory is touched.
             if interrupts.received().is_some() {

@@ -89,13 +89,19 @@ impl PackWriter {
     }
 
     /// Writes the trailer and makes the pack durable and visible in the
-    /// backend of `_layout`, the one it was created in (the upload already
-    /// knows it).
-    pub fn finish(mut self, _layout: &Layout) -> Result<FinishedPack> {
+    /// backend of `layout`, the one it was created in (the upload already
+    /// knows it), and removes a deletion mark of the same pack.
+    pub fn finish(mut self, layout: &Layout) -> Result<FinishedPack> {
         let trailer = pack::encode_trailer(&self.entries);
         self.write(&trailer)?;
         let id = PackId::from_hasher(&self.hasher);
         self.out.finish(&id.to_hex())?;
+        // Packs are named by their content: this may be a pack a prune
+        // marked, written again. It is live now, so the mark goes before
+        // anything refers to its blobs.
+        if layout.backend().exists(Kind::Mark, &id.to_hex()) {
+            unmark(layout, &[&id])?;
+        }
         Ok(FinishedPack {
             id,
             kind: self.kind,

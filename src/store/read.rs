@@ -130,7 +130,8 @@ pub fn verify(kind: PackKind, id: &ChunkId, data: &[u8]) -> Result<()> {
 
 /// Decodes the stored bytes of blob `id` of `kind` (a float delta against
 /// `base`, its base's decoded bytes) and verifies the result. Errors name
-/// the blob.
+/// the blob. A declared length over what a blob of `kind` may hold is
+/// refused before decoding allocates it.
 pub fn decode_verified(
     kind: PackKind,
     id: &ChunkId,
@@ -139,6 +140,15 @@ pub fn decode_verified(
     raw_len: u32,
     base: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
+    if raw_len as usize > kind.max_raw_len() {
+        return Err(Error::corrupt(
+            blob_name(kind, id),
+            format!(
+                "declares {raw_len} plain bytes, more than the {} the format allows",
+                kind.max_raw_len()
+            ),
+        ));
+    }
     let decoded = match base {
         Some(b) if codec == Codec::FloatDelta => codec::decode_delta(stored, raw_len as usize, b),
         _ => codec::decode(codec, stored, raw_len as usize),

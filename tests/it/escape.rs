@@ -14,9 +14,9 @@ use snapstore::{ChunkId, TreeId};
 
 use crate::util::*;
 
-const PAYLOAD: &[u8] = b"this must never land outside the target\n";
+pub(crate) const PAYLOAD: &[u8] = b"this must never land outside the target\n";
 
-fn file_entry(name: &[u8]) -> Entry {
+pub(crate) fn file_entry(name: &[u8]) -> Entry {
     Entry {
         name: name.to_vec(),
         mode: 0o644,
@@ -31,7 +31,7 @@ fn file_entry(name: &[u8]) -> Entry {
     }
 }
 
-fn dir_entry(name: &[u8], tree: TreeId) -> Entry {
+pub(crate) fn dir_entry(name: &[u8], tree: TreeId) -> Entry {
     Entry {
         name: name.to_vec(),
         mode: 0o755,
@@ -42,7 +42,7 @@ fn dir_entry(name: &[u8], tree: TreeId) -> Entry {
 
 /// Writes `trees` (the last one is the root) and the payload chunk into
 /// packs, and a snapshot naming the root; returns the snapshot id in hex.
-fn craft(repo: &Path, trees: Vec<Tree>) -> String {
+pub(crate) fn craft(repo: &Path, trees: Vec<Tree>) -> String {
     let layout = Layout::new(repo);
     let mut data = PackWriter::create(&layout, PackKind::Data).unwrap();
     data.add(
@@ -63,6 +63,12 @@ fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         root = Some(id);
     }
     tw.finish(&layout).unwrap();
+    write_snapshot(repo, root.expect("at least one tree"))
+}
+
+/// Writes a snapshot record naming `root`; returns its id in hex.
+pub(crate) fn write_snapshot(repo: &Path, root: TreeId) -> String {
+    let layout = Layout::new(repo);
     let snap = Snapshot {
         time_ns: 1_800_000_000_000_000_000,
         host: "attacker".into(),
@@ -75,7 +81,7 @@ fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         message: Some("crafted".into()),
         labels: BTreeMap::new(),
         parent: None,
-        root: root.expect("at least one tree"),
+        root,
         summary: Summary::default(),
     };
     let (id, bytes) = snap.encode();

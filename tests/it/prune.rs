@@ -170,18 +170,9 @@ fn check_while_forget_and_prune_delete_reports_no_damage() {
     }
 }
 
-/// The race rustic answers by resurrecting packs: a reader's index sync
-/// read the trailer of a pack no snapshot used (a crashed commit's) before
-/// prune marked it, and writes its transaction after, putting the pack back
-/// in the index; a commit then deduplicates against it. The pack must
-/// survive every later prune, and its mark go.
-#[test]
-fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
-    let ws = Ws::new();
-    ws.write("a.txt", b"a\n");
-    ws.commit(&["--session", "s1"]);
-    let data = random_bytes(5200, 300_000);
-    ws.write("big.bin", &data);
+/// A crashed commit's pack: data no snapshot uses, on disk, in no index.
+fn crash_a_commit_of(ws: &Ws, data: &[u8]) {
+    ws.write("big.bin", data);
     let o = ws
         .cmd()
         .env("SNAP_FAILPOINT", "commit:before-trees")
@@ -189,9 +180,20 @@ fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "the commit did not crash");
-    let orphans = files_with(&ws.repo(), "pack");
+}
 
-    // A reader whose sync has read the orphan pack's trailer.
+/// A reader's index sync read the trailer of a pack no snapshot used (a
+/// crashed commit's) before prune marked it, and writes its transaction
+/// after: it must not put the pack back in the index, or a commit would
+/// deduplicate against a pack on its way out (today's prune deletes it at
+/// once, and the reader's rows then point at nothing).
+#[test]
+fn a_readers_racing_sync_does_not_take_a_marked_pack_back() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a\n");
+    ws.commit(&["--session", "s1"]);
+    let data = random_bytes(5200, 300_000);
+    crash_a_commit_of(&ws, &data);
     let mut cmd = snap_std(&ws.root);
     cmd.args(["log", "--json"]);
     let reader = Paused::at(cmd, "sync:before-transaction");
@@ -199,11 +201,65 @@ fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
     let marked = ids(&p["delete"]);
     assert_eq!(marked.len(), 1, "{p:#}");
     let pack = pack_path(&ws.repo(), &marked[0]);
-    assert!(orphans.contains(&pack) && pack.with_extension("doomed").exists());
+    assert!(pack.with_extension("doomed").exists());
     let o = reader.finish();
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // The commit finds big.bin's chunks in the index and stores nothing new.
+    // big.bin's chunks are not in the index: the commit stores them anew
+    // (in a pack of its own, with another file).
+    ws.write("extra.bin", &random_bytes(5202, 100_000));
+    let c = ws.commit(&["--session", "s3"]);
+    assert!(summary_u64(&c, "new_chunks") > 0, "{c}");
+    let p = ws.json(&["prune", "--delete-now"]);
+    assert_eq!(ids(&p["due"]), marked, "{p:#}");
+    assert!(!pack.exists());
+    ws.ok(&["check", "--read-data"]);
+    let out = ws.restore_to("latest", "out");
+    assert_eq!(fs::read(out.join("big.bin")).unwrap(), data);
+}
+
+/// A commit that writes a pack a prune marked (the same blobs in the same
+/// order: the same content, so the same name) makes it live again: the
+/// mark goes at once, before the commit's index transaction.
+#[test]
+fn a_commit_that_writes_a_marked_pack_again_removes_its_mark() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a\n");
+    ws.commit(&["--session", "s1"]);
+    let data = random_bytes(5203, 300_000);
+    crash_a_commit_of(&ws, &data);
+    let p = ws.json(&["prune"]);
+    let marked = ids(&p["delete"]);
+    assert_eq!(marked.len(), 1, "{p:#}");
+    let pack = pack_path(&ws.repo(), &marked[0]);
+    assert!(pack.with_extension("doomed").exists());
+    let c = ws.commit(&["--session", "s3"]);
+    assert!(summary_u64(&c, "new_chunks") > 0, "{c}");
+    assert!(pack.exists() && !pack.with_extension("doomed").exists());
+    let p = ws.json(&["prune", "--delete-now"]);
+    assert_eq!(p["due"], serde_json::json!([]), "{p:#}");
+    assert!(pack.exists());
+    ws.ok(&["check", "--read-data"]);
+    let out = ws.restore_to("latest", "out");
+    assert_eq!(fs::read(out.join("big.bin")).unwrap(), data);
+}
+
+/// A rebuilt index takes marked packs back in (it cannot know which were
+/// dropped on purpose); a commit may then deduplicate against one. Prune
+/// decides from the snapshots: the pack is used, so it stays and loses its
+/// mark, with `--delete-now` too.
+#[test]
+fn a_marked_pack_a_commit_deduplicated_against_is_kept() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"a\n");
+    ws.commit(&["--session", "s1"]);
+    let data = random_bytes(5201, 300_000);
+    crash_a_commit_of(&ws, &data);
+    let p = ws.json(&["prune"]);
+    let marked = ids(&p["delete"]);
+    assert_eq!(marked.len(), 1, "{p:#}");
+    let pack = pack_path(&ws.repo(), &marked[0]);
+    ws.ok(&["reindex"]);
     let c = ws.commit(&["--session", "s3"]);
     assert_eq!(summary_u64(&c, "new_chunks"), 0, "{c}");
     let p = ws.json(&["prune", "--delete-now"]);

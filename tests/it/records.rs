@@ -37,7 +37,7 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 
 fn kind() -> impl Strategy<Value = EntryKind> {
     prop_oneof![
-        vec((id32(), any::<u32>()), 0..6).prop_map(|cs| {
+        vec((id32(), 0..=snapstore::format::MAX_CHUNK), 0..6).prop_map(|cs| {
             let chunks: Vec<ChunkRef> = cs
                 .into_iter()
                 .map(|(id, len)| ChunkRef {
@@ -183,6 +183,8 @@ fn laid_out_entries() -> impl Strategy<Value = (Vec<PackEntry>, u64)> {
         for (id, codec, stored_len, raw_len, gap, base) in raw {
             pos += gap;
             let codec = Codec::from_u8(codec).expect("codecs 0..6 exist");
+            // Within what the codec may declare (larger is damaged).
+            let raw_len = (raw_len as u64 % (codec.max_raw_len() as u64 + 1)) as u32;
             out.push(PackEntry {
                 id: ChunkId(id),
                 codec,

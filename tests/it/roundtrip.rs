@@ -81,8 +81,22 @@ fn odd_tree_round_trips_exactly() {
     let snap = ws.commit(&["-m", "odd"]);
     assert_eq!(summary_u64(&snap, "symlinks"), 5);
 
-    let out = ws.restore_to("latest", "out");
+    // With --keep-setuid every mode comes back as stored.
+    let out = ws.outside("out");
+    ws.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--keep-setuid",
+    ]);
     assert_same_tree(&ws.root, &out, &[".snap"]);
+    // By default only the setuid and world-write bits differ.
+    let plain = ws.restore_to("latest", "plain");
+    let mut expected = walk(&ws.root, &[".snap"]);
+    expected.get_mut(Path::new("setuid.bin")).unwrap().mode = 0o750;
+    expected.get_mut(Path::new("sticky")).unwrap().mode = 0o1775;
+    assert_eq!(walk(&plain, &[]), expected);
 
     // Symlinks are links, never followed: the directory link is not a dir.
     let m = fs::symlink_metadata(out.join("ckdir")).unwrap();
@@ -133,7 +147,7 @@ fn restore_into_workspace_repairs_it() {
 
     // Without --overwrite the changed files block the restore.
     ws.fails(&["restore", "latest"], 1);
-    ws.ok(&["restore", "latest", "--overwrite"]);
+    ws.ok(&["restore", "latest", "--overwrite", "--keep-setuid"]);
     let after = walk(&ws.root, &[".snap"]);
     assert_eq!(before, after);
 }

@@ -17,8 +17,10 @@ use crate::cli::{render, usage_error, Ctx};
 /// Restore a snapshot, whole or some paths, byte for byte with modes, mtimes
 /// and symlinks.
 ///
-/// Existing files are never replaced without --overwrite, and nothing is
-/// written outside the target.
+/// Existing files are never replaced without --overwrite (not even one
+/// that appears while the restore runs), nothing is written outside the
+/// target or into the repository, and setuid, setgid and world-write bits
+/// are stripped unless --keep-setuid.
 ///
 /// PATHs may be globs (`'checkpoints/*best*'`; `*` stays within one
 /// directory, `**` crosses them). Restoring into the workspace, they are
@@ -37,6 +39,10 @@ pub struct Args {
     /// Replace existing files.
     #[arg(long)]
     overwrite: bool,
+    /// Restore setuid, setgid and world-write bits as stored (by default
+    /// they are stripped, with one warning saying how many).
+    #[arg(long)]
+    keep_setuid: bool,
     /// List what would be written (new, replace, unchanged) and write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -88,6 +94,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         base,
         target: target.clone(),
         overwrite: args.overwrite,
+        keep_setuid: args.keep_setuid,
         ..RestoreOptions::default()
     };
     if args.dry_run {
@@ -96,6 +103,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     opts.cancel = Some(stop_on_signals()?);
     let s = repo.restore(&args.rev, opts, &Bar::new())?;
+    if s.modes_stripped > 0 {
+        eprintln!(
+            "snap: warning: restored {} without their setuid, setgid or world-write bits; \
+             pass --keep-setuid to restore them as stored",
+            render::count(s.modes_stripped, "entry")
+        );
+    }
     if args.json {
         return render::print_json(&s).map(|_| 0);
     }

@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         .filter(|(_, t)| *t == id)
         .map(|(n, _)| n)
         .collect();
-    let files = repo.files(&snap)?;
+    let files = repo.files(&id, &snap)?;
     if args.json {
         let v =
             serde_json::json!({ "snapshot": SnapshotJson::new(&id, &snap, &tags), "files": files });

@@ -82,6 +82,7 @@ pub fn commit(
         .clone()
         .unwrap_or_else(|| ws.root.to_string_lossy().into_owned());
     let (items, notes) = scan::scan(ws, &opts.paths)?;
+    trees::check_shape(&items)?;
     let latest = publish::latest_of_workspace(index, &workspace)?;
     let previous = bases::Previous::new(latest.map(|(_, root)| root));
 

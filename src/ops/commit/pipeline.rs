@@ -293,6 +293,12 @@ impl SlotList {
         s.len() - 1
     }
 
+    /// The chunk lengths pushed so far, without waiting for their ids.
+    pub fn lengths(&self) -> Vec<u32> {
+        let s = self.slots.lock().expect("slots poisoned");
+        s.iter().map(|&(len, _)| len).collect()
+    }
+
     fn fill(&self, slot: usize, id: ChunkId) {
         self.slots.lock().expect("slots poisoned")[slot].1 = Some(id);
         self.filled.notify_all();

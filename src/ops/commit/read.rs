@@ -45,18 +45,27 @@ pub(super) fn read_files<'s, 'a: 's>(
     files: &mut Files,
 ) -> Result<()> {
     let mut vanished = Vanished::default();
-    for (item, d) in files.items.iter_mut().zip(files.data.iter_mut()) {
+    let mut rechecks = Vec::new();
+    for (i, (item, d)) in files
+        .items
+        .iter_mut()
+        .zip(files.data.iter_mut())
+        .enumerate()
+    {
         if !matches!(d, FileData::Pending) {
             continue;
         }
         if shared.failed() {
             break;
         }
-        let Some(r) = read_file(scope, shared, chunker, previous, item)? else {
+        let Some(mut r) = read_file(scope, shared, chunker, previous, item)? else {
             *d = FileData::Skipped;
             vanished.add(item);
             continue;
         };
+        if let Some(ids) = r.recheck.take() {
+            rechecks.push((i, ids));
+        }
         // A log that grows is the normal case; a checkpoint that grows is
         // still being written.
         let name = item.rel.as_os_str().as_encoded_bytes();
@@ -78,6 +87,47 @@ pub(super) fn read_files<'s, 'a: 's>(
             read_start_ns: r.read_start_ns,
             prefix: r.prefix,
         };
+    }
+    // The second reads of recently modified files are compared once their
+    // first reads' chunks are hashed, here at the end, so that waiting for
+    // them never stalls the pipeline.
+    for (i, mut want) in rechecks {
+        let (item, d) = (&mut files.items[i], &mut files.data[i]);
+        let mut attempts = 1;
+        while let FileData::Read { slots, .. } = d {
+            if slots
+                .wait_all()
+                .iter()
+                .map(|c| c.id)
+                .eq(want.iter().copied())
+                || shared.failed()
+            {
+                break;
+            }
+            if attempts == READ_ATTEMPTS {
+                // Every read disagreed with its second read.
+                *d = FileData::Skipped;
+                vanished.add(item);
+                break;
+            }
+            attempts += 1;
+            let Some(mut r) = read_file(scope, shared, chunker, previous, item)? else {
+                *d = FileData::Skipped;
+                vanished.add(item);
+                break;
+            };
+            let next = r.recheck.take();
+            item.meta = r.meta;
+            *d = FileData::Read {
+                slots: r.slots,
+                read_start_ns: r.read_start_ns,
+                prefix: r.prefix,
+            };
+            match next {
+                Some(ids) => want = ids,
+                None => break,
+            }
+        }
     }
     vanished.report(&mut files.notes);
     Ok(())
@@ -142,6 +192,9 @@ struct FileRead {
     /// The file grew while being read and its first `meta.size` bytes were
     /// stored (see `read_file`).
     prefix: bool,
+    /// For a recently modified file, the chunk ids of a second read, which
+    /// must equal the first read's.
+    recheck: Option<Vec<ChunkId>>,
 }
 
 /// Reads one file into chunk tasks. Returns `None` if the file vanished or
@@ -228,16 +281,22 @@ fn read_file<'s, 'a: 's>(
             // A write through a shared mmap moves the mtime only at the
             // first write to a page since its last writeback, so a file
             // modified shortly before may be changing unseen: read it twice.
-            let settled = before.mtime_ns.max(before.ctime_ns) < read_start_ns - RECENT_NS
-                || reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)?;
-            if !settled {
-                continue;
-            }
+            // The second read's chunk ids go back with the first read, to
+            // be compared by `read_files` once the first read is hashed.
+            let recheck = if before.mtime_ns.max(before.ctime_ns) < read_start_ns - RECENT_NS {
+                None
+            } else {
+                match reread_ids(&file, &item.abs, &slots.lengths())? {
+                    Some(ids) => Some(ids),
+                    None => continue, // shrunk
+                }
+            };
             return Ok(Some(FileRead {
                 slots,
                 meta: before,
                 read_start_ns,
                 prefix: false,
+                recheck,
             }));
         }
         let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
@@ -250,6 +309,7 @@ fn read_file<'s, 'a: 's>(
                 meta: before,
                 read_start_ns,
                 prefix: true,
+                recheck: None,
             }));
         }
     }
@@ -275,6 +335,24 @@ fn reads_the_same(
         Ok::<(), ()>(())
     })?;
     Ok(reread == Some(size) && again == slots.wait_all())
+}
+
+/// The ids of the chunks of `lengths`, read again from the start of
+/// `file`; `None` if it is shorter now.
+fn reread_ids(file: &File, path: &Path, lengths: &[u32]) -> Result<Option<Vec<ChunkId>>> {
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(0)).ctx("seek", path)?;
+    let mut buf = Vec::new();
+    let mut ids = Vec::with_capacity(lengths.len());
+    for &len in lengths {
+        buf.resize(len as usize, 0);
+        match reader.read_exact(&mut buf) {
+            Ok(()) => ids.push(ChunkId::of(&buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    Ok(Some(ids))
 }
 
 /// True if `after` is `before` with more bytes appended, as far as `fstat`

@@ -6,6 +6,14 @@
 //! by name and pointing to its subdirectories' ids (pure); `build_trees`
 //! stores the records not yet stored in one tree pack. An unchanged
 //! directory has the same id and costs nothing.
+//!
+//! Limits are enforced here, at write time, so that a commit never stores a
+//! snapshot that show, restore or check would refuse: `check_shape` refuses
+//! a workspace nested deeper than `MAX_DEPTH` or with more than
+//! `MAX_ENTRIES` entries before any file is read, and `tree_records` a
+//! directory whose record would be over the record limit (docs/format.md,
+//! Limits). Such a commit fails and stores no snapshot; splitting a huge
+//! directory into subdirectories is left to the user.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
@@ -13,11 +21,12 @@ use std::path::{Path, PathBuf};
 
 use super::scan::{self, FileData, Item, ItemKind};
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
 use crate::format::pack::PackKind;
 use crate::format::snapshot::Summary;
-use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree};
+use crate::format::tree::{ChunkRef, Entry, EntryKind, Tree, MAX_DEPTH, MAX_ENTRIES};
+use crate::format::{fits_limit, MAX_RECORD};
 use crate::id::{ChunkId, TreeId};
 use crate::store::index::{Index, StatEntry};
 use crate::store::packs::{FinishedPack, PackWriter};
@@ -103,6 +112,51 @@ fn entry(item: &Item, kind: EntryKind) -> PathEntry {
     (item.rel.clone(), entry)
 }
 
+/// Refuses, before anything is read, a commit of `items` that would nest
+/// deeper than `MAX_DEPTH` directories or hold more than `MAX_ENTRIES`
+/// entries: no reader would walk the snapshot.
+pub(super) fn check_shape(items: &[Item]) -> Result<()> {
+    if items.len() as u64 > MAX_ENTRIES {
+        return Err(Error::TooLarge {
+            what: "the workspace".into(),
+            why: format!(
+                "{} entries, more than the {MAX_ENTRIES} a snapshot may hold",
+                items.len()
+            ),
+            hint: "commit it in parts (snap commit PATH...) or leave some of it out (.snapignore)"
+                .into(),
+        });
+    }
+    let deep = items
+        .iter()
+        .find(|i| matches!(i.kind, ItemKind::Dir) && i.rel.components().count() > MAX_DEPTH);
+    if let Some(item) = deep {
+        return Err(Error::TooLarge {
+            what: format!("directory {}", item.rel.display()),
+            why: format!(
+                "it is nested more than {MAX_DEPTH} directories deep, the limit of a snapshot"
+            ),
+            hint: "leave it out (.snapignore) or move it up".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The largest tree record body a commit writes: `MAX_RECORD`, which every
+/// reader decodes. Debug builds only (the test suite) may lower it with
+/// `SNAP_TEST_RECORD_LIMIT`, so that a test reaches it with small fixtures;
+/// release builds ignore that variable.
+pub(super) fn record_limit() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(l) = std::env::var("SNAP_TEST_RECORD_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return l.min(MAX_RECORD);
+    }
+    MAX_RECORD
+}
+
 /// One directory's tree record.
 #[derive(Debug)]
 pub(super) struct TreeRecord {
@@ -115,7 +169,9 @@ pub(super) struct TreeRecord {
 /// The tree records of `entries` (sorted by path), deepest directories
 /// first and the root last, so each directory's record names its
 /// subdirectories' ids. The root is always built, even with no entries.
-pub(super) fn tree_records(entries: Vec<PathEntry>) -> Vec<TreeRecord> {
+/// A directory whose record body would be over `limit` bytes, or would not
+/// decode, is refused, naming it.
+pub(super) fn tree_records(entries: Vec<PathEntry>, limit: usize) -> Result<Vec<TreeRecord>> {
     let mut dirs: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
     dirs.insert(PathBuf::new(), Vec::new());
     for (path, entry) in &entries {
@@ -146,7 +202,11 @@ pub(super) fn tree_records(entries: Vec<PathEntry>) -> Vec<TreeRecord> {
             }
         }
         list.sort_by(|a, b| a.name.cmp(&b.name));
+        let count = list.len();
         let (id, bytes) = Tree { entries: list }.encode();
+        if !fits_limit::<Tree>(&bytes, limit) {
+            return Err(too_large_record(&dir, count, bytes.len(), limit));
+        }
         ids.insert(dir.clone(), id);
         records.push(TreeRecord {
             path: dir,
@@ -154,7 +214,23 @@ pub(super) fn tree_records(entries: Vec<PathEntry>) -> Vec<TreeRecord> {
             bytes,
         });
     }
-    records
+    Ok(records)
+}
+
+fn too_large_record(dir: &Path, count: usize, len: usize, limit: usize) -> Error {
+    let what = if dir.as_os_str().is_empty() {
+        "the workspace's top directory".to_string()
+    } else {
+        format!("directory {}", dir.display())
+    };
+    Error::TooLarge {
+        what,
+        why: format!(
+            "its {count} entries make a tree record of {len} bytes, over the {limit} bytes \
+             a record may hold (a file's record grows with its chunks)"
+        ),
+        hint: "split it into subdirectories, or leave some of it out (.snapignore)".into(),
+    }
 }
 
 /// Builds the tree records of `entries` and stores the ones the index does
@@ -165,7 +241,7 @@ pub(super) fn build_trees(
     index: &Index,
     entries: Vec<PathEntry>,
 ) -> Result<(TreeId, Option<FinishedPack>)> {
-    let records = tree_records(entries);
+    let records = tree_records(entries, record_limit())?;
     let root = records
         .iter()
         .find(|r| r.path.as_os_str().is_empty())
@@ -236,7 +312,7 @@ mod tests {
 
     #[test]
     fn an_empty_commit_has_an_empty_root() {
-        let records = tree_records(Vec::new());
+        let records = tree_records(Vec::new(), MAX_RECORD).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].id, Tree::default().encode().0);
         assert!(records[0].path.as_os_str().is_empty());
@@ -244,14 +320,18 @@ mod tests {
 
     #[test]
     fn records_go_bottom_up_and_name_their_children() {
-        let records = tree_records(vec![
-            dir("a"),
-            dir("a/b"),
-            file("a/b/x", 1),
-            file("a/y", 2),
-            dir("c"),
-            file("z", 3),
-        ]);
+        let records = tree_records(
+            vec![
+                dir("a"),
+                dir("a/b"),
+                file("a/b/x", 1),
+                file("a/y", 2),
+                dir("c"),
+                file("z", 3),
+            ],
+            MAX_RECORD,
+        )
+        .unwrap();
         let paths: Vec<&Path> = records.iter().map(|r| r.path.as_path()).collect();
         let order: Vec<&Path> = ["a/b", "a", "c", ""].iter().map(Path::new).collect();
         assert_eq!(paths, order);
@@ -281,21 +361,43 @@ mod tests {
 
     #[test]
     fn entries_are_sorted_by_name_whatever_the_input_order() {
-        let sorted = tree_records(vec![file("a", 1), file("b", 2), file("c", 3)]);
-        let shuffled = tree_records(vec![file("c", 3), file("a", 1), file("b", 2)]);
+        let sorted =
+            tree_records(vec![file("a", 1), file("b", 2), file("c", 3)], MAX_RECORD).unwrap();
+        let shuffled =
+            tree_records(vec![file("c", 3), file("a", 1), file("b", 2)], MAX_RECORD).unwrap();
         assert_eq!(sorted[0].id, shuffled[0].id);
         assert_eq!(names(&decoded(&shuffled, "")), [&b"a"[..], b"b", b"c"]);
     }
 
+    /// A directory whose record would be over the limit is refused, naming
+    /// it; at the limit it is stored.
+    #[test]
+    fn an_oversized_directory_is_refused_at_write_time() {
+        let mut entries = vec![dir("big")];
+        entries.extend((0..50u8).map(|i| file(&format!("big/{i:03}-{}", "n".repeat(40)), i)));
+        let records = tree_records(entries.clone(), MAX_RECORD).unwrap();
+        let body = records[0].bytes.len() - 6;
+        assert!(tree_records(entries.clone(), body).is_ok());
+        let err = tree_records(entries, body - 1).unwrap_err().to_string();
+        assert!(err.contains("directory big"), "{err}");
+        assert!(err.contains("split it"), "{err}");
+    }
+
     #[test]
     fn an_unchanged_directory_keeps_its_id() {
-        let before = tree_records(vec![dir("d"), file("d/w", 1), file("log", 2)]);
-        let after = tree_records(vec![dir("d"), file("d/w", 1), file("log", 9)]);
+        let before =
+            tree_records(vec![dir("d"), file("d/w", 1), file("log", 2)], MAX_RECORD).unwrap();
+        let after =
+            tree_records(vec![dir("d"), file("d/w", 1), file("log", 9)], MAX_RECORD).unwrap();
         assert_eq!(before[0].path, Path::new("d"));
         assert_eq!(before[0].id, after[0].id);
         assert_ne!(before[1].id, after[1].id);
         // The same contents under two names: one record, stored once.
-        let twins = tree_records(vec![dir("p"), file("p/w", 1), dir("q"), file("q/w", 1)]);
+        let twins = tree_records(
+            vec![dir("p"), file("p/w", 1), dir("q"), file("q/w", 1)],
+            MAX_RECORD,
+        )
+        .unwrap();
         assert_eq!(twins[0].id, twins[1].id);
         assert_eq!(twins[0].id, before[0].id);
     }

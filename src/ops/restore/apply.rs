@@ -1,27 +1,32 @@
 //! Carrying out a restore plan.
 //!
-//! Directories first (one component at a time, never through a symlink),
-//! then every file's temporary (`target`); then the chunks, in parallel on
-//! rayon: each pack range of at most `BATCH_BYTES` read with one request,
-//! each float-delta group with its base decoded once, every chunk verified
-//! before its bytes are written to every place it goes. Then each complete
-//! file gets its mode and mtime and is renamed into place; symlinks, then
-//! directory modes and times (deepest first), come last. A file whose
-//! chunk failed is not restored and its temporary goes; any other error
-//! removes every temporary not yet renamed. A chunk whose pack is gone by
-//! the time it is read (a concurrent prune deleted it) is looked up again
-//! through the index, one at a time, after the parallel part.
+//! The target is opened once (`dirs::Root`) and every write goes through
+//! directory handles reached from it, never through a symlink. Directories
+//! first, then every file's temporary (`target`); then the chunks, in
+//! parallel on rayon: each pack range of at most `BATCH_BYTES` read with
+//! one request, each float-delta group with its base decoded once, every
+//! chunk verified before its bytes are written to every place it goes.
+//! Then each complete file gets its mode and mtime (`fchmod`, `futimens`)
+//! and is renamed into place, without replacing anything unless
+//! overwriting (`renameat2(RENAME_NOREPLACE)`): a file that appeared since
+//! the plan is left as it is and reported. Symlinks, then directory modes
+//! and times (deepest first), come last. A file whose chunk failed is not
+//! restored and its temporary goes; any other error removes every
+//! temporary not yet renamed. A chunk whose pack is gone by the time it is
+//! read (a concurrent prune deleted it) is looked up again through the
+//! index, one at a time, after the parallel part.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::Path;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::target::{create_temporaries, ensure_dir, set_mtime};
+use super::dirs::{self, Placed, Root};
+use super::target::create_temporaries;
 use super::{ChunkJob, DeltaGroup, RestorePlan, RestoreSummary};
 use crate::error::{Error, IoContext, Result};
 use crate::format::pack::PackKind;
@@ -49,13 +54,12 @@ pub fn apply(
             first: plan.conflicts[0].clone(),
         });
     }
-    let result = apply_inner(&mut plan, index, packs, progress);
+    let root = Root::open(&plan.resolved, &plan.target, plan.protect.as_deref())?;
+    let result = apply_inner(&mut plan, &root, index, packs, progress);
     if result.is_err() {
         // Leave nothing half-written behind: temporaries not yet renamed go.
         for f in &plan.files {
-            if !f.tmp.as_os_str().is_empty() {
-                let _ = fs::remove_file(&f.tmp);
-            }
+            remove_temporary(&root, f);
         }
     }
     result
@@ -63,29 +67,63 @@ pub fn apply(
 
 fn apply_inner(
     plan: &mut RestorePlan,
+    root: &Root,
     index: &Index,
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let mut summary = RestoreSummary::default();
-    fs::create_dir_all(&plan.target).ctx("create directory", &plan.target)?;
-    for (rel, _, _) in &plan.dirs {
-        ensure_dir(&plan.target, rel)?;
+    let mut summary = RestoreSummary {
+        failed: plan.damaged.clone(),
+        ..RestoreSummary::default()
+    };
+    for d in &plan.dirs {
+        root.dir(&d.rel, true)?;
     }
-    summary.stale_temporaries_removed = create_temporaries(plan)?;
+    summary.stale_temporaries_removed = create_temporaries(plan, root)?;
     let plan = &*plan;
     crate::store::failpoint::hit("restore:after-temporaries");
 
     progress.start("restore", plan.total_bytes());
-    let failed_chunks = write_chunks(plan, index, packs, progress)?;
+    let failed_chunks = write_chunks(plan, root, index, packs, progress)?;
     // A signal during the writes: nothing has been renamed into place yet.
     plan.stop_if_cancelled()?;
     progress.finish();
 
-    finish_files(plan, &failed_chunks, &mut summary)?;
-    make_symlinks(plan, &mut summary)?;
-    finish_dirs(plan, &mut summary)?;
+    crate::store::failpoint::hit("restore:before-rename");
+    finish_files(plan, root, &failed_chunks, &mut summary)?;
+    make_symlinks(plan, root, &mut summary)?;
+    crate::store::failpoint::hit("restore:before-dir-modes");
+    finish_dirs(plan, root, &mut summary)?;
     Ok(summary)
+}
+
+/// Removes the temporary of `f`, if it has one and it is still there.
+fn remove_temporary(root: &Root, f: &super::PlannedFile) {
+    if let Some(t) = &f.tmp {
+        if let Ok(dir) = root.dir(f.dir(), false) {
+            let _ = dirs::remove(&dir, &t.name, &root.shown(&f.rel));
+        }
+    }
+}
+
+/// The directory handle used last, kept while consecutive entries share it.
+struct DirCache<'a> {
+    root: &'a Root,
+    last: Option<(PathBuf, OwnedFd)>,
+}
+
+impl<'a> DirCache<'a> {
+    fn new(root: &'a Root) -> Self {
+        DirCache { root, last: None }
+    }
+
+    fn get(&mut self, rel: &Path, create: bool) -> Result<&OwnedFd> {
+        if self.last.as_ref().is_none_or(|(r, _)| r != rel) {
+            let fd = self.root.dir(rel, create)?;
+            self.last = Some((rel.to_path_buf(), fd));
+        }
+        Ok(&self.last.as_ref().expect("set just above").1)
+    }
 }
 
 /// Reads, decodes, verifies and writes every chunk of the plan into the
@@ -94,6 +132,7 @@ fn apply_inner(
 /// temporary ends the restore.
 fn write_chunks(
     plan: &RestorePlan,
+    root: &Root,
     index: &Index,
     packs: &PackFiles,
     progress: &dyn Progress,
@@ -115,13 +154,19 @@ fn write_chunks(
         .map(Work::Deltas)
         .chain(batches.into_iter().map(|(p, b)| Work::Batch(p, b)))
         .collect();
+    let sink = Sink {
+        plan,
+        root,
+        progress,
+        outcome: &outcome,
+    };
     work.par_iter().for_each(|w| {
         if plan.cancelled().is_some() {
             return;
         }
         match w {
-            Work::Batch(pack, jobs) => restore_batch(plan, packs, pack, jobs, progress, &outcome),
-            Work::Deltas(group) => restore_deltas(plan, packs, group, progress, &outcome),
+            Work::Batch(pack, jobs) => restore_batch(&sink, packs, pack, jobs),
+            Work::Deltas(group) => restore_deltas(&sink, packs, group),
         }
     });
     // Chunks whose pack went away: found again through the index (the
@@ -133,7 +178,7 @@ fn write_chunks(
             break;
         }
         let data = read::read_chunk(index, packs, &job.id).map_err(|e| e.to_string());
-        deliver(plan, job, data, &mut open, progress, &outcome);
+        deliver(&sink, job, data, &mut open);
     }
     let Outcome {
         failed_chunks,
@@ -146,70 +191,93 @@ fn write_chunks(
     Ok(failed_chunks.into_inner().expect("poisoned"))
 }
 
-/// Gives each complete file its mode and mtime and renames it into place;
-/// a file with a failed chunk loses its temporary and is reported.
+/// Gives each complete file its mode and mtime and renames it into place
+/// (replacing nothing unless overwriting); a file with a failed chunk
+/// loses its temporary and is reported, and so is one whose destination
+/// was taken since the plan.
 fn finish_files(
     plan: &RestorePlan,
+    root: &Root,
     failed_chunks: &HashMap<ChunkId, String>,
     summary: &mut RestoreSummary,
 ) -> Result<()> {
+    let mut dirs_open = DirCache::new(root);
     for f in &plan.files {
+        let Some(tmp) = &f.tmp else { continue };
         if let Some(why) = f.chunks.iter().find_map(|c| failed_chunks.get(&c.id)) {
-            let _ = fs::remove_file(&f.tmp);
+            remove_temporary(root, f);
             summary
                 .failed
                 .push((f.rel.display().to_string(), why.clone()));
             continue;
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&f.tmp)
-            .ctx("open", &f.tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(f.mode))
-            .ctx("set mode of", &f.tmp)?;
-        set_mtime(&file, &f.tmp, f.mtime_ns)?;
+        let dir = dirs_open.get(f.dir(), false)?;
+        let shown = root.shown(&f.rel);
+        let file = dirs::reopen(dir, &tmp.name, tmp.id, &shown)?;
+        dirs::set_mode(&file, f.mode, &shown)?;
+        dirs::set_mtime(&file, f.mtime_ns, &shown)?;
         drop(file);
-        fs::rename(&f.tmp, &f.dest).ctx("rename into", &f.dest)?;
-        summary.files += 1;
-        summary.bytes += f.size;
+        let placed = if plan.overwrite {
+            dirs::rename_replacing(dir, &tmp.name, f.name(), &shown).map(|_| Placed::Done)?
+        } else {
+            dirs::rename_noreplace(dir, &tmp.name, f.name(), &shown)?
+        };
+        match placed {
+            Placed::Done => {
+                summary.files += 1;
+                summary.bytes += f.size;
+                summary.modes_stripped += f.stripped as u64;
+            }
+            Placed::Appeared => summary.appeared.push(f.rel.display().to_string()),
+        }
     }
     Ok(())
 }
 
 /// Creates the symlinks (replacing what is there with `overwrite`, never a
 /// directory) and sets their times.
-fn make_symlinks(plan: &RestorePlan, summary: &mut RestoreSummary) -> Result<()> {
+fn make_symlinks(plan: &RestorePlan, root: &Root, summary: &mut RestoreSummary) -> Result<()> {
+    let mut dirs_open = DirCache::new(root);
     for (rel, target, mtime_ns) in &plan.symlinks {
-        ensure_dir(&plan.target, rel.parent().unwrap_or(Path::new("")))?;
-        let dest = plan.target.join(rel);
-        if plan.overwrite && dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
-            fs::remove_file(&dest).ctx("replace", &dest)?;
+        let dir = dirs_open.get(rel.parent().unwrap_or(Path::new("")), true)?;
+        let name = rel.file_name().unwrap_or_default();
+        let shown = root.shown(rel);
+        if plan.overwrite && dirs::exists(dir, name) && !dirs::is_dir(dir, name) {
+            dirs::remove(dir, name, &shown)?;
         }
-        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &dest)
-            .ctx("create symlink", &dest)?;
-        let t = filetime::FileTime::from_unix_time(
-            mtime_ns.div_euclid(1_000_000_000),
-            mtime_ns.rem_euclid(1_000_000_000) as u32,
-        );
-        filetime::set_symlink_file_times(&dest, t, t).ctx("set mtime of", &dest)?;
-        summary.symlinks += 1;
+        match dirs::symlink(dir, target, name, &shown)? {
+            Placed::Done => {
+                dirs::set_symlink_times(dir, name, *mtime_ns, &shown)?;
+                summary.symlinks += 1;
+            }
+            Placed::Appeared => summary.appeared.push(rel.display().to_string()),
+        }
     }
     Ok(())
 }
 
 /// Directory modes and times last, deepest first, once nothing more is
 /// written inside.
-fn finish_dirs(plan: &RestorePlan, summary: &mut RestoreSummary) -> Result<()> {
+fn finish_dirs(plan: &RestorePlan, root: &Root, summary: &mut RestoreSummary) -> Result<()> {
     let mut dirs = plan.dirs.clone();
-    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
-    for (rel, mode, mtime_ns) in dirs {
-        let path = plan.target.join(&rel);
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).ctx("set mode of", &path)?;
-        let dir = File::open(&path).ctx("open", &path)?;
-        set_mtime(&dir, &path, mtime_ns)?;
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
+    for d in dirs {
+        let shown = root.shown(&d.rel);
+        let fd = dirs::readable(&root.dir(&d.rel, false)?, &shown)?;
+        dirs::set_mode(&fd, d.mode, &shown)?;
+        dirs::set_mtime(&fd, d.mtime_ns, &shown)?;
         summary.dirs += 1;
+        summary.modes_stripped += d.stripped as u64;
     }
     Ok(())
+}
+
+/// Where the parallel part of `apply` writes, and what it reports.
+struct Sink<'a, 'o> {
+    plan: &'a RestorePlan,
+    root: &'a Root,
+    progress: &'a dyn Progress,
+    outcome: &'o Outcome<'a>,
 }
 
 /// What the parallel part of `apply` reports.
@@ -225,20 +293,13 @@ struct Outcome<'a> {
 /// Reads one batch (a range of one pack) with one request into `buf`, then
 /// decodes and verifies each chunk and writes it to every place it goes. Only
 /// verified bytes are written.
-fn restore_batch<'a>(
-    plan: &RestorePlan,
-    packs: &PackFiles,
-    pack: &PackId,
-    jobs: &'a [ChunkJob],
-    progress: &dyn Progress,
-    outcome: &Outcome<'a>,
-) {
+fn restore_batch<'a>(sink: &Sink<'a, '_>, packs: &PackFiles, pack: &PackId, jobs: &'a [ChunkJob]) {
     let start = jobs[0].loc.offset;
     let last = jobs.last().expect("batches are non-empty");
     let end = last.loc.offset + last.loc.stored_len as u64;
     let range = packs.read_range(pack, start, (end - start) as usize);
     if range.as_ref().is_err_and(read::is_gone) {
-        outcome.gone.lock().expect("poisoned").extend(jobs);
+        sink.outcome.gone.lock().expect("poisoned").extend(jobs);
         return;
     }
     // Consecutive chunks of a pack mostly belong to one file: keep the last
@@ -246,7 +307,7 @@ fn restore_batch<'a>(
     // descriptor per worker, however many files the batch touches).
     let mut open: Option<(usize, File)> = None;
     for job in jobs {
-        if plan.cancelled().is_some() {
+        if sink.plan.cancelled().is_some() {
             return;
         }
         let data = range.as_ref().map_err(|e| e.to_string()).and_then(|r| {
@@ -263,7 +324,7 @@ fn restore_batch<'a>(
             )
             .map_err(|e| e.to_string())
         });
-        deliver(plan, job, data, &mut open, progress, outcome);
+        deliver(sink, job, data, &mut open);
     }
 }
 
@@ -275,17 +336,11 @@ enum Work<'a> {
 
 /// Decodes a base once, writes it where the snapshot needs it, then decodes
 /// each delta against it. If the base is damaged, so is every delta.
-fn restore_deltas<'a>(
-    plan: &RestorePlan,
-    packs: &PackFiles,
-    group: &'a DeltaGroup,
-    progress: &dyn Progress,
-    outcome: &Outcome<'a>,
-) {
+fn restore_deltas<'a>(sink: &Sink<'a, '_>, packs: &PackFiles, group: &'a DeltaGroup) {
     let base = &group.base;
     let decoded = packs.read_verified(&base.loc, PackKind::Data, &base.id);
     if decoded.as_ref().is_err_and(read::is_gone) {
-        let mut gone = outcome.gone.lock().expect("poisoned");
+        let mut gone = sink.outcome.gone.lock().expect("poisoned");
         gone.push(base);
         gone.extend(&group.deltas);
         return;
@@ -296,8 +351,8 @@ fn restore_deltas<'a>(
         Ok(d) => d,
         Err(e) => {
             let why = format!("chunk {}: {e}", base.id.short());
-            deliver(plan, base, Err(e), &mut open, progress, outcome);
-            let mut failed = outcome.failed_chunks.lock().expect("poisoned");
+            deliver(sink, base, Err(e), &mut open);
+            let mut failed = sink.outcome.failed_chunks.lock().expect("poisoned");
             for d in &group.deltas {
                 failed.insert(d.id, format!("its float-delta base {why}"));
             }
@@ -305,13 +360,13 @@ fn restore_deltas<'a>(
         }
     };
     for job in &group.deltas {
-        if plan.cancelled().is_some() {
+        if sink.plan.cancelled().is_some() {
             return;
         }
         let loc = &job.loc;
         let stored = packs.read_stored(loc);
         if stored.as_ref().is_err_and(read::is_gone) {
-            outcome.gone.lock().expect("poisoned").push(job);
+            sink.outcome.gone.lock().expect("poisoned").push(job);
             continue;
         }
         let data = stored
@@ -327,25 +382,23 @@ fn restore_deltas<'a>(
                 )
             })
             .map_err(|e| e.to_string());
-        deliver(plan, job, data, &mut open, progress, outcome);
+        deliver(sink, job, data, &mut open);
     }
-    deliver(plan, base, Ok(base_data), &mut open, progress, outcome);
+    deliver(sink, base, Ok(base_data), &mut open);
 }
 
 /// Writes a decoded and verified chunk to every place it goes, or records
 /// why it could not be read. `open` is the temporary file written last.
 fn deliver(
-    plan: &RestorePlan,
+    sink: &Sink<'_, '_>,
     job: &ChunkJob,
     data: std::result::Result<Vec<u8>, String>,
     open: &mut Option<(usize, File)>,
-    progress: &dyn Progress,
-    outcome: &Outcome,
 ) {
     let d = match data {
         Ok(d) => d,
         Err(e) => {
-            outcome
+            sink.outcome
                 .failed_chunks
                 .lock()
                 .expect("poisoned")
@@ -354,22 +407,40 @@ fn deliver(
         }
     };
     for &(fi, off) in &job.dests {
-        let tmp = &plan.files[fi].tmp;
+        let f = &sink.plan.files[fi];
+        let shown = || sink.root.shown(&f.rel);
         let file = match open.take() {
             Some((i, file)) if i == fi => Ok(file),
-            _ => OpenOptions::new().write(true).open(tmp),
+            _ => open_temporary(sink.root, f),
         };
-        let res = file
-            .and_then(|file| file.write_all_at(&d, off).map(|_| file))
-            .ctx("write", tmp);
+        let res = file.and_then(|file| {
+            file.write_all_at(&d, off)
+                .ctx("write", shown())
+                .map(|_| file)
+        });
         match res {
             Ok(file) => *open = Some((fi, file)),
             Err(e) => {
-                outcome.write_err.lock().expect("poisoned").get_or_insert(e);
+                sink.outcome
+                    .write_err
+                    .lock()
+                    .expect("poisoned")
+                    .get_or_insert(e);
             }
         }
-        progress.advance(d.len() as u64);
+        sink.progress.advance(d.len() as u64);
     }
+}
+
+/// Opens the temporary of `f` again through the directory handles, and
+/// only if it is still the file this restore created.
+fn open_temporary(root: &Root, f: &super::PlannedFile) -> Result<File> {
+    let tmp = f
+        .tmp
+        .as_ref()
+        .ok_or_else(|| Error::Other(format!("{}: no temporary file", f.rel.display())))?;
+    let dir = root.dir(f.dir(), false)?;
+    dirs::reopen(&dir, &tmp.name, tmp.id, &root.shown(&f.rel))
 }
 
 /// Splits one pack's jobs (sorted by offset) into ranges of at most

@@ -2,18 +2,25 @@
 //!
 //! `plan` (writes nothing) walks the snapshot, checks every destination
 //! against the target (no overwrite without permission, nothing in the
-//! repository, never a file where a directory is) and groups the needed
-//! chunks by pack and offset, each chunk once however many places it goes.
-//! `apply` reads each pack range once, decodes and verifies the chunks in
-//! parallel, and writes them with positional writes into preallocated
-//! temporary files that are renamed into place when complete. A damaged
-//! chunk fails only the files that contain it; every other file is
-//! restored. `target` holds what touches the destination directly: the
-//! checks of what is there, directories created never through a symlink,
-//! and the temporaries.
+//! repository, never a file where a directory is, the target's symlinks
+//! resolved first), refuses files whose chunk list disagrees with their
+//! size, and groups the needed chunks by pack and offset, each chunk once
+//! however many places it goes. `apply` reads each pack range once, decodes
+//! and verifies the chunks in parallel, and writes them with positional
+//! writes into preallocated temporary files that are renamed into place
+//! when complete, never over a file that appeared since the plan unless
+//! overwriting. A damaged chunk fails only the files that contain it;
+//! every other file is restored. `target` holds the checks of what is there
+//! and the temporaries; `dirs` the directory handles every write goes
+//! through, so no symlink, met or swapped in, can redirect one.
 //!
-//! This module holds the public types; `plan.rs`, `apply.rs` and
-//! `target.rs` the parts.
+//! Modes: setuid and setgid bits and the world-write bit are stripped
+//! (files and directories; the sticky bit is kept, it only restricts)
+//! unless `keep_setuid`, so a snapshot from elsewhere cannot plant a
+//! setuid program or a file anyone may change.
+//!
+//! This module holds the public types; `plan.rs`, `apply.rs`, `target.rs`
+//! and `dirs.rs` the parts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,6 +33,7 @@ use crate::id::{ChunkId, PackId};
 use crate::store::index::BlobLoc;
 
 mod apply;
+mod dirs;
 mod plan;
 mod target;
 
@@ -43,6 +51,9 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Never write below this directory (the repository, when it lives in the target).
     pub protect: Option<PathBuf>,
+    /// Restore setuid, setgid and world-write bits as stored; without it
+    /// they are stripped (`snap restore --keep-setuid`).
+    pub keep_setuid: bool,
     /// Set to a signal number to stop: the restore then removes its
     /// temporaries, replaces nothing, and fails with `Error::Interrupted`.
     pub cancel: Option<Arc<AtomicUsize>>,
@@ -59,17 +70,67 @@ pub struct RestoreSummary {
     /// Temporaries of an earlier restore that was killed, removed from the
     /// directories this one wrote to.
     pub stale_temporaries_removed: u64,
+    /// Files and directories restored without their setuid, setgid or
+    /// world-write bits (see `RestoreOptions::keep_setuid`).
+    pub modes_stripped: u64,
+    /// Files and symlinks not restored because something appeared at their
+    /// destination after the plan found it free: left as they are.
+    pub appeared: Vec<String>,
 }
 
 /// A file to restore: where it goes, its temporary once created, its data.
 struct PlannedFile {
     rel: PathBuf,
-    dest: PathBuf,
-    tmp: PathBuf,
+    /// The temporary beside the destination, once created.
+    tmp: Option<Temporary>,
     size: u64,
+    /// The mode to set (stripped unless `keep_setuid`).
     mode: u32,
+    /// Whether `mode` lost bits of the stored one.
+    stripped: bool,
     mtime_ns: i64,
     chunks: Vec<ChunkRef>,
+}
+
+impl PlannedFile {
+    /// The directory it goes in, relative to the target.
+    fn dir(&self) -> &Path {
+        self.rel.parent().unwrap_or(Path::new(""))
+    }
+
+    fn name(&self) -> &std::ffi::OsStr {
+        self.rel.file_name().unwrap_or_default()
+    }
+}
+
+/// A temporary file a restore writes: its name in its destination's
+/// directory and its identity, checked whenever it is opened again.
+struct Temporary {
+    name: std::ffi::OsString,
+    id: dirs::FileId,
+}
+
+/// A directory to restore; its mode and mtime are set last.
+#[derive(Clone)]
+struct PlannedDir {
+    rel: PathBuf,
+    mode: u32,
+    stripped: bool,
+    mtime_ns: i64,
+}
+
+/// The bits a restore drops unless told to keep them: setuid, setgid and
+/// write for others.
+const STRIPPED_BITS: u32 = 0o6002;
+
+/// The mode to restore for `stored`, and whether bits were stripped.
+fn restored_mode(stored: u32, keep_setuid: bool) -> (u32, bool) {
+    let stored = stored & 0o7777;
+    if keep_setuid {
+        (stored, false)
+    } else {
+        (stored & !STRIPPED_BITS, stored & STRIPPED_BITS != 0)
+    }
 }
 
 /// A chunk to read and every place it goes.
@@ -87,11 +148,46 @@ struct DeltaGroup {
     deltas: Vec<ChunkJob>,
 }
 
+/// Why a file's chunk list cannot be its data, if it cannot: the chunk
+/// lengths must add up to `size`, and each must be the stored length of
+/// its chunk (`raw_len`; chunks it cannot locate are left to the reader).
+/// Restore refuses such a file as damaged and `snap check` reports it.
+pub(crate) fn chunk_list_problem(
+    size: u64,
+    chunks: &[ChunkRef],
+    raw_len: impl Fn(&ChunkId) -> Option<u32>,
+) -> Option<String> {
+    let total = chunks
+        .iter()
+        .try_fold(0u64, |sum, c| sum.checked_add(c.len as u64));
+    if total != Some(size) {
+        let held = total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string());
+        return Some(format!(
+            "its chunk list holds {held} bytes but its size is {size} bytes"
+        ));
+    }
+    chunks.iter().find_map(|c| {
+        let stored = raw_len(&c.id)?;
+        (stored != c.len).then(|| {
+            format!(
+                "chunk {} is {stored} bytes but its chunk list says {}",
+                c.id.short(),
+                c.len
+            )
+        })
+    })
+}
+
 /// What a restore will do, computed by `plan` without writing anything;
 /// `apply` carries it out.
 pub struct RestorePlan {
+    /// The target as given, for messages.
     target: PathBuf,
-    dirs: Vec<(PathBuf, u32, i64)>,
+    /// The target with its symlinks resolved: where the restore writes.
+    resolved: PathBuf,
+    /// The repository (resolved), never written.
+    protect: Option<PathBuf>,
+    dirs: Vec<PlannedDir>,
     files: Vec<PlannedFile>,
     symlinks: Vec<(PathBuf, Vec<u8>, i64)>,
     /// Chunk jobs grouped by pack, each group sorted by offset.
@@ -107,6 +203,9 @@ pub struct RestorePlan {
     entries: Vec<PlannedEntry>,
     /// Destinations that exist and are not directories: refused without `overwrite`.
     conflicts: Vec<PathBuf>,
+    /// Files refused as damaged at plan time (a chunk list that disagrees
+    /// with the size), with the reason: never created.
+    damaged: Vec<(String, String)>,
 }
 
 /// One entry of a plan, for `--dry-run`.
@@ -188,5 +287,46 @@ fn interrupted(signal: i32) -> Error {
         signal,
         what: "the restore stopped; its temporary files were removed and no file was replaced"
             .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(data: &[u8], len: u32) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId::of(data),
+            len,
+        }
+    }
+
+    #[test]
+    fn a_chunk_list_must_add_up_to_the_size_and_match_each_chunk() {
+        let stored = |id: &ChunkId| (*id == ChunkId::of(b"abc")).then_some(3);
+        assert_eq!(chunk_list_problem(3, &[chunk(b"abc", 3)], stored), None);
+        assert_eq!(chunk_list_problem(0, &[], stored), None);
+        let why = chunk_list_problem(1 << 40, &[chunk(b"abc", 3)], stored).unwrap();
+        assert_eq!(
+            why,
+            "its chunk list holds 3 bytes but its size is 1099511627776 bytes"
+        );
+        let why = chunk_list_problem(2, &[chunk(b"abc", 2)], stored).unwrap();
+        assert!(
+            why.ends_with("is 3 bytes but its chunk list says 2"),
+            "{why}"
+        );
+        // A chunk that cannot be located is the reader's to report.
+        assert_eq!(chunk_list_problem(5, &[chunk(b"zz", 5)], stored), None);
+    }
+
+    #[test]
+    fn setuid_setgid_and_world_write_are_stripped_and_sticky_kept() {
+        assert_eq!(restored_mode(0o4755, false), (0o755, true));
+        assert_eq!(restored_mode(0o2775, false), (0o775, true));
+        assert_eq!(restored_mode(0o666, false), (0o664, true));
+        assert_eq!(restored_mode(0o1777, false), (0o1775, true));
+        assert_eq!(restored_mode(0o640, false), (0o640, false));
+        assert_eq!(restored_mode(0o106777, true), (0o6777, false));
     }
 }

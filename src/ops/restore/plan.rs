@@ -6,12 +6,15 @@
 //! plain chunks by pack, sorted by offset, so each pack range is read once;
 //! float deltas by their base, so each base is decoded once
 //! (`group_chunks`). A chunk that cannot be located, or whose base cannot,
-//! is recorded with the reason: only the files that need it fail.
+//! is recorded with the reason: only the files that need it fail. A file
+//! whose chunk list disagrees with its size, or with the length of a chunk
+//! it names, is damaged and never created (`refuse_bad_chunk_lists`): a
+//! crafted 3-byte chunk cannot become a 1 TiB sparse file.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::target::{check_destination, Destination};
+use super::target::{check_destination, refuse_target_in_repository, resolve, Destination};
+use super::{chunk_list_problem, restored_mode, PlannedDir};
 use super::{ChunkJob, DeltaGroup, PlannedEntry, PlannedFile, RestoreOptions, RestorePlan};
 use crate::error::Result;
 use crate::format::tree::{Entry, EntryKind};
@@ -38,8 +41,13 @@ pub fn plan(
         .map(|p| PathSpec::parse(&opts.base, p, snapshot))
         .collect::<Result<Vec<_>>>()?;
     let entries = pathspec::select(index, packs, root, &specs, snapshot)?;
+    let protect = opts.protect.as_deref().map(resolve).transpose()?;
+    let resolved = resolve(&opts.target)?;
+    refuse_target_in_repository(&opts.target, &resolved, protect.as_deref())?;
     let mut plan = RestorePlan {
         target: opts.target.clone(),
+        resolved,
+        protect,
         dirs: Vec::new(),
         files: Vec::new(),
         symlinks: Vec::new(),
@@ -50,32 +58,65 @@ pub fn plan(
         cancel: opts.cancel.clone(),
         entries: Vec::new(),
         conflicts: Vec::new(),
+        damaged: Vec::new(),
     };
     add_entries(&mut plan, entries, opts)?;
-    let places = chunk_places(&plan.files);
-    let ids: Vec<ChunkId> = places.keys().copied().collect();
+    let ids: Vec<ChunkId> = plan
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter().map(|c| c.id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     // Float deltas are decoded with their bases, which the snapshot may not
     // hold itself: those are located too (in packs marked for deletion as
     // well, for a snapshot forgotten and pruned since it was resolved).
     let locs = read::locate_chunks(index, packs, &ids)?;
+    refuse_bad_chunk_lists(&mut plan, &locs);
+    let places = chunk_places(&plan.files);
     group_chunks(&mut plan, places, &locs);
     Ok(plan)
 }
 
+/// Moves the files whose chunk list disagrees with their size, or names a
+/// chunk with a length other than the stored one, to `plan.damaged`.
+fn refuse_bad_chunk_lists(plan: &mut RestorePlan, locs: &HashMap<ChunkId, BlobLoc>) {
+    let damaged = &mut plan.damaged;
+    plan.files.retain(|f| {
+        let raw_len = |id: &ChunkId| locs.get(id).map(|l| l.raw_len);
+        match chunk_list_problem(f.size, &f.chunks, raw_len) {
+            Some(why) => {
+                damaged.push((f.rel.display().to_string(), why));
+                false
+            }
+            None => true,
+        }
+    });
+}
+
 /// Adds the selected entries to the plan, each checked against its
-/// destination: refused inside `opts.protect` and, for a file or symlink,
-/// where a directory is; an existing non-directory is a conflict.
+/// destination: refused inside the repository and, for a file or symlink,
+/// where a directory is; an existing non-directory is a conflict. Modes
+/// lose their setuid, setgid and world-write bits unless `keep_setuid`.
 fn add_entries(
     plan: &mut RestorePlan,
     entries: Vec<WalkEntry>,
     opts: &RestoreOptions,
 ) -> Result<()> {
     for WalkEntry { path, entry } in entries {
+        let (mode, stripped) = restored_mode(entry.mode, opts.keep_setuid);
         let Destination {
             dest,
             action,
             conflict,
-        } = check_destination(&opts.target, &path, &entry, opts.protect.as_deref())?;
+        } = check_destination(
+            &plan.resolved,
+            &plan.target,
+            plan.protect.as_deref(),
+            &path,
+            &entry,
+            mode,
+        )?;
         if conflict {
             plan.conflicts.push(dest.clone());
         }
@@ -90,13 +131,18 @@ fn add_entries(
             dest: dest.clone(),
         });
         match entry.kind {
-            EntryKind::Dir { .. } => plan.dirs.push((path, entry.mode, entry.mtime_ns)),
+            EntryKind::Dir { .. } => plan.dirs.push(PlannedDir {
+                rel: path,
+                mode,
+                stripped,
+                mtime_ns: entry.mtime_ns,
+            }),
             EntryKind::File { size, chunks } => plan.files.push(PlannedFile {
                 rel: path,
-                dest,
-                tmp: PathBuf::new(),
+                tmp: None,
                 size,
-                mode: entry.mode,
+                mode,
+                stripped,
                 mtime_ns: entry.mtime_ns,
                 chunks,
             }),
@@ -196,10 +242,13 @@ mod tests {
     use crate::format::pack::Codec;
     use crate::format::tree::ChunkRef;
     use crate::id::PackId;
+    use std::path::PathBuf;
 
     fn empty_plan() -> RestorePlan {
         RestorePlan {
             target: PathBuf::from("/nowhere"),
+            resolved: PathBuf::from("/nowhere"),
+            protect: None,
             dirs: Vec::new(),
             files: Vec::new(),
             symlinks: Vec::new(),
@@ -210,6 +259,7 @@ mod tests {
             cancel: None,
             entries: Vec::new(),
             conflicts: Vec::new(),
+            damaged: Vec::new(),
         }
     }
 
@@ -224,10 +274,10 @@ mod tests {
             .collect();
         PlannedFile {
             rel: PathBuf::from(name),
-            dest: PathBuf::from("/nowhere").join(name),
-            tmp: PathBuf::new(),
+            tmp: None,
             size: chunks.iter().map(|c| c.len as u64).sum(),
             mode: 0o644,
+            stripped: false,
             mtime_ns: 0,
             chunks,
         }

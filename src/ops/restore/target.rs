@@ -1,23 +1,28 @@
-//! What touches the destination directly: the checks of what is there
-//! before anything is written, directories created one component at a time
-//! and never through a symlink, the temporaries files are written to, and
-//! times set on what was restored.
+//! What touches the destination directly: the target resolved and kept
+//! out of the repository, the checks of what is there before anything is
+//! written, and the temporaries files are written to.
 //!
-//! Temporaries are created beside their destinations with random names
-//! and `O_EXCL` (never a symlink someone planted, never another file of
-//! the snapshot); the ones a killed restore left are removed first.
+//! The target's symlinks are resolved before anything is compared (a
+//! target given as a symlink to the workspace is the workspace, so its
+//! `.snap/` stays out of reach). Temporaries are created through the
+//! directory handles of `dirs` beside their destinations, with random
+//! names and `O_EXCL | O_NOFOLLOW` (never a symlink someone planted, never
+//! another file of the snapshot); the ones a killed restore left are
+//! removed first.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use super::{cancelled, interrupted, Action, RestorePlan};
+use super::dirs::{self, Root};
+use super::{cancelled, interrupted, Action, RestorePlan, Temporary};
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{Entry, EntryKind};
 
 /// An entry's destination as the plan found it.
 pub(super) struct Destination {
+    /// Below the target as given, for messages.
     pub dest: PathBuf,
     pub action: Action,
     /// Something that is not a directory is there: replaced only with
@@ -25,36 +30,91 @@ pub(super) struct Destination {
     pub conflict: bool,
 }
 
+/// `path` with every symlink resolved: its longest existing ancestor made
+/// canonical, the rest (which does not exist, so holds no symlink yet)
+/// appended with its `.` and `..` folded.
+pub(super) fn resolve(path: &Path) -> Result<PathBuf> {
+    let comps: Vec<Component> = path.components().collect();
+    for i in (0..=comps.len()).rev() {
+        let prefix: PathBuf = comps[..i].iter().collect();
+        let prefix = if prefix.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            prefix
+        };
+        match fs::canonicalize(&prefix) {
+            Ok(mut out) => {
+                for c in &comps[i..] {
+                    match c {
+                        Component::ParentDir => {
+                            out.pop();
+                        }
+                        Component::Normal(n) => out.push(n),
+                        _ => {}
+                    }
+                }
+                return Ok(out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("resolve", path, e)),
+        }
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Refuses a target that resolves into the repository `protect`.
+pub(super) fn refuse_target_in_repository(
+    shown: &Path,
+    resolved: &Path,
+    protect: Option<&Path>,
+) -> Result<()> {
+    match protect {
+        Some(p) if resolved.starts_with(p) => Err(Error::invalid(
+            "target",
+            shown.display().to_string(),
+            format!(
+                "it is {}, inside the repository {}; restore somewhere else",
+                resolved.display(),
+                p.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Where the entry at `path` (relative to the snapshot root) goes below
-/// `target`, and what restoring it does there. Refused: a destination
-/// below `protect` (the repository), and a file or symlink where a
+/// the target (`resolved`: symlinks resolved; `shown`: as given), and what
+/// restoring it with `mode` does there. Refused: a destination below
+/// `protect` (the repository, resolved), and a file or symlink where a
 /// directory is, even with `overwrite`.
 pub(super) fn check_destination(
-    target: &Path,
+    resolved: &Path,
+    shown: &Path,
+    protect: Option<&Path>,
     path: &Path,
     entry: &Entry,
-    protect: Option<&Path>,
+    mode: u32,
 ) -> Result<Destination> {
-    let dest = target.join(path);
-    if protect.is_some_and(|p| dest.starts_with(p)) {
+    let on_disk = resolved.join(path);
+    if protect.is_some_and(|p| on_disk.starts_with(p)) {
         return Err(Error::UnsafePath {
             path: path.display().to_string(),
             why: "would write into the repository".into(),
         });
     }
-    let existing = dest.symlink_metadata().ok();
+    let existing = on_disk.symlink_metadata().ok();
     if !matches!(entry.kind, EntryKind::Dir { .. }) {
         refuse_dir_in_way(existing.as_ref(), path)?;
     }
     Ok(Destination {
-        action: Action::of(entry, existing.as_ref(), &dest),
+        action: Action::of(entry, mode, existing.as_ref(), &on_disk),
         conflict: existing.as_ref().is_some_and(|m| !m.is_dir()),
-        dest,
+        dest: shown.join(path),
     })
 }
 
 impl Action {
-    fn of(entry: &Entry, existing: Option<&fs::Metadata>, dest: &Path) -> Action {
+    fn of(entry: &Entry, mode: u32, existing: Option<&fs::Metadata>, dest: &Path) -> Action {
         use std::os::unix::fs::MetadataExt;
         let Some(m) = existing else {
             return Action::New;
@@ -64,7 +124,7 @@ impl Action {
             EntryKind::File { size, .. } => {
                 m.is_file()
                     && m.len() == *size
-                    && m.mode() & 0o7777 == entry.mode & 0o7777
+                    && m.mode() & 0o7777 == mode & 0o7777
                     && m.mtime()
                         .saturating_mul(1_000_000_000)
                         .saturating_add(m.mtime_nsec())
@@ -94,68 +154,35 @@ fn refuse_dir_in_way(existing: Option<&fs::Metadata>, path: &Path) -> Result<()>
     Ok(())
 }
 
-/// Creates `rel` below `target` one component at a time, refusing to pass
-/// through a symlink or a non-directory.
-pub(super) fn ensure_dir(target: &Path, rel: &Path) -> Result<()> {
-    let mut cur = target.to_path_buf();
-    for comp in rel.components() {
-        cur.push(comp);
-        match cur.symlink_metadata() {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::UnsafePath {
-                    path: rel.display().to_string(),
-                    why: format!("{} is a symlink", cur.display()),
-                })
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::UnsafePath {
-                    path: rel.display().to_string(),
-                    why: format!("{} is not a directory", cur.display()),
-                })
-            }
-            Err(_) => fs::create_dir(&cur).ctx("create directory", &cur)?,
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn set_mtime(file: &File, path: &Path, mtime_ns: i64) -> Result<()> {
-    let d = std::time::Duration::from_nanos(mtime_ns.unsigned_abs());
-    let t = if mtime_ns >= 0 {
-        std::time::UNIX_EPOCH + d
-    } else {
-        std::time::UNIX_EPOCH - d
-    };
-    file.set_modified(t).ctx("set mtime of", path)
-}
-
-/// Creates every file's temporary beside its destination, preallocated,
+/// Creates every file's temporary beside its destination (creating the
+/// directories on the way, never through a symlink), preallocated,
 /// removing first the temporaries a killed restore left in those
 /// directories; records each in the plan (so a failure removes it) and
 /// returns how many stale ones went.
-pub(super) fn create_temporaries(plan: &mut RestorePlan) -> Result<u64> {
+pub(super) fn create_temporaries(plan: &mut RestorePlan, root: &Root) -> Result<u64> {
     let host = host_tag();
     let prefix = format!(".snap-restore-{host}.{}.", std::process::id());
     let mut swept: HashSet<PathBuf> = HashSet::new();
     let mut stale = 0;
+    let mut last: Option<(PathBuf, std::os::fd::OwnedFd)> = None;
     for f in plan.files.iter_mut() {
-        let rel_dir = f.rel.parent().unwrap_or(Path::new(""));
-        ensure_dir(&plan.target, rel_dir)?;
-        let dir = plan.target.join(rel_dir);
-        if swept.insert(dir.clone()) {
+        let rel_dir = f.dir().to_path_buf();
+        let dir = match last.take() {
+            Some((rel, fd)) if rel == rel_dir => fd,
+            _ => root.dir(&rel_dir, true)?,
+        };
+        let shown_dir = root.shown(&rel_dir);
+        if swept.insert(rel_dir.clone()) {
             stale += remove_stale_temps(&dir, &host);
         }
         if let Some(signal) = cancelled(&plan.cancel) {
             return Err(interrupted(signal));
         }
-        let (file, tmp) = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(&dir)
-            .and_then(|t| t.keep().map_err(|e| e.error))
-            .ctx("create temporary file in", &dir)?;
-        f.tmp = tmp;
-        file.set_len(f.size).ctx("allocate", &f.tmp)?;
+        let (file, name, id) = dirs::create_temp(&dir, &prefix, &shown_dir)?;
+        let shown = shown_dir.join(&name);
+        f.tmp = Some(Temporary { name, id });
+        file.set_len(f.size).ctx("allocate", &shown)?;
+        last = Some((rel_dir, dir));
     }
     Ok(stale)
 }
@@ -172,14 +199,10 @@ fn host_tag() -> String {
 /// from `host_tag`) left when it was killed (its pid no longer runs).
 /// Returns how many. Anything else, including a temporary of a restore
 /// still running or of another host, is left alone.
-fn remove_stale_temps(dir: &Path, host: &str) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
+fn remove_stale_temps(dir: &std::os::fd::OwnedFd, host: &str) -> u64 {
     let ours = format!(".snap-restore-{host}.");
     let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name();
+    for name in dirs::regular_files(dir) {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&ours)) else {
             continue;
         };
@@ -190,8 +213,7 @@ fn remove_stale_temps(dir: &Path, host: &str) -> u64 {
         let gone = pid > 0
             && unsafe { libc::kill(pid, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        let is_file = e.file_type().is_ok_and(|t| t.is_file());
-        if gone && is_file && fs::remove_file(e.path()).is_ok() {
+        if gone && dirs::remove(dir, &name, Path::new(&name)).is_ok() {
             removed += 1;
         }
     }
@@ -246,7 +268,15 @@ mod tests {
         fs::create_dir(target.join("out")).unwrap();
         let protect = Some(target.join(".snap"));
         let check = |path: &str, entry: &Entry| {
-            check_destination(target, Path::new(path), entry, protect.as_deref())
+            let shown = Path::new("/shown");
+            check_destination(
+                target,
+                shown,
+                protect.as_deref(),
+                Path::new(path),
+                entry,
+                0o644,
+            )
         };
         let why = refusal(check(".snap/packs/x", &file_entry(1, 0)));
         assert_eq!(why, "would write into the repository");
@@ -263,7 +293,7 @@ mod tests {
         // A directory where one is: nothing to refuse, no conflict.
         let d = check("out", &dir_entry()).unwrap();
         assert_eq!((d.action, d.conflict), (Action::Unchanged, false));
-        assert_eq!(d.dest, target.join("out"));
+        assert_eq!(d.dest, Path::new("/shown/out"));
     }
 
     #[test]
@@ -274,10 +304,13 @@ mod tests {
         fs::write(&path, b"abc").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let mtime_ns = 1_600_000_000_123_456_789;
-        let f = File::options().write(true).open(&path).unwrap();
-        set_mtime(&f, &path, mtime_ns).unwrap();
+        filetime::set_file_mtime(
+            &path,
+            filetime::FileTime::from_unix_time(mtime_ns / 1_000_000_000, 123_456_789),
+        )
+        .unwrap();
         let check = |path: &str, entry: &Entry| {
-            let d = check_destination(target, Path::new(path), entry, None).unwrap();
+            let d = check_destination(target, target, None, Path::new(path), entry, 0o644).unwrap();
             (d.action, d.conflict)
         };
         assert_eq!(
@@ -293,9 +326,40 @@ mod tests {
             (Action::Replace, true)
         );
         assert_eq!(check("g", &file_entry(3, mtime_ns)), (Action::New, false));
+        // The mode compared is the one the restore would set.
+        let d = check_destination(
+            target,
+            target,
+            None,
+            Path::new("f"),
+            &file_entry(3, mtime_ns),
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(d.action, Action::Replace);
         // A file where a directory goes is replaced only with overwrite (and
-        // then refused by `ensure_dir`).
+        // then refused by `Root::dir`).
         assert_eq!(check("f", &dir_entry()), (Action::Replace, true));
+    }
+
+    #[test]
+    fn a_target_resolves_through_its_symlinks_even_where_it_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(real.join("ws")).unwrap();
+        std::os::unix::fs::symlink(real.join("ws"), real.join("link")).unwrap();
+        assert_eq!(resolve(&real.join("link")).unwrap(), real.join("ws"));
+        assert_eq!(
+            resolve(&real.join("link/new/./deeper/../x")).unwrap(),
+            real.join("ws/new/x")
+        );
+        assert_eq!(resolve(&real.join("link/..")).unwrap(), real);
+        let repo = real.join("ws/.snap");
+        let refused =
+            |t: &Path| refuse_target_in_repository(t, &resolve(t).unwrap(), Some(&repo)).is_err();
+        assert!(refused(&real.join("link/.snap")));
+        assert!(refused(&real.join("link/.snap/restored")));
+        assert!(!refused(&real.join("link/out")));
     }
 
     #[test]
@@ -305,14 +369,21 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), target.join("link")).unwrap();
         fs::write(target.join("file"), b"").unwrap();
-        let why = |rel: &str| match ensure_dir(target, Path::new(rel)) {
+        fs::create_dir(target.join(".snap")).unwrap();
+        let root = Root::open(target, target, Some(&target.join(".snap"))).unwrap();
+        let why = |rel: &str| match root.dir(Path::new(rel), true) {
             Err(Error::UnsafePath { why, .. }) => why,
-            other => panic!("not refused: {other:?}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("not refused: {rel}"),
         };
         assert!(why("link/sub").ends_with("is a symlink"));
+        assert!(why("link").ends_with("is a symlink"));
         assert!(why("file/sub").ends_with("is not a directory"));
+        assert!(why(".snap/sub").ends_with("is the repository"));
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
-        ensure_dir(target, Path::new("a/b/c")).unwrap();
+        root.dir(Path::new("a/b/c"), true).unwrap();
         assert!(target.join("a/b/c").is_dir());
+        assert!(root.dir(Path::new("a/x"), false).is_err());
+        assert!(!target.join("a/x").exists());
     }
 }
