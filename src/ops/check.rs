@@ -73,6 +73,7 @@ pub fn check(
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
     report.packs_marked = packs::list_marked(layout)?.len();
+    failpoint::hit("check:before-audit");
     let trailers = check_trailers(&pack_files, &on_disk, &mut report);
     let mut trailer_ok: HashSet<PackId> = trailers
         .iter()

@@ -316,3 +316,23 @@ fn a_pack_deleted_between_a_readers_listing_and_its_read_is_not_damage() {
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(!stderr(&o).contains("damaged"), "{}", stderr(&o));
 }
+
+/// `check` while a commit has its pack and record in place but not yet its
+/// index transaction (paused there, holding the writer lock): the files
+/// without rows are the running commit's, not index damage.
+#[test]
+fn check_during_a_commit_reports_no_index_damage() {
+    let ws = fixture();
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["check", "--json"]);
+    let check = Paused::at(cmd, "check:before-audit");
+    ws.write("new.bin", &random_bytes(5400, 200_000));
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["commit", "--session", "s3"]);
+    let commit = Paused::at(cmd, "publish:before-index");
+    let o = check.finish();
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = commit.finish();
+    assert!(o.status.success(), "{}", stderr(&o));
+    ws.ok(&["check", "--read-data"]);
+}
