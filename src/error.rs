@@ -138,6 +138,17 @@ pub enum Error {
         hint: String,
     },
 
+    /// A remote's store said no, or could not be reached after retries.
+    /// `what` is a URL (never a credential); `hint` starts with a newline
+    /// or is empty.
+    #[error("remote {what}: {op} failed: {cause}{hint}")]
+    Remote {
+        op: &'static str,
+        what: String,
+        cause: String,
+        hint: String,
+    },
+
     #[error("interrupted by signal {signal}: {what}")]
     Interrupted { signal: i32, what: String },
 
