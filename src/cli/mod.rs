@@ -63,6 +63,10 @@ enum Command {
     Prune(cmd::prune::Args),
     Check(cmd::check::Args),
     Reindex(cmd::reindex::Args),
+    Remote(cmd::remote::Args),
+    Push(cmd::push::Args),
+    Pull(cmd::pull::Args),
+    Clone(cmd::clone::Args),
     Completions(cmd::completions::Args),
     Man(cmd::man::Args),
 }
@@ -150,6 +154,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => cmd::prune::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Remote(a) => cmd::remote::run(&ctx, a),
+        Command::Push(a) => cmd::push::run(&ctx, a),
+        Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Clone(a) => cmd::clone::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run(&ctx, a),
         Command::Man(a) => cmd::man::run(&ctx, a),
     }

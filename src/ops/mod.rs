@@ -10,6 +10,7 @@ pub mod diff;
 pub mod forget;
 pub mod import;
 pub mod pathspec;
+pub mod remote;
 pub mod prune;
 pub mod resolve;
 pub mod restore;

@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod cat;
+pub mod clone;
 pub mod check;
 pub mod commit;
 pub mod completions;
@@ -11,7 +12,10 @@ pub mod init;
 pub mod log;
 pub mod man;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod reindex;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod show;
