@@ -22,6 +22,7 @@ mod powerloss;
 mod pt;
 mod records;
 mod reindex;
+mod remote;
 mod restore;
 mod restore_target;
 mod retention;

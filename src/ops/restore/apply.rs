@@ -297,7 +297,7 @@ fn restore_batch(sink: &Sink<'_>, packs: &PackFiles, pack: &PackId, jobs: &[Chun
                 loc.raw_len,
                 None,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{e} (in pack {})", pack.short()))
         });
         deliver(sink, job, data, &mut open);
     }

@@ -207,6 +207,9 @@ impl Shared {
     fn describe(&self, key: &ObjPath) -> String {
         let rel: Vec<_> = key.parts().skip(self.prefix.len()).collect();
         let rel: Vec<&str> = rel.iter().map(|p| p.as_ref()).collect();
+        if rel.is_empty() {
+            return self.url.to_string();
+        }
         format!("{}/{}", self.url, rel.join("/"))
     }
 
