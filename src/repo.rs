@@ -278,7 +278,8 @@ impl Repo {
         let (id, snap) = self.resolve(rev)?;
         let packs = PackFiles::new(&self.layout);
         // A remote's view protects the local repository instead (`restore_from`).
-        opts.protect.get_or_insert_with(|| self.layout.root().to_path_buf());
+        opts.protect
+            .get_or_insert_with(|| self.layout.root().to_path_buf());
         restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)
     }
 
@@ -292,7 +293,8 @@ impl Repo {
         let (id, snap) = self.resolve(rev)?;
         let packs = PackFiles::new(&self.layout);
         // A remote's view protects the local repository instead (`restore_from`).
-        opts.protect.get_or_insert_with(|| self.layout.root().to_path_buf());
+        opts.protect
+            .get_or_insert_with(|| self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
         let summary = restore::apply(plan, &packs, progress)?;
         let appeared = summary

@@ -39,19 +39,20 @@ fn start_moto() -> String {
         .expect("a free port")
         .port();
     let log = std::env::temp_dir().join(format!("snap-it-moto-{port}.log"));
-    // The watchdog ends moto_server when this process is gone.
+    // The watchdog ends moto_server when this process is gone; the outer
+    // shell returns at once, leaving both in the background.
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
+        "( moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & m=$!; \
          while kill -0 {me} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; \
-         kill $m 2>/dev/null",
+         kill $m 2>/dev/null ) </dev/null >/dev/null 2>&1 &",
         log = log.display(),
         me = std::process::id()
     );
-    std::process::Command::new("sh")
+    let started = std::process::Command::new("sh")
         .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .spawn()
+        .status()
         .expect("start moto_server through sh");
+    assert!(started.success(), "sh could not start moto_server");
     let addr = format!("127.0.0.1:{port}");
     let start = Instant::now();
     while TcpStream::connect(&addr).is_err() {
@@ -98,7 +99,12 @@ fn http(method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
 fn bucket(test: &str) -> String {
     let name = format!("snap-{}-{}", test.replace('_', "-"), std::process::id());
     let (status, body) = http("PUT", &format!("/{name}"), b"");
-    assert_eq!(status, 200, "create bucket: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        200,
+        "create bucket: {}",
+        String::from_utf8_lossy(&body)
+    );
     format!("s3://{name}/team/runs")
 }
 
@@ -188,10 +194,7 @@ fn s3_push_pull_clone_and_restore_from_round_trip() {
 
     // Clone: a workspace with the latest snapshot restored.
     let clone_dir = ws.outside("clone");
-    let cloned = json(
-        ws.tmp.path(),
-        &["clone", &url, clone_dir.to_str().unwrap()],
-    );
+    let cloned = json(ws.tmp.path(), &["clone", &url, clone_dir.to_str().unwrap()]);
     assert_eq!(n(&cloned, "snapshots"), 2, "{cloned}");
     let latest = restore_local(&ws, "latest", "latest");
     assert_same_tree(&latest, &clone_dir, &[".snap"]);
@@ -216,7 +219,11 @@ fn s3_push_pull_clone_and_restore_from_round_trip() {
     assert_same_tree(&best_here, &other_best, &[]);
     // A second pull brings nothing.
     let again = json(&other.root, &["pull"]);
-    assert_eq!((n(&again, "snapshots"), n(&again, "packs")), (0, 0), "{again}");
+    assert_eq!(
+        (n(&again, "snapshots"), n(&again, "packs")),
+        (0, 0),
+        "{again}"
+    );
 
     // log --from and show --from read the remote.
     let log = json(&other.root, &["log", "--from", "origin"]);
@@ -240,7 +247,11 @@ fn a_second_push_of_the_same_data_uploads_no_pack() {
     assert!(n(&first, "packs") > 0);
     let second = json(&ws.root, &["push"]);
     assert_eq!(
-        (n(&second, "snapshots"), n(&second, "packs"), n(&second, "chunks")),
+        (
+            n(&second, "snapshots"),
+            n(&second, "packs"),
+            n(&second, "chunks")
+        ),
         (0, 0, 0),
         "{second}"
     );
@@ -373,7 +384,11 @@ fn a_tag_another_machine_moved_is_not_overwritten() {
     // After pulling, B has seen A's tag: it keeps its own, and moving it
     // on the remote is now an informed choice, made with If-Match.
     let pulled = json(&b.root, &["pull"]);
-    assert_eq!(pulled["tag_conflicts"].as_array().unwrap().len(), 1, "{pulled}");
+    assert_eq!(
+        pulled["tag_conflicts"].as_array().unwrap().len(),
+        1,
+        "{pulled}"
+    );
     let moved = json(&b.root, &["push"]);
     assert_eq!(moved["tags"], serde_json::json!(["best"]), "{moved}");
 }
@@ -403,17 +418,35 @@ fn a_pack_changed_on_the_server_is_damage_named_by_restore_and_pull() {
     let target = laptop.outside("out");
     let o = run(
         &laptop.root,
-        &["restore", "--from", "origin", "latest", "--target", target.to_str().unwrap()],
+        &[
+            "restore",
+            "--from",
+            "origin",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let short = &id[..8];
-    assert!(stderr(&o).contains(short), "names pack {short}: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(short),
+        "names pack {short}: {}",
+        stderr(&o)
+    );
 
     // A pull refuses the pack before it is stored.
     let o = run(&laptop.root, &["pull"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains(short), "names pack {short}: {}", stderr(&o));
-    assert!(!laptop.repo().join(format!("packs/{}/{id}.pack", &id[..2])).exists());
+    assert!(
+        stderr(&o).contains(short),
+        "names pack {short}: {}",
+        stderr(&o)
+    );
+    assert!(!laptop
+        .repo()
+        .join(format!("packs/{}/{id}.pack", &id[..2]))
+        .exists());
     assert!(json(&laptop.root, &["log"]).as_array().unwrap().is_empty());
 }
 
@@ -434,7 +467,10 @@ fn largest_pack(repo: &Path) -> PathBuf {
 #[test]
 fn refusals_fail_at_once_and_say_what_to_check() {
     let ws = Ws::new();
-    ok(&ws.root, &["remote", "add", "gone", "s3://snap-no-such-bucket/x"]);
+    ok(
+        &ws.root,
+        &["remote", "add", "gone", "s3://snap-no-such-bucket/x"],
+    );
     ws.write("a.txt", b"a");
     ws.commit(&[]);
     let o = run(&ws.root, &["push", "gone"]);
@@ -470,7 +506,11 @@ fn file_remote_round_trip_and_resume() {
     assert!(dir.join("refs/tags/best").is_file());
     assert_eq!(std::fs::read_dir(dir.join("snapshots")).unwrap().count(), 1);
     let again = json(&ws.root, &["push", "backup"]);
-    assert_eq!((n(&again, "packs"), n(&again, "bytes_uploaded")), (0, 0), "{again}");
+    assert_eq!(
+        (n(&again, "packs"), n(&again, "bytes_uploaded")),
+        (0, 0),
+        "{again}"
+    );
 
     let clone_dir = ws.outside("clone");
     ok(ws.tmp.path(), &["clone", &url, clone_dir.to_str().unwrap()]);

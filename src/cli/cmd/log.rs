@@ -29,7 +29,11 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (local, _) = ctx.open()?;
-    let remote = args.from.as_deref().map(|n| local.open_remote(n)).transpose()?;
+    let remote = args
+        .from
+        .as_deref()
+        .map(|n| local.open_remote(n))
+        .transpose()?;
     let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
     if args.forgotten {
         return forgotten(repo, &args);

@@ -1,8 +1,8 @@
 //! One module per verb.
 
 pub mod cat;
-pub mod clone;
 pub mod check;
+pub mod clone;
 pub mod commit;
 pub mod completions;
 pub mod diff;

@@ -21,7 +21,11 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (local, _) = ctx.open()?;
-    let remote = args.from.as_deref().map(|n| local.open_remote(n)).transpose()?;
+    let remote = args
+        .from
+        .as_deref()
+        .map(|n| local.open_remote(n))
+        .transpose()?;
     let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
     let (id, snap) = repo.resolve(&args.rev)?;
     let tags: Vec<String> = repo

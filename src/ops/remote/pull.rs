@@ -19,7 +19,7 @@ use crate::ops::prune::reachable;
 use crate::store::backend::{Kind, Upload};
 use crate::store::index::Index;
 use crate::store::read::{self, PackFiles};
-use crate::store::{publish, snapshots, Layout};
+use crate::store::{publish, refs, snapshots, Layout};
 
 /// Most bytes fetched with one range request.
 const FETCH_BLOCK: u64 = 8 << 20;
@@ -51,8 +51,10 @@ pub fn pull(
     report: &mut PullReport,
 ) -> Result<()> {
     let present = index.snapshot_ids()?;
-    let to_get: Vec<&(SnapshotId, Snapshot)> =
-        snaps.iter().filter(|(id, _)| !present.contains(id)).collect();
+    let to_get: Vec<&(SnapshotId, Snapshot)> = snaps
+        .iter()
+        .filter(|(id, _)| !present.contains(id))
+        .collect();
     report.snapshots_present = snaps.len() - to_get.len();
     let remote_packs = PackFiles::new(view);
     let roots: Vec<_> = to_get.iter().map(|(_, s)| s.root).collect();
@@ -100,6 +102,13 @@ pub fn pull(
         index.tags()?.into_iter().collect();
     for (name, id) in vindex.tags()? {
         if !pulled.contains(&id) {
+            continue;
+        }
+        // A remote's listing may hold any name; only valid ones come in.
+        if let Err(e) = refs::validate_tag(&name) {
+            report
+                .tag_conflicts
+                .push(format!("remote tag skipped: {e}"));
             continue;
         }
         match local_tags.get(&name) {
@@ -155,7 +164,13 @@ fn fetch_pack(
 ) -> Result<()> {
     entries.sort_by_key(|e| e.offset);
     let object = view.backend().open(Kind::Pack, &id.to_hex())?;
-    let name = || format!("pack {} ({})", id.short(), view.backend().locate(Kind::Pack, &id.to_hex()).display());
+    let name = || {
+        format!(
+            "pack {} ({})",
+            id.short(),
+            view.backend().locate(Kind::Pack, &id.to_hex()).display()
+        )
+    };
     let mut up = local.backend().upload(Kind::Pack)?;
     let result = (|| {
         let mut hasher = PackId::hasher();
@@ -178,7 +193,10 @@ fn fetch_pack(
                 j += 1;
             }
             if end > size {
-                return Err(Error::corrupt(name(), "a blob runs past the end of the pack"));
+                return Err(Error::corrupt(
+                    name(),
+                    "a blob runs past the end of the pack",
+                ));
             }
             let block = object.read_at(pos, (end - pos) as usize)?;
             for e in &entries[i..j] {
@@ -208,7 +226,12 @@ fn fetch_pack(
         let listed = match blob_end.checked_sub(pos) {
             Some(0) => pack::decode_trailer(&tail[..tlen as usize], &sum, blob_end)
                 .map_err(|e| Error::corrupt(name(), e.to_string()))?,
-            _ => return Err(Error::corrupt(name(), "unlisted bytes between blobs and trailer")),
+            _ => {
+                return Err(Error::corrupt(
+                    name(),
+                    "unlisted bytes between blobs and trailer",
+                ))
+            }
         };
         let mut listed = listed;
         listed.sort_by_key(|e| e.offset);

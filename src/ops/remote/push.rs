@@ -73,8 +73,10 @@ pub fn push(
 ) -> Result<()> {
     let before = backend.traffic().totals();
     let present = vindex.snapshot_ids()?;
-    let to_send: Vec<&(SnapshotId, Snapshot)> =
-        snaps.iter().filter(|(id, _)| !present.contains(id)).collect();
+    let to_send: Vec<&(SnapshotId, Snapshot)> = snaps
+        .iter()
+        .filter(|(id, _)| !present.contains(id))
+        .collect();
     report.snapshots_present = snaps.len() - to_send.len();
 
     let roots: Vec<_> = to_send.iter().map(|(_, s)| s.root).collect();

@@ -361,7 +361,9 @@ impl ObjectStoreBackend {
         match listed {
             Ok(_) => Ok(()),
             // An empty prefix of a local directory.
-            Err(object_store::Error::NotFound { .. }) if matches!(s.url, RemoteUrl::File { .. }) => {
+            Err(object_store::Error::NotFound { .. })
+                if matches!(s.url, RemoteUrl::File { .. }) =>
+            {
                 Ok(())
             }
             Err(e) => Err(s.error("list", &key, e)),
@@ -423,7 +425,8 @@ impl ObjectStoreBackend {
             Ok(_) => Ok(TagWrite::Written),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(TagWrite::Conflict),
-            Err(object_store::Error::NotImplemented { .. }) | Err(object_store::Error::NotSupported { .. }) => {
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
                 let now = self.read_versioned(Kind::Tag, name)?;
                 let same = match (&now, expected) {
                     (None, None) => true,
@@ -823,12 +826,23 @@ mod tests {
         let o = b.open(Kind::Pack, "cdef").unwrap();
         assert_eq!(o.read_at(PART as u64, 10).unwrap(), vec![7u8; 10]);
         assert!(o.read_at(PART as u64, 11).is_err());
-        assert!(is_not_found_err(b.read(Kind::Snapshot, "ffff").unwrap_err()));
+        assert!(is_not_found_err(
+            b.read(Kind::Snapshot, "ffff").unwrap_err()
+        ));
         // Conditional tag writes: a stale expectation is a conflict.
         let v = b.read_versioned(Kind::Tag, "run-1/best").unwrap().unwrap();
-        assert_eq!(b.put_tag_if("run-1/best", b"id2\n", Some(&v)).unwrap(), TagWrite::Written);
-        assert_eq!(b.put_tag_if("run-1/best", b"id3\n", Some(&v)).unwrap(), TagWrite::Conflict);
-        assert_eq!(b.put_tag_if("run-1/best", b"id3\n", None).unwrap(), TagWrite::Conflict);
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id2\n", Some(&v)).unwrap(),
+            TagWrite::Written
+        );
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id3\n", Some(&v)).unwrap(),
+            TagWrite::Conflict
+        );
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id3\n", None).unwrap(),
+            TagWrite::Conflict
+        );
     }
 
     fn is_not_found_err(e: Error) -> bool {
