@@ -34,6 +34,11 @@ pub enum Error {
     )]
     NotARepository { path: PathBuf, why: String },
 
+    /// The config file is there but does not decode or fails its checksum:
+    /// a repository, damaged, so `snap init` (which refuses) is no advice.
+    #[error("the repository config {path} is damaged ({why})\n  this is a snap repository whose `config` file is damaged; `snap init` cannot help (it refuses an existing repository), and the packs, snapshots and tags are not touched\n  restore `config` from a backup or another copy of this repository; without one, create a repository elsewhere with the same chunker settings (`snap init --repo NEW`) and copy its `config` here")]
+    DamagedConfig { path: PathBuf, why: String },
+
     #[error("a snap repository already exists at {path}")]
     AlreadyExists { path: PathBuf },
 
@@ -149,6 +154,11 @@ pub enum Error {
         hint: String,
     },
 
+    /// A session lock whose run cannot be told alive or gone: retention
+    /// refuses rather than forget a live run's snapshots.
+    #[error("cannot tell whether the `snap run` holding {path} is still running ({why})\n  nothing was forgotten, so no running session loses a snapshot; if no `snap run` is running on this repository, delete {path}")]
+    UncheckedSession { path: PathBuf, why: String },
+
     #[error("interrupted by signal {signal}: {what}")]
     Interrupted { signal: i32, what: String },
 
@@ -193,7 +203,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
-            Error::Corrupt { .. } | Error::DamagedRestore { .. } | Error::Incomplete { .. } => 3,
+            Error::Corrupt { .. }
+            | Error::DamagedConfig { .. }
+            | Error::UncheckedSession { .. }
+            | Error::DamagedRestore { .. }
+            | Error::Incomplete { .. } => 3,
             Error::Locked { .. } => 4,
             Error::NoRepository { .. }
             | Error::NotARepository { .. }

@@ -23,7 +23,7 @@ use crate::ops::stats::{self, Stats};
 use crate::ops::{resolve, show, suggest};
 use crate::progress::Progress;
 use crate::store::config as store_config;
-use crate::store::index::Index;
+use crate::store::index::{self, Backing, Index};
 use crate::store::journal::{self, Journal};
 use crate::store::lock::{SessionLock, WriterLock};
 use crate::store::publish;
@@ -152,10 +152,11 @@ impl Repo {
     }
 
     /// Opens the repository in `layout` and brings its index up to date.
+    /// Opening is reading: it works on a read-only mount, a full disk and
+    /// for a user who cannot write the repository (`open_index`).
     pub fn open_in(layout: Layout) -> Result<Repo> {
         let config = store_config::read(&layout)?;
-        let (mut index, _) = Index::open(&layout.index())?;
-        let damaged = sync::sync(&layout, &mut index)?.damaged;
+        let (index, damaged) = open_index(&layout)?;
         Ok(Repo {
             damaged,
             layout,
@@ -183,12 +184,52 @@ impl Repo {
     }
 
     /// Takes the writer lock, clears leftovers of crashed writers and
-    /// re-syncs the index (another writer may have run since open).
+    /// re-syncs the index (another writer may have run since open). Missing
+    /// `locks/` or `tmp/` are created first. Only here, holding the lock, is
+    /// a damaged index file (or one of another schema) deleted and rebuilt:
+    /// SQLite's `quick_check` runs first, since a damaged page a reader's
+    /// queries did not touch shows only there, and every snapshot row must
+    /// hold the record of its id.
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
+        for dir in self.layout.local_dirs() {
+            if !dir.is_dir() {
+                durable::create_dir_durable(&dir)?;
+            }
+        }
         let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
         durable::clean_tmp(&self.layout.tmp_dir())?;
+        self.writable_index()?;
         sync::sync(&self.layout, &mut self.index)?;
         Ok(lock)
+    }
+
+    /// Makes `self.index` the index file, open for writing and sound: a
+    /// reader's fallback (read-only or in memory) is replaced by the file,
+    /// and a damaged file is rebuilt. Called with the writer lock held.
+    fn writable_index(&mut self) -> Result<()> {
+        let path = self.layout.index();
+        let damage = match self.index.backing() {
+            Backing::File => match self.index.damage()? {
+                None if self.index.mismatched_snapshot_rows()? > 0 => {
+                    Some("snapshot rows that do not match their records".to_string())
+                }
+                found => found,
+            },
+            _ => None,
+        };
+        if self.index.backing() == Backing::File && damage.is_none() {
+            return Ok(());
+        }
+        if damage.is_some() {
+            // Release the file before deleting it; the sync that follows
+            // fills the new one from the files.
+            self.index = Index::in_memory(&path)?;
+            Index::delete_files(&path)?;
+        }
+        // Deletes and rebuilds a damaged index or one of another schema.
+        let (index, _) = Index::open(&path)?;
+        self.index = index;
+        Ok(())
     }
 
     pub fn commit(
@@ -465,6 +506,50 @@ impl Repo {
         let _lock = self.lock("reindex")?;
         sync::reindex(&self.layout, &mut self.index)
     }
+}
+
+/// A reader's index, in line with the files, and what the sync found
+/// damaged. The file when it can be used: read-write, else read-only. A
+/// reader never deletes it: if it is damaged or of another schema, or cannot
+/// be reached, the command works from an index built in memory from the
+/// files; if it is stale and cannot be written (read-only mount, full disk,
+/// no permission), from a copy in memory brought up to date.
+fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
+    let path = layout.index();
+    let mut notes = Vec::new();
+    let mut index = match Index::open_shared(&path) {
+        Ok((index, _)) => index,
+        Err(e) if index::is_damaged(&e) => {
+            notes.push(format!(
+                "index {} cannot be used ({e}); this command works from an index built in \
+                 memory from the repository files, and the next writer (commit, or `snap \
+                 reindex`) rebuilds the file",
+                path.display()
+            ));
+            Index::in_memory(&path)?
+        }
+        Err(e) if index::cannot_write(&e) => Index::in_memory(&path)?,
+        Err(e) => return Err(e),
+    };
+    let report = match sync::sync(layout, &mut index) {
+        Err(e) if index.backing() != Backing::Memory && index::cannot_write(&e) => {
+            index = index.copy_to_memory()?;
+            sync::sync(layout, &mut index)?
+        }
+        Err(e) if index.backing() != Backing::Memory && index::is_damaged(&e) => {
+            notes.push(format!(
+                "index {} is damaged ({e}); this command works from an index built in memory \
+                 from the repository files, and the next writer (commit, or `snap reindex`) \
+                 rebuilds the file",
+                path.display()
+            ));
+            index = Index::in_memory(&path)?;
+            sync::sync(layout, &mut index)?
+        }
+        other => other?,
+    };
+    notes.extend(report.damaged);
+    Ok((index, notes))
 }
 
 /// Fills `buf` with random bytes from the OS (for the repository id).

@@ -91,7 +91,7 @@ impl Ctx {
         let ws = self.workspace()?;
         let mut repo = Repo::open(&ws.repo)?;
         for d in repo.damaged_on_open() {
-            eprintln!("snap: warning: damaged file left out of the index: {d}\n  run `snap check` for the full report");
+            eprintln!("snap: warning: {d}\n  run `snap check` for the full report");
         }
         if let Ok(raw) = std::env::var("SNAP_LOCK_WAIT") {
             let secs: f64 = raw

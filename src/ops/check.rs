@@ -4,7 +4,7 @@
 //! decodes and verifies every blob, and names the files and snapshots each
 //! damaged chunk hurts.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use crate::ops::walk::Trees;
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index};
 use crate::store::read::{self, PackFiles};
-use crate::store::{packs, refs, snapshots, Layout};
+use crate::store::{audit, packs, refs, snapshots, Layout};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CheckReport {
@@ -63,8 +63,17 @@ pub fn check(
     let pack_files = PackFiles::new(layout);
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
-    let trailer_ok = check_trailers(&pack_files, &on_disk, &mut report);
-    let snapshots = index.snapshots()?;
+    let trailers = check_trailers(&pack_files, &on_disk, &mut report);
+    let trailer_ok: HashSet<PackId> = trailers
+        .iter()
+        .filter(|(_, t)| t.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    // Every index row against its file; the snapshots checked below are
+    // those whose rows agree with their records.
+    let audit = audit::audit(layout, index, &trailers)?;
+    report.errors.extend(audit.problems);
+    let snapshots = audit.snapshots;
     report.snapshots = snapshots.len();
     let mut chunks = Chunks::default();
     let walked = check_snapshots(
@@ -108,22 +117,26 @@ struct Chunks {
     bad_lists: HashMap<(TreeId, usize), String>,
 }
 
-/// Packs whose trailer reads; the others are reported.
+/// The trailer of every pack on disk (`None` where it does not read, which
+/// is reported).
 fn check_trailers(
     pack_files: &PackFiles,
     on_disk: &[PackId],
     report: &mut CheckReport,
-) -> HashSet<PackId> {
-    let mut trailer_ok = HashSet::new();
+) -> audit::Trailers {
+    let mut trailers = BTreeMap::new();
     for id in on_disk {
         match pack_files.read_trailer(id) {
-            Ok(_) => {
-                trailer_ok.insert(*id);
+            Ok(t) => {
+                trailers.insert(*id, Some(t));
             }
-            Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
+            Err(e) => {
+                report.errors.push(format!("pack {}: {e}", id.short()));
+                trailers.insert(*id, None);
+            }
         }
     }
-    trailer_ok
+    trailers
 }
 
 /// The snapshots' trees, each read once however many snapshots and paths

@@ -39,7 +39,30 @@ pub fn read(layout: &Layout) -> Result<RepoConfig> {
         Some(h) if &h[..4] == config::MAGIC => u16::from_le_bytes([h[4], h[5]]),
         _ => 0,
     };
+    // The config carries its own checksum: one that fails means damage, and
+    // a version read from damaged bytes means nothing.
+    let sum_ok = bytes.len() >= 32 && {
+        let (content, sum) = bytes.split_at(bytes.len() - 32);
+        blake3::hash(content).as_bytes() == sum
+    };
+    // A config file beside the object directories is a repository's: if it
+    // does not decode, the repository is damaged, not absent, and `snap
+    // init` (which refuses) is no advice.
+    let damaged = |why: String| match layout.backend().missing() {
+        None => Error::DamagedConfig {
+            path: layout.backend().locate(Kind::Config, ""),
+            why,
+        },
+        Some(_) => not_a_repo(why),
+    };
     if version > config::VERSION {
+        if !sum_ok {
+            return Err(damaged(format!(
+                "checksum mismatch, or a newer snap's config (version {version}; this snap \
+                 reads up to {}): if a newer snap wrote it, upgrade snap",
+                config::VERSION
+            )));
+        }
         return Err(Error::NewerFormat {
             path: root.to_path_buf(),
             found: version,
@@ -47,16 +70,13 @@ pub fn read(layout: &Layout) -> Result<RepoConfig> {
         });
     }
     let config = RepoConfig::decode(&bytes).map_err(|e| match e {
-        Error::Corrupt { detail, .. } => not_a_repo(detail),
+        Error::Corrupt { detail, .. } => damaged(detail),
         other => other,
     })?;
     if let Some(why) = layout.backend().missing() {
         return Err(not_a_repo(why));
     }
-    for dir in layout.local_dirs() {
-        if !dir.is_dir() {
-            return Err(not_a_repo(format!("{} is missing", dir.display())));
-        }
-    }
+    // `locks/` and `tmp/` hold nothing lasting: readers need neither, and a
+    // writer creates them when it takes the lock (`Repo::lock`).
     Ok(config)
 }

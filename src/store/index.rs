@@ -2,9 +2,18 @@
 //! copy of a fact. It maps blob ids to their pack location, lists snapshots
 //! and tags for queries, and holds the stat cache. Losing it loses nothing:
 //! `Repo::reindex` rebuilds it from packs, snapshots and refs, and a schema
-//! version change simply rebuilds it.
+//! version change makes the next writer rebuild it.
 //!
 //! WAL mode: readers never wait for a writer's transaction.
+//!
+//! Who may do what (fail closed): only a writer, holding the writer lock,
+//! deletes the index file (`Index::open`: a damaged index, or one of another
+//! schema, is deleted and rebuilt). A reader opens it with
+//! `Index::open_shared`, which never deletes: read-write if it can, else
+//! read-only (a read-only mount, a repository this user cannot write), and
+//! when it cannot use the file at all or cannot bring it up to date it
+//! works from a private copy in memory (`Index::in_memory`,
+//! `Index::copy_to_memory`) for that one command.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -92,6 +101,18 @@ pub struct StatEntry {
 pub struct Index {
     conn: Connection,
     path: PathBuf,
+    backing: Backing,
+}
+
+/// Where an open index lives and whether it may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// `index.sqlite`, open for reading and writing.
+    File,
+    /// `index.sqlite`, open read-only: the sync on open can add nothing.
+    ReadOnly,
+    /// A private copy in memory, for this command only.
+    Memory,
 }
 
 fn kind_code(kind: PackKind) -> i64 {
@@ -164,6 +185,90 @@ impl Index {
         }
     }
 
+    /// Opens the index for a reader, never deleting it: read-write (creating
+    /// it if missing) when possible, else read-only, else read-only as
+    /// immutable (no `-shm` file can be made: a read-only mount). A damaged
+    /// index or one of another schema is an error for which `is_damaged`
+    /// holds; the caller then works from `Index::in_memory`.
+    pub fn open_shared(path: &Path) -> Result<(Index, bool)> {
+        let rw = match Self::try_open(path) {
+            Err(e) if !is_damaged(&e) => e,
+            other => return other,
+        };
+        if !path.exists() {
+            return Err(rw);
+        }
+        match Self::try_open_readonly(path, false) {
+            Err(e) if !is_damaged(&e) => {}
+            other => return other,
+        }
+        Self::try_open_readonly(path, true).map_err(|e| if is_damaged(&e) { e } else { rw })
+    }
+
+    /// An empty index in memory, for one command (see the module's docs).
+    pub fn in_memory(path: &Path) -> Result<Index> {
+        let err = |cause| Error::Index {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let conn = Connection::open_in_memory().map_err(err)?;
+        let idx = Index {
+            conn,
+            path: path.to_path_buf(),
+            backing: Backing::Memory,
+        };
+        idx.create_schema()?;
+        Ok(idx)
+    }
+
+    /// A copy of this index in memory (a reader that cannot write the file
+    /// but must bring the index up to date for its command).
+    pub fn copy_to_memory(&self) -> Result<Index> {
+        let err = |cause| Error::Index {
+            path: self.path.clone(),
+            cause,
+        };
+        let mut conn = Connection::open_in_memory().map_err(err)?;
+        rusqlite::backup::Backup::new(&self.conn, &mut conn)
+            .and_then(|b| b.run_to_completion(1024, Duration::ZERO, None))
+            .map_err(err)?;
+        Ok(Index {
+            conn,
+            path: self.path.clone(),
+            backing: Backing::Memory,
+        })
+    }
+
+    /// The index file (for a copy in memory, the file it stands in for).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where this index lives.
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+
+    /// SQLite's `quick_check` of the whole file: `None` if it is sound, else
+    /// what SQLite found first. A reader's queries touch only what they
+    /// need, so damage in an unused page shows only here.
+    pub fn damage(&self) -> Result<Option<String>> {
+        let found = self
+            .sql()
+            .rows("PRAGMA quick_check", [], |r| r.get::<_, String>(0));
+        match found {
+            Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(None),
+            Ok(lines) => Ok(Some(
+                lines.into_iter().take(3).collect::<Vec<_>>().join("; "),
+            )),
+            Err(e) if is_damaged(&e) => Ok(Some(match e {
+                Error::Index { cause, .. } => cause.to_string(),
+                other => other.to_string(),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the index at `path` with its WAL and shared-memory files (a
     /// missing one is already deleted). Nothing may have it open.
     pub fn delete_files(path: &Path) -> Result<()> {
@@ -191,8 +296,50 @@ impl Index {
         let idx = Index {
             conn,
             path: path.to_path_buf(),
+            backing: Backing::File,
         };
-        let sql = idx.sql();
+        if idx.has_schema()? {
+            return Ok((idx, false));
+        }
+        idx.create_schema()?;
+        Ok((idx, true))
+    }
+
+    /// Opens the index file read-only; `immutable` also tells SQLite that
+    /// nobody changes it meanwhile, so it needs no `-shm` file (on a
+    /// read-only mount nobody can). An index without tables is stale here:
+    /// it cannot be filled, so it is refused like a damaged one.
+    fn try_open_readonly(path: &Path, immutable: bool) -> Result<(Index, bool)> {
+        use rusqlite::OpenFlags;
+        let err = |cause| Error::Index {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        let idx = Index {
+            conn,
+            path: path.to_path_buf(),
+            backing: Backing::ReadOnly,
+        };
+        if idx.has_schema()? {
+            return Ok((idx, false));
+        }
+        Err(Error::corrupt("index", "it has no tables"))
+    }
+
+    /// True if the index has this snap's schema; an error if it has another.
+    fn has_schema(&self) -> Result<bool> {
+        let sql = self.sql();
         let has_meta = sql
             .row(
                 "SELECT count(*) FROM sqlite_master WHERE name='meta'",
@@ -201,25 +348,37 @@ impl Index {
             )?
             .unwrap_or(0)
             > 0;
-        if has_meta {
-            let v: Option<String> =
-                sql.row("SELECT value FROM meta WHERE key='schema'", [], |r| {
-                    r.get(0)
-                })?;
-            if v.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
-                return Ok((idx, false));
-            }
-            return Err(Error::corrupt("index", "schema version differs"));
+        if !has_meta {
+            return Ok(false);
         }
-        let tx = idx.conn.unchecked_transaction().map_err(err)?;
+        let v: Option<String> = sql.row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+            r.get(0)
+        })?;
+        if v.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
+            return Ok(true);
+        }
+        Err(Error::corrupt(
+            "index",
+            format!(
+                "schema version {} differs from this snap's {SCHEMA_VERSION}",
+                v.as_deref().unwrap_or("(none)")
+            ),
+        ))
+    }
+
+    fn create_schema(&self) -> Result<()> {
+        let err = |cause| Error::Index {
+            path: self.path.clone(),
+            cause,
+        };
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
         tx.execute_batch(SCHEMA).map_err(err)?;
         tx.execute(
             "INSERT INTO meta VALUES('schema', ?1)",
             [SCHEMA_VERSION.to_string()],
         )
         .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok((idx, true))
+        tx.commit().map_err(err)
     }
 
     fn sql(&self) -> Sql<'_> {
@@ -231,12 +390,27 @@ impl Index {
 
     /// Runs `f` inside one transaction: the commit point of every writer.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_with(rusqlite::TransactionBehavior::Deferred, f)
+    }
+
+    /// Runs `f` inside one transaction that holds SQLite's write lock from
+    /// its start, so no other process's index transaction runs between
+    /// what `f` reads and what it writes (the sync's re-checks).
+    pub fn transaction_immediate<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_with(rusqlite::TransactionBehavior::Immediate, f)
+    }
+
+    fn transaction_with<T>(
+        &mut self,
+        behavior: rusqlite::TransactionBehavior,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let path = self.path.clone();
         let err = |cause| Error::Index {
             path: path.clone(),
             cause,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(behavior).map_err(err)?;
         let out = f(&Tx {
             sql: Sql {
                 conn: &tx,
@@ -372,31 +546,69 @@ impl Index {
     }
 
     /// Every snapshot, oldest first (ties broken by id, so the order is total).
+    /// The index is not trusted for this: each row's record must hash to its
+    /// id, and the order is that of the records' own times, so an edited
+    /// row can never make `latest` (or an id) name another snapshot; it is
+    /// an error that says to run `snap reindex`.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let rows = self.sql().rows(
-            "SELECT id, record FROM snapshots ORDER BY time_ns, id",
-            [],
-            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )?;
-        rows.into_iter()
+        let rows = self
+            .sql()
+            .rows("SELECT id, record FROM snapshots", [], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+        let mut out = rows
+            .into_iter()
             .map(|(id, rec)| {
                 let id = SnapshotId::from_slice(&id)
-                    .ok_or_else(|| Error::corrupt("index", "bad snapshot id"))?;
+                    .filter(|id| SnapshotId::of(&rec) == *id)
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            format!("index {}", self.path.display()),
+                            format!(
+                                "a snapshot row does not match its record (id {}); \
+                                 `snap reindex` rebuilds the index from the files",
+                                hex_prefix(&id)
+                            ),
+                        )
+                    })?;
                 Ok((id, Snapshot::decode(&rec)?))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|s| (s.1.time_ns, s.0));
+        Ok(out)
+    }
+
+    /// How many snapshot rows hold a record that does not hash to their id
+    /// (an edited or damaged index; a writer then rebuilds it).
+    pub fn mismatched_snapshot_rows(&self) -> Result<usize> {
+        Ok(self
+            .snapshot_rows()?
+            .iter()
+            .filter(|r| SnapshotId::from_slice(&r.id) != Some(SnapshotId::of(&r.record)))
+            .count())
+    }
+
+    /// Every snapshot row as stored, unchecked, for `snap check` to compare
+    /// with the files: `(id, time_ns, session, epoch, workspace, record)`.
+    pub fn snapshot_rows(&self) -> Result<Vec<SnapshotRow>> {
+        self.sql().rows(
+            "SELECT id, time_ns, session, epoch, workspace, record FROM snapshots ORDER BY id",
+            [],
+            |r| {
+                Ok(SnapshotRow {
+                    id: r.get(0)?,
+                    time_ns: r.get(1)?,
+                    session: r.get(2)?,
+                    epoch: r.get(3)?,
+                    workspace: r.get(4)?,
+                    record: r.get(5)?,
+                })
+            },
+        )
     }
 
     pub fn tags(&self) -> Result<Vec<(String, SnapshotId)>> {
-        let rows = self
-            .sql()
-            .rows("SELECT name, snapshot FROM tags ORDER BY name", [], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(name, id)| Some((name, SnapshotId::from_slice(&id)?)))
-            .collect())
+        tag_rows(&self.sql())
     }
 
     pub fn stat_entry(&self, workspace: &str, path: &[u8]) -> Result<Option<StatEntry>> {
@@ -455,6 +667,22 @@ impl Index {
     }
 }
 
+/// One `snapshots` row as stored (see `Index::snapshot_rows`).
+#[derive(Clone, Debug)]
+pub struct SnapshotRow {
+    pub id: Vec<u8>,
+    pub time_ns: i64,
+    pub session: Option<String>,
+    pub epoch: Option<i64>,
+    pub workspace: String,
+    pub record: Vec<u8>,
+}
+
+/// The first bytes of a stored id in hex, for messages about bad rows.
+fn hex_prefix(id: &[u8]) -> String {
+    id.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A `blobs` row selected as `(key, codec, offset, stored_len, raw_len,
 /// base)`, where the key is the pack id or the blob id depending on the query.
 type LocationRow = (Vec<u8>, u8, u64, u32, u32, Option<Vec<u8>>);
@@ -506,8 +734,48 @@ fn files(path: &Path) -> [PathBuf; 3] {
     ["", "-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{}", path.display(), suffix)))
 }
 
-/// True if `e` means the index file is unusable rather than unreachable.
-fn is_damaged(e: &Error) -> bool {
+/// `path` for a SQLite URI filename: the characters a URI gives meaning to
+/// are escaped.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            b if b.is_ascii() && !b.is_ascii_control() => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// True if `e` means the index could not be written or reached for writing
+/// (a read-only file or mount, a full disk, permissions, I/O errors, busy):
+/// a reader then works from a copy in memory.
+pub fn cannot_write(e: &Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        Error::Index {
+            cause: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } => matches!(
+            f.code,
+            ReadOnly
+                | CannotOpen
+                | DiskFull
+                | SystemIoFailure
+                | PermissionDenied
+                | DatabaseBusy
+                | DatabaseLocked
+                | FileLockingProtocolFailed
+        ),
+        _ => false,
+    }
+}
+
+/// True if `e` means the index file is unusable rather than unreachable:
+/// corrupt, not a database, or of another schema.
+pub fn is_damaged(e: &Error) -> bool {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match e {
         Error::Corrupt { .. } => true,
@@ -519,6 +787,18 @@ fn is_damaged(e: &Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Every tag row, by name. A row whose id is not 32 bytes is skipped (the
+/// sync then finds it differs from the files and rewrites it).
+fn tag_rows(sql: &Sql<'_>) -> Result<Vec<(String, SnapshotId)>> {
+    let rows = sql.rows("SELECT name, snapshot FROM tags ORDER BY name", [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, id)| Some((name, SnapshotId::from_slice(&id)?)))
+        .collect())
 }
 
 /// Chunk lists are stored in the stat cache as 36-byte records (id, len LE).
@@ -599,6 +879,11 @@ impl Tx<'_> {
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.sql
             .execute("DELETE FROM snapshots WHERE id=?1", [&id.0[..]])
+    }
+
+    /// The tags as this transaction sees them.
+    pub fn tags(&self) -> Result<Vec<(String, SnapshotId)>> {
+        tag_rows(&self.sql)
     }
 
     pub fn set_tag(&self, name: &str, id: &SnapshotId) -> Result<()> {

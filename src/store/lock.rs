@@ -182,29 +182,54 @@ impl Drop for SessionLock {
 
 /// Names of the sessions whose runner is alive. Probes each session lock
 /// with a shared lock, which never makes `SessionLock::acquire` fail.
+///
+/// Fails closed, since retention forgets what is not running: a lock file
+/// whose lock cannot be tested counts as running (its session is named in
+/// it), and one that cannot be opened or whose session cannot be read is an
+/// `Error::UncheckedSession`, so forget decides nothing. Only a lock file
+/// gone between listing and opening (its run just ended) is skipped, and a
+/// missing `locks/` means no run holds a lock.
 pub fn running_sessions(locks_dir: &Path) -> Result<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
-    let Ok(rd) = std::fs::read_dir(locks_dir) else {
-        return Ok(out);
+    let unchecked = |path: &Path, why: String| Error::UncheckedSession {
+        path: path.to_path_buf(),
+        why,
     };
-    for entry in rd.flatten() {
+    let rd = match std::fs::read_dir(locks_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(unchecked(locks_dir, format!("cannot list it: {e}"))),
+    };
+    for entry in rd {
+        let entry = entry.map_err(|e| unchecked(locks_dir, format!("cannot list it: {e}")))?;
         if !entry.file_name().to_string_lossy().starts_with("session-") {
             continue;
         }
-        let Ok(mut f) = File::open(entry.path()) else {
-            continue;
+        let path = entry.path();
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unchecked(&path, format!("cannot open it: {e}"))),
         };
-        match FileExt::try_lock_shared(&f) {
+        let held = match FileExt::try_lock_shared(&f) {
             Ok(true) => {
                 let _ = FileExt::unlock(&f);
+                false
             }
-            Ok(false) => {
-                let mut name = String::new();
-                if f.read_to_string(&mut name).is_ok() && !name.is_empty() {
-                    out.insert(name);
-                }
+            Ok(false) => true,
+            // Cannot test the lock: counts as held.
+            Err(_) => true,
+        };
+        if !held {
+            continue;
+        }
+        let mut name = String::new();
+        match f.read_to_string(&mut name) {
+            Ok(_) if !name.is_empty() => {
+                out.insert(name);
             }
-            Err(_) => {}
+            Ok(_) => return Err(unchecked(&path, "it is held but names no session".into())),
+            Err(e) => return Err(unchecked(&path, format!("cannot read its session: {e}"))),
         }
     }
     Ok(out)
@@ -300,6 +325,26 @@ mod tests {
             failures.len(),
             failures[0]
         );
+    }
+
+    /// Fail closed: a session lock that cannot be opened is an error naming
+    /// it (its run may be alive), and a missing `locks/` is no run at all.
+    #[test]
+    fn a_session_lock_that_cannot_be_checked_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SessionLock::acquire(dir.path(), "live").unwrap();
+        let looped = dir.path().join("session-loop");
+        std::os::unix::fs::symlink("session-loop", &looped).unwrap();
+        match running_sessions(dir.path()) {
+            Err(Error::UncheckedSession { path, .. }) => assert_eq!(path, looped),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(&looped).unwrap();
+        assert!(running_sessions(dir.path()).unwrap().contains("live"));
+        drop(held);
+        assert!(running_sessions(&dir.path().join("none"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

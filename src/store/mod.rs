@@ -24,6 +24,7 @@
 //!
 //! The order in which a commit makes its files durable lives in `publish`.
 
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod durable;

@@ -30,9 +30,17 @@ pub fn validate_tag(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Points tag `name` at `id`, replacing it atomically and durably.
+/// Points tag `name` at `id`, replacing it atomically and durably. An empty
+/// directory where the tag file goes (see `store::sync` on tags replaced by
+/// directories) is removed first: it holds nothing, and this is the one
+/// step that puts the tag back without a moment in which it is missing.
 pub fn write_tag(layout: &Layout, name: &str, id: &SnapshotId) -> Result<()> {
     validate_tag(name)?;
+    let path = locate(layout, name);
+    if path.is_dir() {
+        // Fails, and the write below then reports it, unless it is empty.
+        let _ = std::fs::remove_dir(&path);
+    }
     layout
         .backend()
         .replace(Kind::Tag, name, format!("{}\n", id.to_hex()).as_bytes())
@@ -46,6 +54,17 @@ pub fn delete_tag(layout: &Layout, name: &str) -> Result<bool> {
         layout.backend().sync()?;
     }
     Ok(existed)
+}
+
+/// The bytes of tag file `name`, unchecked (to tell a gone tag, `NotFound`,
+/// from one that is there but cannot be read).
+pub fn read_tag_file(layout: &Layout, name: &str) -> Result<Vec<u8>> {
+    layout.backend().read(Kind::Tag, name)
+}
+
+/// Where tag `name` is kept, for messages.
+pub fn locate(layout: &Layout, name: &str) -> std::path::PathBuf {
+    layout.backend().locate(Kind::Tag, name)
 }
 
 /// Tag names with the snapshots they name.

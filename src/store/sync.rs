@@ -1,16 +1,20 @@
 //! Bringing the index in line with the repository files. Run on every open
 //! (cheap: directory listings) so that a commit interrupted after its files
 //! were durable but before its index transaction is picked up by the next
-//! command, and a full rebuild for `snap reindex`.
+//! command, and a full rebuild for `snap reindex`. Readers run it without
+//! the writer lock, so it removes a row only for a file it finds gone inside
+//! its own index transaction (`sync`). Before forget and prune delete
+//! anything, `verify_complete` reads every snapshot and tag file again.
 
 use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::id::{PackId, SnapshotId};
+use crate::store::backend::{is_not_found, Kind};
 use crate::store::index::Index;
 use crate::store::packs::{self, FinishedPack};
-use crate::store::{durable, refs, snapshots, Layout};
+use crate::store::{durable, failpoint, refs, snapshots, Layout};
 
 /// What a sync changed in the index.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -31,10 +35,30 @@ impl SyncReport {
 }
 
 /// Adds what is on disk but missing from the index and drops what is gone.
+///
+/// Readers run this too, without the writer lock, so it never removes a row
+/// on the strength of a listing alone: a listing made before a commit and a
+/// transaction made after it would drop the new snapshot (and a prune
+/// planning then would delete its data). Every change is decided again
+/// inside one transaction that holds SQLite's write lock from its start
+/// (`Index::transaction_immediate`): a pack, snapshot or tag row is dropped
+/// only if its file is found gone *then* (a `NotFound`, not any error), new
+/// rows are added only for files still there, and the tags are listed again.
+/// Every writer makes its files durable before its own index transaction,
+/// and no index transaction runs during this one, so a file seen gone inside
+/// it is gone for good, not yet to come. A tag row whose file is there but
+/// cannot be read (replaced by a directory, say) is kept, so it still
+/// protects its snapshot, and is named in `damaged`.
 pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     let mut report = SyncReport::default();
 
+    // The files first, then the index: a commit in between is in the index
+    // but not in these listings, and must not be dropped for that.
     let on_disk = packs::list_packs(layout)?;
+    let snap_ids = snapshots::list(layout)?;
+    let (tags, bad_tags) = refs::list_tags(layout)?;
+    failpoint::hit("sync:listed");
+
     let indexed = index.pack_ids()?;
     let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
@@ -54,9 +78,12 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
                 .push(format!("{}: {e}", packs::locate(layout, id).display())),
         }
     }
-    let gone_packs: Vec<PackId> = indexed.difference(&disk_ids).copied().collect();
+    let gone_packs: Vec<PackId> = indexed
+        .difference(&disk_ids)
+        .filter(|id| pack_gone(layout, id))
+        .copied()
+        .collect();
 
-    let snap_ids = snapshots::list(layout)?;
     let indexed_snaps = index.snapshot_ids()?;
     let mut new_snaps = Vec::new();
     for id in &snap_ids {
@@ -71,39 +98,139 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
         }
     }
     let snap_set: HashSet<_> = snap_ids.iter().copied().collect();
-    let gone_snaps: Vec<_> = indexed_snaps.difference(&snap_set).copied().collect();
+    let gone_snaps: Vec<_> = indexed_snaps
+        .difference(&snap_set)
+        .filter(|id| snapshot_gone(layout, id))
+        .copied()
+        .collect();
 
-    let (tags, bad_tags) = refs::list_tags(layout)?;
     report.damaged.extend(bad_tags);
-    let tags_changed = index.tags()? != tags;
+    let indexed_tags = index.tags()?;
+    let tag_plan = plan_tags(layout, &indexed_tags, &tags);
+    report.damaged.extend(tag_plan.messages.iter().cloned());
+    report.tags = tags.len() + tag_plan.kept;
 
-    report.packs_added = new_packs.len();
-    report.packs_removed = gone_packs.len();
-    report.snapshots_added = new_snaps.len();
-    report.snapshots_removed = gone_snaps.len();
-    report.tags = tags.len();
-    if report.changed() || tags_changed {
-        index.transaction(|tx| {
-            for p in &new_packs {
-                tx.insert_pack(p)?;
-            }
-            for id in &gone_packs {
-                tx.delete_pack(id)?;
-            }
-            for (id, snap, bytes) in &new_snaps {
-                tx.insert_snapshot(id, snap, bytes)?;
-            }
-            for id in &gone_snaps {
-                tx.delete_snapshot(id)?;
-            }
-            if !gone_packs.is_empty() {
-                // Cached chunk lists may name chunks that are gone.
-                tx.clear_statcache()?;
-            }
-            tx.replace_tags(&tags)
-        })?;
+    let changes = !new_packs.is_empty()
+        || !gone_packs.is_empty()
+        || !new_snaps.is_empty()
+        || !gone_snaps.is_empty()
+        || !tag_plan.set.is_empty()
+        || !tag_plan.gone.is_empty();
+    if !changes {
+        return Ok(report);
     }
+    let applied = index.transaction_immediate(|tx| {
+        let mut applied = SyncReport::default();
+        // Decided again under SQLite's write lock: see the function's docs.
+        for p in new_packs.iter().filter(|p| !pack_gone(layout, &p.id)) {
+            tx.insert_pack(p)?;
+            applied.packs_added += 1;
+        }
+        for id in gone_packs.iter().filter(|id| pack_gone(layout, id)) {
+            tx.delete_pack(id)?;
+            applied.packs_removed += 1;
+        }
+        for (id, snap, bytes) in new_snaps.iter().filter(|s| !snapshot_gone(layout, &s.0)) {
+            tx.insert_snapshot(id, snap, bytes)?;
+            applied.snapshots_added += 1;
+        }
+        for id in gone_snaps.iter().filter(|id| snapshot_gone(layout, id)) {
+            tx.delete_snapshot(id)?;
+            applied.snapshots_removed += 1;
+        }
+        if applied.packs_removed > 0 {
+            // Cached chunk lists may name chunks that are gone.
+            tx.clear_statcache()?;
+        }
+        let (tags, _) = refs::list_tags(layout)?;
+        let plan = plan_tags(layout, &tx.tags()?, &tags);
+        for (name, id) in &plan.set {
+            tx.set_tag(name, id)?;
+        }
+        for name in &plan.gone {
+            tx.delete_tag(name)?;
+        }
+        applied.tags = tags.len() + plan.kept;
+        Ok(applied)
+    })?;
+    report.packs_added = applied.packs_added;
+    report.packs_removed = applied.packs_removed;
+    report.snapshots_added = applied.snapshots_added;
+    report.snapshots_removed = applied.snapshots_removed;
+    report.tags = applied.tags;
     Ok(report)
+}
+
+/// True only if pack `id`'s file is certainly gone (any other failure to
+/// open it keeps its rows).
+fn pack_gone(layout: &Layout, id: &PackId) -> bool {
+    matches!(layout.backend().open(Kind::Pack, &id.to_hex()), Err(e) if is_not_found(&e))
+}
+
+/// True only if snapshot `id`'s file is certainly gone.
+fn snapshot_gone(layout: &Layout, id: &SnapshotId) -> bool {
+    matches!(snapshots::read_record(layout, id), Err(e) if is_not_found(&e))
+}
+
+/// How the tag rows must change to match the tag files.
+struct TagPlan {
+    /// Rows to add or point elsewhere.
+    set: Vec<(String, SnapshotId)>,
+    /// Rows whose tag file is gone.
+    gone: Vec<String>,
+    /// How many rows are kept although no tag could be read from their file.
+    kept: usize,
+    /// Why, for each kept row whose file could not be read at all.
+    messages: Vec<String>,
+}
+
+/// Compares tag rows with the tags read from the files. A row whose file
+/// does not give a tag is dropped only if the file is gone; if it is there
+/// but cannot be read as a tag file (a directory, unreadable), the row is
+/// kept and named. A file that reads but holds no id is already reported by
+/// `refs::list_tags`; its row is kept silently.
+fn plan_tags(
+    layout: &Layout,
+    indexed: &[(String, SnapshotId)],
+    files: &[(String, SnapshotId)],
+) -> TagPlan {
+    let on_disk: std::collections::HashMap<&str, &SnapshotId> =
+        files.iter().map(|(n, id)| (n.as_str(), id)).collect();
+    let rows: std::collections::HashMap<&str, &SnapshotId> =
+        indexed.iter().map(|(n, id)| (n.as_str(), id)).collect();
+    let mut plan = TagPlan {
+        set: Vec::new(),
+        gone: Vec::new(),
+        kept: 0,
+        messages: Vec::new(),
+    };
+    for (name, id) in files {
+        if rows.get(name.as_str()) != Some(&id) {
+            plan.set.push((name.clone(), *id));
+        }
+    }
+    for (name, id) in indexed {
+        if on_disk.contains_key(name.as_str()) {
+            continue;
+        }
+        match refs::read_tag_file(layout, name) {
+            Err(e) if is_not_found(&e) => plan.gone.push(name.clone()),
+            Ok(_) => plan.kept += 1,
+            Err(e) => {
+                plan.kept += 1;
+                plan.messages.push(format!(
+                    "tag {name}: {e}; the index still holds it (snapshot {}), so it still \
+                     protects that snapshot, and forget and prune refuse until {} is a tag \
+                     file again: `snap tag {name} {}` puts it back (if a directory is in its \
+                     place, empty it first)",
+                    id.short(),
+                    refs::locate(layout, name).display(),
+                    id.short()
+                ));
+            }
+        }
+    }
+    plan
 }
 
 /// Fails closed before forget or prune decide what to delete: every
@@ -136,6 +263,27 @@ pub fn verify_complete(layout: &Layout, index: &Index, op: &'static str) -> Resu
     }
     let (tags, bad_tags) = refs::list_tags(layout)?;
     problems.extend(bad_tags);
+    // A tag row the sync kept because its file is there but unreadable (a
+    // directory in its place, say) still protects its snapshot in the
+    // index, but the files no longer say so: refuse rather than guess.
+    for (name, id) in index.tags()? {
+        if !tags.iter().any(|(n, _)| *n == name) {
+            let path = refs::locate(layout, &name);
+            let why = match refs::read_tag_file(layout, &name) {
+                Err(e) => e.to_string(),
+                // Reported above by `list_tags`.
+                Ok(_) => continue,
+            };
+            problems.push(format!(
+                "tag {name} is in the index (snapshot {}) but its file {} cannot be read: \
+                 {why}; `snap tag {name} {}` puts it back (if a directory is in its place, \
+                 empty it first)",
+                id.short(),
+                path.display(),
+                id.short()
+            ));
+        }
+    }
     for (name, id) in &tags {
         if !on_disk.contains(id) {
             problems.push(format!(

@@ -13,7 +13,7 @@ use crate::util::*;
 /// Runs `script` (sh) with `$1` = a fresh 9 MiB tmpfs mount point and `$2` =
 /// `out`, in a private mount namespace. None if this machine cannot mount
 /// one (no root and no user namespaces).
-fn on_small_disk(dir: &Path, script: &str) -> Option<std::process::Output> {
+pub(crate) fn on_small_disk(dir: &Path, script: &str) -> Option<std::process::Output> {
     let mnt = dir.join("mnt");
     let out = dir.join("out");
     fs::create_dir_all(&mnt).unwrap();

@@ -63,6 +63,12 @@ pub(crate) fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         root = Some(id);
     }
     tw.finish(&layout).unwrap();
+    write_snapshot(repo, root.expect("at least one tree"))
+}
+
+/// Writes a snapshot record naming `root`; returns its id in hex.
+pub(crate) fn write_snapshot(repo: &Path, root: TreeId) -> String {
+    let layout = Layout::new(repo);
     let snap = Snapshot {
         time_ns: 1_800_000_000_000_000_000,
         host: "attacker".into(),
@@ -75,7 +81,7 @@ pub(crate) fn craft(repo: &Path, trees: Vec<Tree>) -> String {
         message: Some("crafted".into()),
         labels: BTreeMap::new(),
         parent: None,
-        root: root.expect("at least one tree"),
+        root,
         summary: Summary::default(),
     };
     let (id, bytes) = snap.encode();

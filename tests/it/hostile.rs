@@ -6,19 +6,18 @@
 //! unbounded allocation is a clean test failure, not a machine out of
 //! memory. And a commit never writes what readers would refuse.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Output;
 
 use snapstore::codec;
 use snapstore::format::pack::{Codec, PackKind};
-use snapstore::format::snapshot::{Snapshot, Summary};
 use snapstore::format::tree::{ChunkRef, Entry, EntryKind, Tree};
 use snapstore::store::packs::PackWriter;
-use snapstore::store::{durable, Layout};
+use snapstore::store::Layout;
 use snapstore::{ChunkId, TreeId};
 
+use crate::escape::write_snapshot;
 use crate::util::*;
 
 /// Address space a command may use: several times what snap needs on these
@@ -86,29 +85,6 @@ fn tree_blobs(trees: &[Tree]) -> Vec<Blob> {
             (ChunkId(id.0), Codec::Raw, bytes, len)
         })
         .collect()
-}
-
-/// Writes a snapshot record naming `root`; returns its id in hex.
-fn write_snapshot(repo: &Path, root: TreeId) -> String {
-    let layout = Layout::new(repo);
-    let snap = Snapshot {
-        time_ns: 1_800_000_000_000_000_000,
-        host: "attacker".into(),
-        workspace: "/nowhere".into(),
-        paths: vec![],
-        session: None,
-        epoch: None,
-        step: None,
-        metrics: BTreeMap::new(),
-        message: Some("crafted".into()),
-        labels: BTreeMap::new(),
-        parent: None,
-        root,
-        summary: Summary::default(),
-    };
-    let (id, bytes) = snap.encode();
-    durable::write_atomic(&layout.tmp_dir(), &layout.snapshot(&id), &bytes).unwrap();
-    id.to_hex()
 }
 
 fn file(name: &str, chunks: &[(ChunkId, u32)]) -> Entry {

@@ -16,6 +16,7 @@ mod diskfull;
 mod escape;
 mod hostile;
 mod import;
+mod index;
 mod keep;
 mod paths;
 mod powerloss;
