@@ -107,6 +107,16 @@ impl Ctx {
         Ok((repo, ws))
     }
 
+    /// Opens remote `name` of `repo` for reading (`--from`), with a warning
+    /// for each of its objects its cache could not take in.
+    fn open_remote(&self, repo: &Repo, name: &str) -> Result<snapstore::repo::RemoteRepo> {
+        let remote = repo.open_remote(name)?;
+        for d in remote.repo().damaged_on_open() {
+            eprintln!("snap: warning: damaged object on remote {name} left out: {d}");
+        }
+        Ok(remote)
+    }
+
     fn abs(&self, p: &Path) -> PathBuf {
         workspace::absolute(&self.cwd, p)
     }

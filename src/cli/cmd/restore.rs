@@ -115,7 +115,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let remote = args
         .from
         .as_deref()
-        .map(|name| repo.open_remote(name))
+        .map(|name| ctx.open_remote(&repo, name))
         .transpose()?;
     if args.dry_run {
         let plan = match &remote {

@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let remote = args
         .from
         .as_deref()
-        .map(|n| local.open_remote(n))
+        .map(|n| ctx.open_remote(&local, n))
         .transpose()?;
     let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
     let (id, snap) = repo.resolve(&args.rev)?;
