@@ -12,6 +12,7 @@ pub mod import;
 pub mod pathspec;
 pub mod prune;
 pub mod remote;
+pub mod repair;
 pub mod resolve;
 pub mod restore;
 pub mod retention;

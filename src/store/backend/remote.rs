@@ -499,7 +499,7 @@ impl Backend for ObjectStoreBackend {
         let rel = object_path(Path::new(""), kind, "x");
         let dir_rel = match kind {
             // `packs/x/x.pack` -> `packs`
-            Kind::Pack => "packs".to_string(),
+            Kind::Pack | Kind::Mark => "packs".to_string(),
             _ => rel
                 .parent()
                 .map(|p| p.to_string_lossy().into_owned())
@@ -515,9 +515,14 @@ impl Backend for ObjectStoreBackend {
                 .map(|p| p.as_ref().to_string())
                 .collect();
             match kind {
-                Kind::Pack => {
+                Kind::Pack | Kind::Mark => {
+                    let suffix = if kind == Kind::Pack {
+                        ".pack"
+                    } else {
+                        ".doomed"
+                    };
                     if let [_, file] = parts.as_slice() {
-                        out.extend(file.strip_suffix(".pack").map(String::from));
+                        out.extend(file.strip_suffix(suffix).map(String::from));
                     }
                 }
                 Kind::Snapshot | Kind::Journal => {
