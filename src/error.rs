@@ -143,6 +143,17 @@ pub enum Error {
         hint: String,
     },
 
+    /// A remote's store said no, or could not be reached after retries.
+    /// `what` is a URL (never a credential); `hint` starts with a newline
+    /// or is empty.
+    #[error("remote {what}: {op} failed: {cause}{hint}")]
+    Remote {
+        op: &'static str,
+        what: String,
+        cause: String,
+        hint: String,
+    },
+
     /// A session lock whose run cannot be told alive or gone: retention
     /// refuses rather than forget a live run's snapshots.
     #[error("cannot tell whether the `snap run` holding {path} is still running ({why})\n  nothing was forgotten, so no running session loses a snapshot; if no `snap run` is running on this repository, delete {path}")]

@@ -33,6 +33,10 @@ use crate::store::sync::{self, SyncReport};
 use crate::store::{durable, refs, Layout};
 use crate::workspace::{self, RepoPointer, Workspace};
 
+mod remote;
+
+pub use remote::{CloneReport, RemoteRepo};
+
 /// Default time a writer waits for the lock before giving up.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 
@@ -327,7 +331,9 @@ impl Repo {
     pub fn restore_plan(&self, rev: &str, mut opts: RestoreOptions) -> Result<RestorePlan> {
         let (id, snap) = self.resolve(rev)?;
         let packs = PackFiles::new(&self.layout);
-        opts.protect = Some(self.layout.root().to_path_buf());
+        // A remote's view protects the local repository instead (`restore_from`).
+        opts.protect
+            .get_or_insert_with(|| self.layout.root().to_path_buf());
         restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)
     }
 
@@ -341,7 +347,9 @@ impl Repo {
         let (id, snap) = self.resolve(rev)?;
         crate::store::failpoint::hit("restore:after-resolve");
         let packs = PackFiles::new(&self.layout);
-        opts.protect = Some(self.layout.root().to_path_buf());
+        // A remote's view protects the local repository instead (`restore_from`).
+        opts.protect
+            .get_or_insert_with(|| self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
         let summary = restore::apply(plan, &self.index, &packs, progress)?;
         let appeared = summary

@@ -63,6 +63,10 @@ enum Command {
     Prune(cmd::prune::Args),
     Check(cmd::check::Args),
     Reindex(cmd::reindex::Args),
+    Remote(cmd::remote::Args),
+    Push(cmd::push::Args),
+    Pull(cmd::pull::Args),
+    Clone(cmd::clone::Args),
     Completions(cmd::completions::Args),
     Man(cmd::man::Args),
 }
@@ -101,6 +105,16 @@ impl Ctx {
             repo.set_lock_wait(Duration::from_secs_f64(secs));
         }
         Ok((repo, ws))
+    }
+
+    /// Opens remote `name` of `repo` for reading (`--from`), with a warning
+    /// for each of its objects its cache could not take in.
+    fn open_remote(&self, repo: &Repo, name: &str) -> Result<snapstore::repo::RemoteRepo> {
+        let remote = repo.open_remote(name)?;
+        for d in remote.repo().damaged_on_open() {
+            eprintln!("snap: warning: damaged object on remote {name} left out: {d}");
+        }
+        Ok(remote)
     }
 
     fn abs(&self, p: &Path) -> PathBuf {
@@ -150,6 +164,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => cmd::prune::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Remote(a) => cmd::remote::run(&ctx, a),
+        Command::Push(a) => cmd::push::run(&ctx, a),
+        Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Clone(a) => cmd::clone::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run(&ctx, a),
         Command::Man(a) => cmd::man::run(&ctx, a),
     }

@@ -133,8 +133,9 @@ impl PrunePlan {
     }
 }
 
-/// Every chunk and tree the given snapshot roots reach.
-fn reachable(
+/// Every chunk and tree the given snapshot roots reach (also what a push
+/// or pull of those snapshots must transfer, `ops::remote`).
+pub(crate) fn reachable(
     index: &Index,
     packs: &PackFiles,
     roots: &[TreeId],

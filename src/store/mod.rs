@@ -37,6 +37,7 @@ pub mod packs;
 pub mod publish;
 pub mod read;
 pub mod refs;
+pub mod remotes;
 pub mod snapshots;
 pub mod sync;
 

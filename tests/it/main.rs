@@ -24,6 +24,7 @@ mod prune;
 mod pt;
 mod records;
 mod reindex;
+mod remote;
 mod repair;
 mod restore;
 mod restore_target;

@@ -19,15 +19,24 @@ pub struct Args {
     /// their session, epoch and metrics.
     #[arg(long)]
     forgotten: bool,
+    /// Read remote NAME instead of this repository.
+    #[arg(long, value_name = "NAME")]
+    from: Option<String>,
     /// Output JSON (an array of snapshots).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let (repo, _) = ctx.open()?;
+    let (local, _) = ctx.open()?;
+    let remote = args
+        .from
+        .as_deref()
+        .map(|n| ctx.open_remote(&local, n))
+        .transpose()?;
+    let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
     if args.forgotten {
-        return forgotten(&repo, &args);
+        return forgotten(repo, &args);
     }
     let mut entries = repo.log()?;
     let mut near = Vec::new();

@@ -2,6 +2,7 @@
 
 pub mod cat;
 pub mod check;
+pub mod clone;
 pub mod commit;
 pub mod completions;
 pub mod diff;
@@ -11,7 +12,10 @@ pub mod init;
 pub mod log;
 pub mod man;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod reindex;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod show;

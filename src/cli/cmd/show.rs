@@ -11,13 +11,22 @@ pub struct Args {
     /// Snapshot: `latest`, a tag, an id or prefix, SESSION (its newest),
     /// SESSION@start, SESSION@end or SESSION@EPOCH.
     rev: String,
+    /// Read remote NAME instead of this repository.
+    #[arg(long, value_name = "NAME")]
+    from: Option<String>,
     /// Output JSON ({"snapshot": ..., "files": [...]}).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let (repo, _) = ctx.open()?;
+    let (local, _) = ctx.open()?;
+    let remote = args
+        .from
+        .as_deref()
+        .map(|n| ctx.open_remote(&local, n))
+        .transpose()?;
+    let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
     let (id, snap) = repo.resolve(&args.rev)?;
     let tags: Vec<String> = repo
         .tags()?

@@ -322,7 +322,7 @@ fn restore_batch<'a>(sink: &Sink<'a, '_>, packs: &PackFiles, pack: &PackId, jobs
                 loc.raw_len,
                 None,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{e} (in pack {})", pack.short()))
         });
         deliver(sink, job, data, &mut open);
     }

@@ -36,9 +36,11 @@ use crate::error::{Error, Result};
 
 pub mod local;
 pub mod memory;
+pub mod remote;
 
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use remote::ObjectStoreBackend;
 
 /// The kinds of repository object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

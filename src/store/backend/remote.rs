@@ -1,0 +1,856 @@
+//! `ObjectStoreBackend`: a repository's objects on object storage, through
+//! the `object_store` crate (S3 and S3-compatible servers, local
+//! directories). The objects keep the names they have in a local
+//! repository (`config`, `packs/XX/ID.pack`, `snapshots/ID`, `journal/ID`,
+//! `refs/tags/NAME`), below the URL's prefix (docs/remotes.md).
+//!
+//! The library is synchronous; object_store is async. The backend owns a
+//! small private tokio runtime (two workers) and blocks on it inside each
+//! call, so nothing async leaves this module. Calls may come from many
+//! threads at once (restore reads ranges on rayon): `Runtime::block_on` on a
+//! multi-thread runtime allows that.
+//!
+//! How the `Backend` contract maps onto a store:
+//!
+//! - `put` is `PutMode::Create` (`If-None-Match: *` on S3): objects are
+//!   content-addressed, so an `AlreadyExists` is success. A store that
+//!   cannot create conditionally gets a plain put, which for the same
+//!   content is the same.
+//! - `upload` buffers up to one part (8 MiB); a smaller object is one put at
+//!   `finish`. A larger one is a multipart upload with at most two parts in
+//!   flight (memory: three parts), invisible until completed. Its name is
+//!   known in advance when copying a pack (`upload_as`); otherwise it goes
+//!   to `tmp/upload-RANDOM` and is copied into place at `finish`.
+//! - Tags are moved with `put_tag_if` (`PutMode::Update` with the e-tag
+//!   read before: `If-Match` on S3). A store without conditional updates
+//!   (the local file system) gets a read, compare and overwrite: two writers
+//!   racing on one tag within that window may both succeed, the later
+//!   winning. The plain `replace` of the trait overwrites.
+//! - `delete` is durable on return; `sync` has nothing to do.
+//!
+//! Retries of transient errors are object_store's (`RetryConfig`, with
+//! backoff); an answer that says no (credentials, a missing bucket) is an
+//! `Error::Remote` at once, saying what to check. Nothing read here is
+//! trusted: blobs go through `store::read::decode_verified` like local ones,
+//! pulled packs are checked against their name (`ops::remote::pull`).
+//! Credentials come from the environment (`AmazonS3Builder::from_env`) and
+//! are never written or printed: `Debug` and every message show the URL only.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    UpdateVersion, WriteMultipart,
+};
+
+use super::local::object_path;
+use super::{Backend, Kind, Object, Upload};
+use crate::error::{Error, Result};
+
+/// Multipart part size, and the largest object sent with one put.
+const PART: usize = 8 << 20;
+/// Parts of one upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Where a remote is: the URL forms snap understands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteUrl {
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty).
+    S3 { bucket: String, prefix: String },
+    /// `file:///ABSOLUTE/PATH`.
+    File { path: PathBuf },
+}
+
+impl RemoteUrl {
+    /// Parses a remote URL. `gs://` and `az://` are recognised and refused
+    /// as not built in (object_store's `gcp` and `azure` features are off).
+    pub fn parse(url: &str) -> Result<RemoteUrl> {
+        let bad = |why: &str| Err(Error::invalid("remote URL", url, why));
+        let forms = "use s3://BUCKET/PREFIX (S3 and S3-compatible servers, \
+                     with AWS_ENDPOINT_URL) or file:///ABSOLUTE/PATH";
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return bad(&format!("no bucket; {forms}"));
+            }
+            let prefix = prefix.trim_matches('/').to_string();
+            if prefix.split('/').any(|c| c == "." || c == "..") {
+                return bad("'.' and '..' are not allowed in the prefix");
+            }
+            if ObjPath::parse(&prefix).is_err() {
+                return bad("the prefix is not a valid object path");
+            }
+            return Ok(RemoteUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            });
+        }
+        if let Some(rest) = url.strip_prefix("file://") {
+            let path = PathBuf::from(rest);
+            if !path.is_absolute() {
+                return bad(&format!("the path must be absolute; {forms}"));
+            }
+            return Ok(RemoteUrl::File { path });
+        }
+        for (scheme, what) in [
+            ("gs://", "Google Cloud Storage"),
+            ("az://", "Azure Blob Storage"),
+            ("abfs://", "Azure Blob Storage"),
+        ] {
+            if url.starts_with(scheme) {
+                return bad(&format!(
+                    "{what} ({scheme}) is not built into this snap yet; {forms}"
+                ));
+            }
+        }
+        bad(forms)
+    }
+}
+
+impl fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            RemoteUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            RemoteUrl::File { path } => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+/// What a backend sent and fetched, for reports and tests.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub requests: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+    pub bytes_sent: AtomicU64,
+}
+
+impl Traffic {
+    fn fetched(&self, n: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_fetched.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sent(&self, n: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (requests, bytes fetched, bytes sent) so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.bytes_fetched.load(Ordering::Relaxed),
+            self.bytes_sent.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A tag as read from a remote, with the version a conditional update
+/// names.
+#[derive(Clone, Debug)]
+pub struct Versioned {
+    pub bytes: Vec<u8>,
+    version: UpdateVersion,
+}
+
+/// The outcome of a conditional tag write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagWrite {
+    Written,
+    /// Someone else wrote the tag since it was read: nothing was written.
+    Conflict,
+}
+
+/// The shared part of a backend: its objects hold it too.
+struct Shared {
+    url: RemoteUrl,
+    store: Arc<dyn ObjectStore>,
+    prefix: Vec<String>,
+    rt: tokio::runtime::Runtime,
+    traffic: Traffic,
+    /// False once the store said it cannot `PutMode::Create`.
+    create_supported: AtomicBool,
+}
+
+impl Shared {
+    fn key(&self, kind: Kind, name: &str) -> ObjPath {
+        let rel = object_path(Path::new(""), kind, name);
+        self.join(&rel.to_string_lossy())
+    }
+
+    fn join(&self, rel: &str) -> ObjPath {
+        ObjPath::from_iter(
+            self.prefix
+                .iter()
+                .map(String::as_str)
+                .chain(rel.split('/').filter(|c| !c.is_empty())),
+        )
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    fn describe(&self, key: &ObjPath) -> String {
+        let rel: Vec<_> = key.parts().skip(self.prefix.len()).collect();
+        let rel: Vec<&str> = rel.iter().map(|p| p.as_ref()).collect();
+        if rel.is_empty() {
+            return self.url.to_string();
+        }
+        format!("{}/{}", self.url, rel.join("/"))
+    }
+
+    /// Maps an object_store error on `key` to ours: not found stays an I/O
+    /// `NotFound` (so `is_not_found` holds), a refusal gets a hint.
+    fn error(&self, op: &'static str, key: &ObjPath, e: object_store::Error) -> Error {
+        remote_error(&self.url, op, &self.describe(key), e)
+    }
+}
+
+fn remote_error(url: &RemoteUrl, op: &'static str, what: &str, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    let text = e.to_string();
+    let hint = match &e {
+        E::NotFound { .. } if text.contains("NoSuchBucket") => missing_bucket(url),
+        E::NotFound { .. } => {
+            return Error::Io {
+                op,
+                path: PathBuf::from(what),
+                cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
+            }
+        }
+        E::Unauthenticated { .. } | E::PermissionDenied { .. } => credentials(url),
+        _ if text.contains("NoSuchBucket") => missing_bucket(url),
+        _ if text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch")
+            || text.contains("AccessDenied") =>
+        {
+            credentials(url)
+        }
+        _ => String::new(),
+    };
+    Error::Remote {
+        op,
+        what: what.to_string(),
+        cause: text,
+        hint,
+    }
+}
+
+fn missing_bucket(url: &RemoteUrl) -> String {
+    format!("\n  the bucket of {url} does not exist: create it, or fix the remote's URL (`snap remote remove NAME`, then `snap remote add NAME URL`)")
+}
+
+fn credentials(url: &RemoteUrl) -> String {
+    format!("\n  {url} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION, AWS_ENDPOINT_URL for an S3-compatible server)")
+}
+
+/// A repository's objects in an object store (see the module doc).
+#[derive(Clone)]
+pub struct ObjectStoreBackend {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ObjectStoreBackend {
+    /// The URL only: the store's own `Debug` may show credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectStoreBackend({})", self.shared.url)
+    }
+}
+
+impl ObjectStoreBackend {
+    /// Connects to the remote at `url`. S3 settings come from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...). With
+    /// `create`, a `file://` directory is created if missing (for a push).
+    /// Nothing is sent yet.
+    pub fn connect(url: &RemoteUrl, create: bool) -> Result<Self> {
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(15),
+                base: 2.0,
+            },
+            max_retries: 6,
+            retry_timeout: Duration::from_secs(120),
+        };
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
+            RemoteUrl::S3 { bucket, prefix } => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry);
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    b = b.with_region("us-east-1");
+                }
+                let s3 = b.build().map_err(|e| Error::Remote {
+                    op: "configure",
+                    what: url.to_string(),
+                    cause: e.to_string(),
+                    hint: "\n  check the AWS_* environment variables".into(),
+                })?;
+                (Arc::new(s3), prefix.clone())
+            }
+            RemoteUrl::File { path } => {
+                if create {
+                    std::fs::create_dir_all(path)
+                        .map_err(|e| Error::io("create remote directory", path, e))?;
+                }
+                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| Error::Remote {
+                    op: "open",
+                    what: url.to_string(),
+                    cause: e.to_string(),
+                    hint: "\n  check that the directory exists".into(),
+                })?;
+                (Arc::new(fs), String::new())
+            }
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("snap-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the remote I/O runtime", url.to_string(), e))?;
+        Ok(ObjectStoreBackend {
+            shared: Arc::new(Shared {
+                url: url.clone(),
+                store,
+                prefix: prefix
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect(),
+                rt,
+                traffic: Traffic::default(),
+                create_supported: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    pub fn url(&self) -> &RemoteUrl {
+        &self.shared.url
+    }
+
+    /// Requests and bytes so far.
+    pub fn traffic(&self) -> &Traffic {
+        &self.shared.traffic
+    }
+
+    /// Checks that the store answers (the bucket exists, the credentials
+    /// are accepted) with one listing request, so a refusal is reported
+    /// before any work.
+    pub fn probe(&self) -> Result<()> {
+        let s = &self.shared;
+        let key = s.join("");
+        s.traffic.request();
+        let listed = s.block_on(s.store.list_with_delimiter(Some(&key)));
+        match listed {
+            Ok(_) => Ok(()),
+            // An empty prefix of a local directory.
+            Err(object_store::Error::NotFound { .. })
+                if matches!(s.url, RemoteUrl::File { .. }) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(s.error("list", &key, e)),
+        }
+    }
+
+    /// A tag as stored, with its version, or `None` if there is none.
+    pub fn read_versioned(&self, kind: Kind, name: &str) -> Result<Option<Versioned>> {
+        let s = &self.shared;
+        let key = s.key(kind, name);
+        let got = s.block_on(async {
+            let r = s.store.get(&key).await?;
+            let version = UpdateVersion {
+                e_tag: r.meta.e_tag.clone(),
+                version: r.meta.version.clone(),
+            };
+            Ok::<_, object_store::Error>((r.bytes().await?, version))
+        });
+        match got {
+            Ok((bytes, version)) => {
+                s.traffic.fetched(bytes.len() as u64);
+                Ok(Some(Versioned {
+                    bytes: bytes.to_vec(),
+                    version,
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                s.traffic.request();
+                Ok(None)
+            }
+            Err(e) => Err(s.error("read", &key, e)),
+        }
+    }
+
+    /// Writes a tag if it is still as read: absent for `expected` `None`
+    /// (`If-None-Match`), else unchanged since `expected` was read
+    /// (`If-Match`). Where the store has no conditional update, the tag is
+    /// read again and overwritten if its bytes are unchanged (see the
+    /// module doc for the race this leaves).
+    pub fn put_tag_if(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Option<&Versioned>,
+    ) -> Result<TagWrite> {
+        let s = &self.shared;
+        let key = s.key(Kind::Tag, name);
+        let mode = match expected {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(v.version.clone()),
+        };
+        s.traffic.sent(bytes.len() as u64);
+        let put = s.block_on(s.store.put_opts(
+            &key,
+            PutPayload::from(bytes.to_vec()),
+            PutOptions::from(mode),
+        ));
+        match put {
+            Ok(_) => Ok(TagWrite::Written),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(TagWrite::Conflict),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                let now = self.read_versioned(Kind::Tag, name)?;
+                let same = match (&now, expected) {
+                    (None, None) => true,
+                    (Some(n), Some(e)) => n.bytes == e.bytes,
+                    _ => false,
+                };
+                if !same {
+                    return Ok(TagWrite::Conflict);
+                }
+                self.replace(Kind::Tag, name, bytes)?;
+                Ok(TagWrite::Written)
+            }
+            Err(e) => Err(s.error("write tag", &key, e)),
+        }
+    }
+
+    /// Starts streaming an object whose name is known before its bytes (a
+    /// pack copied from another repository): the multipart upload goes
+    /// straight to its place, with no copy at the end. `finish` must be
+    /// given the same name.
+    pub fn upload_as(&self, kind: Kind, name: &str) -> Box<dyn Upload> {
+        Box::new(RemoteUpload {
+            shared: self.shared.clone(),
+            kind,
+            dest: Some(self.shared.key(kind, name)),
+            buffer: Vec::new(),
+            multipart: None,
+        })
+    }
+
+    fn list_keys(&self, dir: &ObjPath) -> Result<Vec<ObjPath>> {
+        let s = &self.shared;
+        s.traffic.request();
+        let listed: std::result::Result<Vec<_>, _> =
+            s.block_on(s.store.list(Some(dir)).try_collect());
+        match listed {
+            Ok(metas) => Ok(metas.into_iter().map(|m| m.location).collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(s.error("list", dir, e)),
+        }
+    }
+}
+
+impl Backend for ObjectStoreBackend {
+    fn locate(&self, kind: Kind, name: &str) -> PathBuf {
+        let s = &self.shared;
+        PathBuf::from(s.describe(&s.key(kind, name)))
+    }
+
+    /// An object store has no directories to create.
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn missing(&self) -> Option<String> {
+        None
+    }
+
+    fn exists(&self, kind: Kind, name: &str) -> bool {
+        let s = &self.shared;
+        s.traffic.request();
+        s.block_on(s.store.head(&s.key(kind, name))).is_ok()
+    }
+
+    fn list(&self, kind: Kind) -> Result<Vec<String>> {
+        let s = &self.shared;
+        if kind == Kind::Config {
+            return Ok(Vec::new());
+        }
+        let rel = object_path(Path::new(""), kind, "x");
+        let dir_rel = match kind {
+            // `packs/x/x.pack` -> `packs`
+            Kind::Pack | Kind::Mark => "packs".to_string(),
+            _ => rel
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let dir = s.join(&dir_rel);
+        let depth = dir.parts().count();
+        let mut out = Vec::new();
+        for key in self.list_keys(&dir)? {
+            let parts: Vec<String> = key
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            match kind {
+                Kind::Pack | Kind::Mark => {
+                    let suffix = if kind == Kind::Pack {
+                        ".pack"
+                    } else {
+                        ".doomed"
+                    };
+                    if let [_, file] = parts.as_slice() {
+                        out.extend(file.strip_suffix(suffix).map(String::from));
+                    }
+                }
+                Kind::Snapshot | Kind::Journal => {
+                    if let [file] = parts.as_slice() {
+                        out.push(file.clone());
+                    }
+                }
+                Kind::Tag => out.push(parts.join("/")),
+                Kind::Config => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+        let s = &self.shared;
+        let key = s.key(kind, name);
+        let got = s.block_on(async { s.store.get(&key).await?.bytes().await });
+        match got {
+            Ok(b) => {
+                s.traffic.fetched(b.len() as u64);
+                Ok(b.to_vec())
+            }
+            Err(e) => {
+                s.traffic.request();
+                Err(s.error("read", &key, e))
+            }
+        }
+    }
+
+    fn open(&self, kind: Kind, name: &str) -> Result<Arc<dyn Object>> {
+        Ok(Arc::new(RemoteObject {
+            shared: self.shared.clone(),
+            key: self.shared.key(kind, name),
+            size: std::sync::OnceLock::new(),
+        }))
+    }
+
+    fn put(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<()> {
+        put_whole(&self.shared, &self.shared.key(kind, name), bytes.to_vec())
+    }
+
+    fn replace(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<()> {
+        let s = &self.shared;
+        let key = s.key(kind, name);
+        s.traffic.sent(bytes.len() as u64);
+        s.block_on(s.store.put(&key, PutPayload::from(bytes.to_vec())))
+            .map(|_| ())
+            .map_err(|e| s.error("write", &key, e))
+    }
+
+    fn delete(&self, kind: Kind, name: &str) -> Result<bool> {
+        let s = &self.shared;
+        let key = s.key(kind, name);
+        if !self.exists(kind, name) {
+            return Ok(false);
+        }
+        s.traffic.request();
+        match s.block_on(s.store.delete(&key)) {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(s.error("delete", &key, e)),
+        }
+    }
+
+    /// Deletions are durable when `delete` returns.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn upload(&self, kind: Kind) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(RemoteUpload {
+            shared: self.shared.clone(),
+            kind,
+            dest: None,
+            buffer: Vec::new(),
+            multipart: None,
+        }))
+    }
+}
+
+/// One put of a whole write-once object: `PutMode::Create`, an existing
+/// object being the same content.
+fn put_whole(s: &Shared, key: &ObjPath, bytes: Vec<u8>) -> Result<()> {
+    let len = bytes.len() as u64;
+    let payload = PutPayload::from(bytes);
+    s.traffic.sent(len);
+    if s.create_supported.load(Ordering::Relaxed) {
+        let put = s.block_on(s.store.put_opts(
+            key,
+            payload.clone(),
+            PutOptions::from(PutMode::Create),
+        ));
+        match put {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => return Ok(()),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                s.create_supported.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(s.error("write", key, e)),
+        }
+    }
+    s.block_on(s.store.put(key, payload))
+        .map(|_| ())
+        .map_err(|e| s.error("write", key, e))
+}
+
+/// A remote object open for range reads. Its size is asked for (one HEAD)
+/// only if needed.
+struct RemoteObject {
+    shared: Arc<Shared>,
+    key: ObjPath,
+    size: std::sync::OnceLock<u64>,
+}
+
+impl Object for RemoteObject {
+    fn size(&self) -> Result<u64> {
+        if let Some(n) = self.size.get() {
+            return Ok(*n);
+        }
+        let s = &self.shared;
+        s.traffic.request();
+        let meta = s
+            .block_on(s.store.head(&self.key))
+            .map_err(|e| s.error("stat", &self.key, e))?;
+        Ok(*self.size.get_or_init(|| meta.size))
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let s = &self.shared;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or_else(|| Error::corrupt(s.describe(&self.key), "offset out of range"))?;
+        let got = s
+            .block_on(s.store.get_range(&self.key, offset..end))
+            .map_err(|e| s.error("read", &self.key, e))?;
+        s.traffic.fetched(got.len() as u64);
+        if got.len() != len {
+            return Err(Error::Io {
+                op: "read",
+                path: PathBuf::from(s.describe(&self.key)),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("asked for {len} bytes at {offset}, got {}", got.len()),
+                ),
+            });
+        }
+        Ok(got.to_vec())
+    }
+}
+
+/// An object being streamed to a remote (see the module doc).
+struct RemoteUpload {
+    shared: Arc<Shared>,
+    kind: Kind,
+    /// The final key when known at the start; else a temporary key is used
+    /// once the object outgrows one part.
+    dest: Option<ObjPath>,
+    buffer: Vec<u8>,
+    /// The multipart upload and its key, once started.
+    multipart: Option<(WriteMultipart, ObjPath)>,
+}
+
+impl RemoteUpload {
+    fn start_multipart(&mut self) -> Result<()> {
+        let s = &self.shared;
+        let key = match &self.dest {
+            Some(k) => k.clone(),
+            None => s.join(&format!("tmp/upload-{}", random_name())),
+        };
+        s.traffic.request();
+        let upload = s
+            .block_on(s.store.put_multipart(&key))
+            .map_err(|e| s.error("start upload of", &key, e))?;
+        self.multipart = Some((WriteMultipart::new_with_chunk_size(upload, PART), key));
+        Ok(())
+    }
+}
+
+impl Upload for RemoteUpload {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.multipart.is_none() {
+            if self.buffer.len() + bytes.len() <= PART {
+                self.buffer.extend_from_slice(bytes);
+                return Ok(());
+            }
+            self.start_multipart()?;
+        }
+        let s = self.shared.clone();
+        let (w, key) = self.multipart.as_mut().expect("started above");
+        s.block_on(w.wait_for_capacity(PARTS_IN_FLIGHT))
+            .map_err(|e| s.error("upload", key, e))?;
+        // Parts are spawned on the runtime: enter it.
+        let _in_runtime = s.rt.enter();
+        if !self.buffer.is_empty() {
+            w.write(&std::mem::take(&mut self.buffer));
+        }
+        w.write(bytes);
+        s.traffic
+            .bytes_sent
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
+        let s = self.shared.clone();
+        let dest = s.key(self.kind, name);
+        if let Some(known) = &self.dest {
+            if *known != dest {
+                return Err(Error::Other(format!(
+                    "upload to {} finished as {}",
+                    s.describe(known),
+                    s.describe(&dest)
+                )));
+            }
+        }
+        let Some((w, key)) = self.multipart.take() else {
+            return put_whole(&s, &dest, std::mem::take(&mut self.buffer));
+        };
+        s.traffic.request();
+        s.block_on(w.finish())
+            .map_err(|e| s.error("finish upload of", &key, e))?;
+        if key != dest {
+            s.traffic.request();
+            s.block_on(s.store.copy(&key, &dest))
+                .map_err(|e| s.error("copy into place", &dest, e))?;
+            s.traffic.request();
+            // A leftover temporary only costs space.
+            let _ = s.block_on(s.store.delete(&key));
+        }
+        Ok(())
+    }
+
+    fn abandon(mut self: Box<Self>) {
+        if let Some((w, _)) = self.multipart.take() {
+            let _ = self.shared.block_on(w.abort());
+        }
+    }
+}
+
+/// A name for a temporary upload: no two writers pick the same.
+fn random_name() -> String {
+    let mut seed = [0u8; 16];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed));
+    let h = blake3::hash(
+        format!(
+            "{seed:?}{:?}{}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        )
+        .as_bytes(),
+    );
+    h.to_hex()[..32].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_print_back() {
+        for (url, want) in [
+            ("s3://bkt", "s3://bkt"),
+            ("s3://bkt/", "s3://bkt"),
+            ("s3://bkt/a/b/", "s3://bkt/a/b"),
+            ("file:///srv/snap", "file:///srv/snap"),
+        ] {
+            assert_eq!(RemoteUrl::parse(url).unwrap().to_string(), want);
+        }
+        for bad in ["s3://", "file://rel/path", "http://x", "s3://b/../x"] {
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
+        }
+        let err = RemoteUrl::parse("gs://bucket/p").unwrap_err().to_string();
+        assert!(err.contains("not built into"), "{err}");
+    }
+
+    /// Objects keep their local names under the prefix, and a listing
+    /// gives back the names `put` was given.
+    #[test]
+    fn file_remote_keeps_local_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = RemoteUrl::File {
+            path: dir.path().join("remote"),
+        };
+        let b = ObjectStoreBackend::connect(&url, true).unwrap();
+        b.put(Kind::Snapshot, "ab12", b"record").unwrap();
+        b.put(Kind::Snapshot, "ab12", b"record").unwrap();
+        b.replace(Kind::Tag, "run-1/best", b"id\n").unwrap();
+        let mut up = b.upload(Kind::Pack).unwrap();
+        up.write(&vec![7u8; PART + 10]).unwrap();
+        up.finish("cdef").unwrap();
+        assert!(dir.path().join("remote/snapshots/ab12").is_file());
+        assert!(dir.path().join("remote/refs/tags/run-1/best").is_file());
+        assert_eq!(
+            std::fs::metadata(dir.path().join("remote/packs/cd/cdef.pack"))
+                .unwrap()
+                .len(),
+            (PART + 10) as u64
+        );
+        assert_eq!(b.list(Kind::Pack).unwrap(), vec!["cdef"]);
+        assert_eq!(b.list(Kind::Tag).unwrap(), vec!["run-1/best"]);
+        let o = b.open(Kind::Pack, "cdef").unwrap();
+        assert_eq!(o.read_at(PART as u64, 10).unwrap(), vec![7u8; 10]);
+        assert!(o.read_at(PART as u64, 11).is_err());
+        assert!(is_not_found_err(
+            b.read(Kind::Snapshot, "ffff").unwrap_err()
+        ));
+        // Conditional tag writes: a stale expectation is a conflict.
+        let v = b.read_versioned(Kind::Tag, "run-1/best").unwrap().unwrap();
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id2\n", Some(&v)).unwrap(),
+            TagWrite::Written
+        );
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id3\n", Some(&v)).unwrap(),
+            TagWrite::Conflict
+        );
+        assert_eq!(
+            b.put_tag_if("run-1/best", b"id3\n", None).unwrap(),
+            TagWrite::Conflict
+        );
+    }
+
+    fn is_not_found_err(e: Error) -> bool {
+        super::super::is_not_found(&e)
+    }
+}
