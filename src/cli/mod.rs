@@ -63,6 +63,8 @@ enum Command {
     Prune(cmd::prune::Args),
     Check(cmd::check::Args),
     Reindex(cmd::reindex::Args),
+    #[command(hide = true)]
+    Locate(cmd::locate::Args),
     Completions(cmd::completions::Args),
     Man(cmd::man::Args),
 }
@@ -150,6 +152,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => cmd::prune::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Reindex(a) => cmd::reindex::run(&ctx, a),
+        Command::Locate(a) => cmd::locate::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run(&ctx, a),
         Command::Man(a) => cmd::man::run(&ctx, a),
     }
