@@ -65,6 +65,23 @@ class SnapFile(io.RawIOBase):
     def tell(self) -> int:
         return self._spool.tell() if self._spool is not None else self._pos
 
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to `size` bytes (all that is left if `size` is negative or None);
+        fewer only at the end of the file, as for a buffered file."""
+        if size is None or size < 0:
+            return self.readall()
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = self.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        del view
+        del buf[got:]
+        return bytes(buf)
+
     def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
         if self._spool is not None:
