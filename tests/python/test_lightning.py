@@ -1,0 +1,79 @@
+"""SnapCallback with a real Lightning Trainer: tiny model, 3 epochs, CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapstore import Repo
+
+torch = pytest.importorskip("torch")
+pl = pytest.importorskip("lightning.pytorch")
+
+from snapstore.lightning import SnapCallback  # noqa: E402
+
+
+class TinyRegressor(pl.LightningModule):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch: Any, _: int) -> Any:
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch: Any, _: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def loader(seed: int) -> Any:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 4, generator=g)
+    y = x.sum(dim=1, keepdim=True)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+
+
+def test_three_epochs_make_three_snapshots_with_the_best_tagged(
+    repo: Repo, workspace: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    snap = SnapCallback(monitor="val_loss", mode="min", repo=repo, session="lit")
+    checkpoints = pl.callbacks.ModelCheckpoint(
+        dirpath=workspace / "checkpoints", monitor="val_loss", save_top_k=1,
+        filename="{epoch}-{val_loss:.4f}",
+    )
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", devices=1, logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=workspace, callbacks=[snap, checkpoints],
+    )
+    trainer.fit(TinyRegressor(), loader(1), loader(2))
+
+    log = repo.log(session="lit")
+    assert [s.epoch for s in log] == [0, 1, 2]
+    assert all("val_loss" in s.metrics and s.step for s in log)
+    losses = [s.metrics["val_loss"] for s in log]
+    best = repo.show("lit/best")
+    assert best.metrics["val_loss"] == min(losses)
+
+    # Each snapshot holds the checkpoint written before it, even those
+    # Lightning deleted since (save_top_k=1).
+    for s in log:
+        names = [p for p in repo.show(s.id).paths if p.endswith(".ckpt")]
+        assert len(names) == 1, names
+    # The best snapshot holds its own epoch's checkpoint.
+    (best_ckpt,) = [p for p in best.paths if p.endswith(".ckpt")]
+    assert best_ckpt.startswith(f"checkpoints/epoch={best.epoch}-")
+    repo.restore("lit/best", target=tmp_path / "restored", paths=[best_ckpt])
+    loaded = torch.load(tmp_path / "restored" / best_ckpt, weights_only=False)
+    assert loaded["epoch"] == best.epoch
+    assert loaded["global_step"] == best.step
+    assert set(loaded["state_dict"]) == {"net.weight", "net.bias"}
