@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,34 @@ def test_three_epochs_make_three_snapshots_with_the_best_tagged(
     assert loaded["epoch"] == best.epoch
     assert loaded["global_step"] == best.step
     assert set(loaded["state_dict"]) == {"net.weight", "net.bias"}
+
+
+TRAIN_UNDER_RUN = """
+import lightning.pytorch as pl, torch, sys
+sys.path.insert(0, {tests!r})
+from test_lightning import TinyRegressor, loader
+from snapstore.lightning import SnapCallback
+torch.manual_seed(0)
+trainer = pl.Trainer(
+    max_epochs=2, accelerator="cpu", devices=1, logger=False,
+    enable_progress_bar=False, enable_model_summary=False,
+    callbacks=[SnapCallback(monitor="val_loss"), pl.callbacks.ModelCheckpoint(dirpath="ckpt")],
+)
+trainer.fit(TinyRegressor(), loader(1), loader(2))
+"""
+
+
+def test_under_snap_run_the_callback_joins_the_run(repo: Repo, workspace: Path) -> None:
+    script = TRAIN_UNDER_RUN.format(tests=str(Path(__file__).parent))
+    subprocess.run(
+        [repo._cli.binary, "run", "--session", "lit-run", "--best", "val_loss",
+         "--", sys.executable, "-c", script],
+        cwd=workspace, check=True, capture_output=True,
+    )
+    log = repo.log(session="lit-run")
+    epochs = [s.epoch for s in log if "val_loss" in s.metrics]
+    assert epochs == [0, 1]
+    assert log[0].labels.get("signal") == "archive" and "outcome" in log[-1].labels
+    assert repo.show("lit-run/best").metrics["val_loss"] == min(
+        s.metrics["val_loss"] for s in log if "val_loss" in s.metrics
+    )
