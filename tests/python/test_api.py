@@ -199,3 +199,18 @@ def test_damaged_pack_data_is_data_damaged(repo: Repo, workspace: Path) -> None:
     with pytest.raises(DataDamaged) as e:
         repo.read_bytes("latest", "a.bin")
     assert e.value.exit_code == 3
+
+
+def test_snap_bin_must_name_an_executable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from snapstore import find_snap_bin
+
+    monkeypatch.setenv("SNAP_BIN", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="SNAP_BIN"):
+        find_snap_bin()
+
+
+def test_metrics_accept_numpy_scalars_and_come_back_exactly(repo: Repo, workspace: Path) -> None:
+    np = pytest.importorskip("numpy")
+    write(workspace / "f", "x")
+    s = repo.commit(metrics={"acc": np.float32(0.67), "loss": np.float64(1 / 3)})
+    assert s.metrics == {"acc": float(np.float32(0.67)), "loss": 1 / 3}

@@ -64,3 +64,17 @@ def test_torch_load_reads_a_streamed_checkpoint(repo: Repo, workspace: Path) -> 
     fresh = make_model(3)
     fresh.load_state_dict(state)
     assert states_equal(fresh, model)
+
+
+def test_diff_with_tensors_names_the_changed_tensor(repo: Repo, workspace: Path) -> None:
+    state = {"frozen": torch.zeros(100), "trained": torch.ones(100)}
+    torch.save(state, workspace / "model.pt")
+    before = repo.commit()
+    state["trained"] = state["trained"] * 2
+    torch.save(state, workspace / "model.pt")
+    after = repo.commit()
+    (changed,) = repo.diff(before.id, after.id, tensors=True)["changed"]
+    assert changed["path"] == "model.pt"
+    assert [t["name"] for t in changed["tensors"]["changed"]] == ["trained"]
+    assert changed["tensors"]["unchanged"] == 1
+    assert "tensors" not in repo.diff(before.id, after.id)["changed"][0]
