@@ -5,8 +5,9 @@ written, so the callback only notes the epoch, step and metrics there and
 commits at the next hook that runs after the write: `on_train_epoch_end`
 (checkpoints saved at the end of validation), else the next
 `on_train_epoch_start`, or `on_train_end` (checkpoints saved at the end of
-the training epoch: `ModelCheckpoint` runs after other callbacks). So each
-snapshot holds the checkpoint it describes.
+the training epoch: `ModelCheckpoint` runs after other callbacks), or the
+next `on_train_batch_start` (checkpoints saved by a mid-epoch validation).
+So each snapshot holds the checkpoint it describes.
 
 Works under `snap run` (commits join its session) and alone (commits go to
 session `session`, by default `lightning-YYYYMMDD-HHMMSS`).
@@ -79,6 +80,10 @@ class SnapCallback(Callback):  # type: ignore[misc]
         self._flush()
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._flush()
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        # After a checkpoint saved mid-epoch (val_check_interval < 1).
         self._flush()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

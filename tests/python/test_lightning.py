@@ -110,3 +110,22 @@ def test_under_snap_run_the_callback_joins_the_run(repo: Repo, workspace: Path) 
     assert repo.show("lit-run/best").metrics["val_loss"] == min(
         s.metrics["val_loss"] for s in log if "val_loss" in s.metrics
     )
+
+
+def test_mid_epoch_validation_checkpoints_each_get_a_snapshot(repo: Repo, workspace: Path) -> None:
+    torch.manual_seed(0)
+    snap = SnapCallback(monitor="val_loss", repo=repo, session="mid")
+    checkpoints = pl.callbacks.ModelCheckpoint(
+        dirpath=workspace / "checkpoints", monitor="val_loss", save_top_k=-1,
+        filename="{epoch}-{step}",
+    )
+    trainer = pl.Trainer(
+        max_epochs=1, val_check_interval=0.5, accelerator="cpu", devices=1, logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=workspace, callbacks=[snap, checkpoints],
+    )
+    trainer.fit(TinyRegressor(), loader(1), loader(2))
+    log = repo.log(session="mid")
+    assert [(s.epoch, s.step) for s in log] == [(0, 2), (0, 4)]
+    # The first snapshot already holds the step-2 checkpoint.
+    assert "checkpoints/epoch=0-step=2.ckpt" in repo.show(log[0].id).paths

@@ -60,8 +60,8 @@ def test_a_killed_training_process_still_gets_its_final_snapshot(repo: Repo, wor
         "os._exit(9)  # no __exit__: the holder sees its stdin close\n"
     )
     subprocess.run([sys.executable, "-c", script], cwd=workspace, check=False)
-    # snap run finishes in the background once its holder exits.
-    for _ in range(100):
+    # snap run finishes in the background once its holder exits (at most 60 s).
+    for _ in range(600):
         end = [s for s in repo.log(session="exp4") if "outcome" in s.labels]
         if end:
             break
