@@ -60,7 +60,7 @@ class Cli:
         """Runs `snap ARGS --json` and decodes its output."""
         return json.loads(self.run(list(args) + ["--json"], ok_codes))
 
-    def popen(self, args: Sequence[str], **kwargs: Any) -> "subprocess.Popen[bytes]":
+    def popen(self, args: Sequence[str], **kwargs: Any) -> "subprocess.Popen[Any]":
         """Starts `snap ARGS` in the workspace; the caller owns the process."""
         return subprocess.Popen(self.argv(args), cwd=self.workspace, **kwargs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,12 +12,12 @@ from snapstore import CheckpointManager, Repo
 torch = pytest.importorskip("torch")
 
 
-def make_model(seed: int) -> "torch.nn.Module":
+def make_model(seed: int) -> Any:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
 
 
-def states_equal(a: "torch.nn.Module", b: "torch.nn.Module") -> bool:
+def states_equal(a: Any, b: Any) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 

@@ -17,7 +17,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from snapstore.lightning import SnapCallback  # noqa: E402
 
 
-class TinyRegressor(pl.LightningModule):  # type: ignore[misc]
+class TinyRegressor(pl.LightningModule):  # type: ignore[misc,name-defined]
     def __init__(self) -> None:
         super().__init__()
         self.net = torch.nn.Linear(4, 1)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 from snapstore.transformers import SnapCallback, latest_metrics  # noqa: E402
 
 
-class Pairs(torch.utils.data.Dataset):  # type: ignore[misc]
+class Pairs(torch.utils.data.Dataset):  # type: ignore[misc,name-defined]
     """Token sequences labelled by whether their first token is even."""
 
     def __init__(self, n: int, seed: int) -> None:
@@ -75,7 +75,7 @@ def test_two_saves_with_save_total_limit_1_are_both_restorable(
 
 
 def test_latest_metrics_merges_log_history_newest_last() -> None:
-    history = [
+    history: List[Dict[str, Any]] = [
         {"loss": 1.0, "learning_rate": 0.1, "epoch": 0.5, "step": 1},
         {"eval_loss": 0.9, "epoch": 0.5, "step": 1},
         {"loss": 0.8, "epoch": 1.0, "step": 2, "note": "text"},
