@@ -50,6 +50,7 @@ pub use error::{Error, Result};
 pub use format::config::ChunkerParams;
 pub use id::{ChunkId, PackId, SnapshotId, TreeId};
 pub use ops::commit::{CommitOptions, CommitSummary};
+pub use ops::prune::{PruneOptions, PrunePlan};
 pub use ops::restore::{Action, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
 pub use progress::{NoProgress, Progress};
 pub use repo::{ForgetReport, Imported, InitReport, LogEntry, Repo};

@@ -16,7 +16,8 @@ use crate::ops::commit::{self, CommitOptions, CommitSummary};
 use crate::ops::diff::{self, Diff};
 use crate::ops::forget;
 use crate::ops::import;
-use crate::ops::prune::{self, PrunePlan};
+use crate::ops::prune::{self, PruneOptions, PrunePlan};
+use crate::ops::repair::{self, RepairReport};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
 use crate::ops::retention::Policy;
 use crate::ops::stats::{self, Stats};
@@ -187,22 +188,34 @@ impl Repo {
     /// queries did not touch shows only there, and every snapshot row must
     /// hold the record of its id.
     fn lock(&mut self, what: &str) -> Result<WriterLock> {
+        Ok(self.lock_counting(what)?.0)
+    }
+
+    /// `lock`, also saying how many leftovers it removed from `tmp/`.
+    fn lock_counting(&mut self, what: &str) -> Result<(WriterLock, usize)> {
+        crate::store::failpoint::hit("repo:before-lock");
         for dir in self.layout.local_dirs() {
             if !dir.is_dir() {
                 durable::create_dir_durable(&dir)?;
             }
         }
         let lock = WriterLock::acquire(&self.layout.locks_dir(), what, self.lock_wait)?;
-        durable::clean_tmp(&self.layout.tmp_dir())?;
-        self.writable_index()?;
-        sync::sync(&self.layout, &mut self.index)?;
-        Ok(lock)
+        let removed = durable::clean_tmp(&self.layout.tmp_dir())?;
+        let take = if self.writable_index()? {
+            sync::Marked::Include
+        } else {
+            sync::Marked::Skip
+        };
+        sync::sync_with(&self.layout, &mut self.index, take)?;
+        Ok((lock, removed))
     }
 
     /// Makes `self.index` the index file, open for writing and sound: a
     /// reader's fallback (read-only or in memory) is replaced by the file,
     /// and a damaged file is rebuilt. Called with the writer lock held.
-    fn writable_index(&mut self) -> Result<()> {
+    /// Returns true if the index was created anew (the sync that follows
+    /// then takes in every pack, marked ones included: `sync::Marked`).
+    fn writable_index(&mut self) -> Result<bool> {
         let path = self.layout.index();
         let damage = match self.index.backing() {
             Backing::File => match self.index.damage()? {
@@ -214,7 +227,7 @@ impl Repo {
             _ => None,
         };
         if self.index.backing() == Backing::File && damage.is_none() {
-            return Ok(());
+            return Ok(false);
         }
         if damage.is_some() {
             // Release the file before deleting it; the sync that follows
@@ -223,9 +236,9 @@ impl Repo {
             Index::delete_files(&path)?;
         }
         // Deletes and rebuilds a damaged index or one of another schema.
-        let (index, _) = Index::open(&path)?;
+        let (index, created) = Index::open(&path)?;
         self.index = index;
-        Ok(())
+        Ok(created)
     }
 
     pub fn commit(
@@ -326,10 +339,11 @@ impl Repo {
         progress: &dyn Progress,
     ) -> Result<RestoreSummary> {
         let (id, snap) = self.resolve(rev)?;
+        crate::store::failpoint::hit("restore:after-resolve");
         let packs = PackFiles::new(&self.layout);
         opts.protect = Some(self.layout.root().to_path_buf());
         let plan = restore::plan(&self.index, &packs, &snap.root, &id.short(), &opts)?;
-        let summary = restore::apply(plan, &packs, progress)?;
+        let summary = restore::apply(plan, &self.index, &packs, progress)?;
         let appeared = summary
             .appeared
             .iter()
@@ -430,9 +444,11 @@ impl Repo {
         Ok(journal)
     }
 
-    /// Deletes packs no snapshot needs and repacks mostly-unused ones.
-    pub fn prune(&mut self, dry_run: bool, progress: &dyn Progress) -> Result<PrunePlan> {
-        let _lock = if dry_run {
+    /// Marks packs no snapshot needs (deleting them once the grace period
+    /// has passed since their mark) and repacks mostly-unused ones
+    /// (`ops::prune`).
+    pub fn prune(&mut self, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
+        let _lock = if opts.dry_run {
             None
         } else {
             Some(self.lock("prune")?)
@@ -444,13 +460,14 @@ impl Repo {
             .into_iter()
             .map(|(_, s)| s.root)
             .collect();
-        let plan = prune::plan(&self.layout, &self.index, &roots)?;
-        if !dry_run {
+        let plan = prune::plan(&self.layout, &self.index, &roots, opts)?;
+        if !opts.dry_run {
             prune::apply(
                 self.config.pack_target_size,
                 &self.layout,
                 &mut self.index,
                 &plan,
+                opts.now_ns,
                 progress,
             )?;
         }
@@ -493,7 +510,31 @@ impl Repo {
         SessionLock::acquire(&self.layout.locks_dir(), session)
     }
 
-    /// Deletes the index and rebuilds it from packs, snapshots and refs.
+    /// `snap check --repair` (`ops::repair`): under the writer lock, removes
+    /// orphan temporaries, rebuilds the index, marks packs no snapshot
+    /// references (deleting marked ones whose grace period in `opts` has
+    /// passed), then checks; never deletes a snapshot record.
+    pub fn repair(
+        &mut self,
+        opts: &PruneOptions,
+        read_data: bool,
+        progress: &dyn Progress,
+    ) -> Result<RepairReport> {
+        let (_lock, removed) = self.lock_counting("check --repair")?;
+        let report = repair::repair(
+            &self.layout,
+            &self.config,
+            &mut self.index,
+            removed,
+            opts,
+            read_data,
+            progress,
+        )?;
+        self.damaged = report.reindex.damaged.clone();
+        Ok(report)
+    }
+
+    /// Rebuilds the index from packs, snapshots and refs and swaps it in.
     pub fn reindex(&mut self) -> Result<SyncReport> {
         let _lock = self.lock("reindex")?;
         sync::reindex(&self.layout, &mut self.index)
@@ -509,8 +550,9 @@ impl Repo {
 fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
     let path = layout.index();
     let mut notes = Vec::new();
-    let mut index = match Index::open_shared(&path) {
-        Ok((index, _)) => index,
+    // An index built from nothing takes in every pack (`sync::Marked`).
+    let (mut index, fresh) = match Index::open_shared(&path) {
+        Ok(opened) => opened,
         Err(e) if index::is_damaged(&e) => {
             notes.push(format!(
                 "index {} cannot be used ({e}); this command works from an index built in \
@@ -518,15 +560,20 @@ fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
                  reindex`) rebuilds the file",
                 path.display()
             ));
-            Index::in_memory(&path)?
+            (Index::in_memory(&path)?, true)
         }
-        Err(e) if index::cannot_write(&e) => Index::in_memory(&path)?,
+        Err(e) if index::cannot_write(&e) => (Index::in_memory(&path)?, true),
         Err(e) => return Err(e),
     };
-    let report = match sync::sync(layout, &mut index) {
+    let take = if fresh {
+        sync::Marked::Include
+    } else {
+        sync::Marked::Skip
+    };
+    let report = match sync::sync_with(layout, &mut index, take) {
         Err(e) if index.backing() != Backing::Memory && index::cannot_write(&e) => {
             index = index.copy_to_memory()?;
-            sync::sync(layout, &mut index)?
+            sync::sync_with(layout, &mut index, take)?
         }
         Err(e) if index.backing() != Backing::Memory && index::is_damaged(&e) => {
             notes.push(format!(
@@ -536,7 +583,7 @@ fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
                 path.display()
             ));
             index = Index::in_memory(&path)?;
-            sync::sync(layout, &mut index)?
+            sync::sync_with(layout, &mut index, sync::Marked::Include)?
         }
         other => other?,
     };

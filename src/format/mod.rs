@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod journal;
+pub mod mark;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -3,6 +3,12 @@
 //! indexed in a pack that exists. `read_data` also reads every pack byte,
 //! decodes and verifies every blob, and names the files and snapshots each
 //! damaged chunk hurts.
+//!
+//! Check takes no lock, so a commit, forget or prune may run meanwhile: a
+//! pack deleted since it was listed is not damage (the blobs the snapshots
+//! need were moved first), a pack that appeared since is checked when a
+//! chunk is found in it (and read with `read_data`), and a snapshot that
+//! was forgotten while check ran is left out of the report.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -21,12 +27,15 @@ use crate::ops::walk::Trees;
 use crate::progress::Progress;
 use crate::store::index::{BlobLoc, Index};
 use crate::store::read::{self, PackFiles};
-use crate::store::{audit, packs, refs, snapshots, Layout};
+use crate::store::{audit, failpoint, packs, refs, snapshots, Layout};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CheckReport {
     pub snapshots: usize,
     pub packs: usize,
+    /// Of `packs`, those marked for deletion by prune (not in the index,
+    /// deleted by a prune once their grace period has passed).
+    pub packs_marked: usize,
     pub chunks_checked: u64,
     pub bytes_read: u64,
     /// Problems, one sentence each.
@@ -63,8 +72,10 @@ pub fn check(
     let pack_files = PackFiles::new(layout);
     let on_disk = packs::list_packs(layout)?;
     report.packs = on_disk.len();
+    report.packs_marked = packs::list_marked(layout)?.len();
+    failpoint::hit("check:before-audit");
     let trailers = check_trailers(&pack_files, &on_disk, &mut report);
-    let trailer_ok: HashSet<PackId> = trailers
+    let mut trailer_ok: HashSet<PackId> = trailers
         .iter()
         .filter(|(_, t)| t.is_some())
         .map(|(id, _)| *id)
@@ -75,13 +86,14 @@ pub fn check(
     report.errors.extend(audit.problems);
     let snapshots = audit.snapshots;
     report.snapshots = snapshots.len();
+    failpoint::hit("check:after-listing");
     let mut chunks = Chunks::default();
     let walked = check_snapshots(
         layout,
         index,
         &pack_files,
         &snapshots,
-        &trailer_ok,
+        &mut trailer_ok,
         &mut chunks,
         &mut report,
     )?;
@@ -95,8 +107,16 @@ pub fn check(
             &mut chunks,
             &mut report,
         )?;
+        // Packs written since the listing (a concurrent prune's copies).
+        let seen: HashSet<PackId> = on_disk.iter().copied().collect();
+        let new: Vec<PackId> = packs::list_packs(layout)?
+            .into_iter()
+            .filter(|p| !seen.contains(p))
+            .collect();
+        read_every_pack(index, &pack_files, &new, progress, &mut chunks, &mut report)?;
     }
     name_damaged_files(&walked, &chunks, &mut report);
+    leave_out_forgotten(index, &snapshots, &mut report)?;
     // Bases of float deltas are in use too: prune keeps them.
     let (_, _, stored) = index.data_totals()?;
     let ids: Vec<ChunkId> = chunks.used.iter().copied().collect();
@@ -118,7 +138,7 @@ struct Chunks {
 }
 
 /// The trailer of every pack on disk (`None` where it does not read, which
-/// is reported).
+/// is reported; a pack deleted since it was listed is left out).
 fn check_trailers(
     pack_files: &PackFiles,
     on_disk: &[PackId],
@@ -130,6 +150,7 @@ fn check_trailers(
             Ok(t) => {
                 trailers.insert(*id, Some(t));
             }
+            Err(e) if read::is_gone(&e) => {}
             Err(e) => {
                 report.errors.push(format!("pack {}: {e}", id.short()));
                 trailers.insert(*id, None);
@@ -147,6 +168,39 @@ struct Walked {
     roots: Vec<(SnapshotId, TreeId)>,
 }
 
+/// True if pack `id`'s trailer was read, or reads now (a pack written since
+/// check listed the packs).
+fn trailer_reads(pack_files: &PackFiles, trailer_ok: &mut HashSet<PackId>, id: &PackId) -> bool {
+    if !trailer_ok.contains(id) && pack_files.read_trailer(id).is_ok() {
+        trailer_ok.insert(*id);
+    }
+    trailer_ok.contains(id)
+}
+
+/// Snapshots forgotten while check ran (their files gone, their data perhaps
+/// pruned) are not damage: their problems are left out.
+fn leave_out_forgotten(
+    index: &Index,
+    snapshots: &[(SnapshotId, Snapshot)],
+    report: &mut CheckReport,
+) -> Result<()> {
+    let live = index.snapshot_ids()?;
+    let gone: Vec<String> = snapshots
+        .iter()
+        .filter(|(id, _)| !live.contains(id))
+        .map(|(id, _)| id.short())
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    report.damaged_files.retain(|d| !gone.contains(&d.snapshot));
+    report
+        .errors
+        .retain(|e| !gone.iter().any(|g| e.starts_with(&format!("snapshot {g}"))));
+    report.snapshots -= gone.len();
+    Ok(())
+}
+
 /// Snapshot records, their trees, and whether every chunk they need is
 /// indexed in a readable pack (with a usable base). Every distinct tree is
 /// read once (`walk::Trees`), so a subtree shared by many directories or
@@ -157,7 +211,7 @@ fn check_snapshots(
     index: &Index,
     pack_files: &PackFiles,
     snapshots: &[(SnapshotId, Snapshot)],
-    trailer_ok: &HashSet<PackId>,
+    trailer_ok: &mut HashSet<PackId>,
     chunks: &mut Chunks,
     report: &mut CheckReport,
 ) -> Result<Walked> {
@@ -191,7 +245,9 @@ fn check_snapshots(
                     if let Some(l) = &loc {
                         chunks.raw_len.insert(*c, l.raw_len);
                     }
-                    if let Some((why, also_an_error)) = chunk_problem(index, trailer_ok, loc)? {
+                    if let Some((why, also_an_error)) =
+                        chunk_problem(index, pack_files, trailer_ok, loc)?
+                    {
                         if also_an_error {
                             report.errors.push(format!("chunk {}: {why}", c.short()));
                         }
@@ -236,16 +292,17 @@ fn check_snapshots(
 /// than one already reported for its pack.
 fn chunk_problem(
     index: &Index,
-    trailer_ok: &HashSet<PackId>,
+    pack_files: &PackFiles,
+    trailer_ok: &mut HashSet<PackId>,
     loc: Option<BlobLoc>,
 ) -> Result<Option<(String, bool)>> {
     Ok(match loc {
         None => Some(("missing from every pack".into(), false)),
-        Some(loc) if !trailer_ok.contains(&loc.pack) => Some((
+        Some(loc) if !trailer_reads(pack_files, trailer_ok, &loc.pack) => Some((
             format!("its pack {} is damaged or missing", loc.pack.short()),
             false,
         )),
-        Some(loc) => base_problem(index, trailer_ok, loc.base)?.map(|why| (why, true)),
+        Some(loc) => base_problem(index, pack_files, trailer_ok, loc.base)?.map(|why| (why, true)),
     })
 }
 
@@ -299,6 +356,9 @@ fn read_every_pack(
                     chunks.bad.entry(chunk).or_insert(why);
                 }
             }
+            // Deleted since it was listed, by a prune that moved what is
+            // still needed first.
+            Err(e) if read::is_gone(&e) => {}
             Err(e) => report.errors.push(format!("pack {}: {e}", id.short())),
         }
     }
@@ -387,7 +447,8 @@ fn name_damaged_files(walked: &Walked, chunks: &Chunks, report: &mut CheckReport
 /// in a readable pack, and not a delta itself.
 fn base_problem(
     index: &Index,
-    trailer_ok: &HashSet<PackId>,
+    pack_files: &PackFiles,
+    trailer_ok: &mut HashSet<PackId>,
     base: Option<ChunkId>,
 ) -> Result<Option<String>> {
     let Some(base) = base else { return Ok(None) };
@@ -396,7 +457,7 @@ fn base_problem(
         None => Some(format!(
             "its float-delta base {b} is missing from every pack"
         )),
-        Some(l) if !trailer_ok.contains(&l.pack) => Some(format!(
+        Some(l) if !trailer_reads(pack_files, trailer_ok, &l.pack) => Some(format!(
             "its float-delta base {b} is in pack {}, which is damaged or missing",
             l.pack.short()
         )),

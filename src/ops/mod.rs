@@ -11,6 +11,7 @@ pub mod forget;
 pub mod import;
 pub mod pathspec;
 pub mod prune;
+pub mod repair;
 pub mod resolve;
 pub mod restore;
 pub mod retention;

@@ -38,6 +38,7 @@ use std::time::Duration;
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::ops::commit::{now_ns, CommitOptions};
+use crate::ops::prune::PruneOptions;
 use crate::ops::retention::{self, Policy};
 use crate::progress::{NoProgress, Progress};
 use crate::repo::Repo;
@@ -382,7 +383,7 @@ impl Runner<'_> {
                     });
                 }
                 self.report.forgotten = self.report.forgotten_snapshots.len();
-                match self.repo.prune(false, &NoProgress) {
+                match self.repo.prune(&PruneOptions::new(now_ns()), &NoProgress) {
                     Ok(p) => self.report.bytes_freed = p.bytes_freed(),
                     Err(e) => self.report.errors.push(format!("prune: {e}")),
                 }

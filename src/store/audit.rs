@@ -14,7 +14,7 @@ use crate::format::pack::{PackEntry, PackKind};
 use crate::format::snapshot::Snapshot;
 use crate::id::{PackId, SnapshotId};
 use crate::store::index::Index;
-use crate::store::{packs, refs, snapshots, Layout};
+use crate::store::{lock, packs, refs, snapshots, Layout};
 
 const REINDEX: &str = "`snap reindex` rebuilds the index from the files";
 
@@ -38,7 +38,14 @@ pub struct Audit {
 /// disagreement for a moment. So when the first comparison finds any, it is
 /// made again from fresh listings and trailers, and only what both found is
 /// reported: damage stays, a writer's step does not.
+///
+/// A writer's step can also outlast both comparisons (a commit's packs and
+/// record are in place long before its index transaction). So while the
+/// writer lock is held, around either comparison, a row without its file or
+/// a file without its row is what that writer is doing, and is left out; a
+/// row that disagrees with its file is reported all the same.
 pub fn audit(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audit> {
+    let busy_before = lock::writer_active(&layout.locks_dir());
     let first = compare(layout, index, trailers)?;
     if first.problems.is_empty() {
         return Ok(first);
@@ -47,15 +54,29 @@ pub fn audit(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audi
     for id in packs::list_packs(layout)? {
         fresh.insert(id, packs::read_trailer(layout, &id).ok());
     }
+    let busy_between = lock::writer_active(&layout.locks_dir());
     let second = compare(layout, index, &fresh)?.problems;
+    let busy = busy_before || busy_between || lock::writer_active(&layout.locks_dir());
     Ok(Audit {
         snapshots: first.snapshots,
         problems: first
             .problems
             .into_iter()
-            .filter(|p| second.contains(p))
+            .filter(|p| second.contains(p) && !(busy && is_presence(p)))
             .collect(),
     })
+}
+
+/// True for a disagreement about presence only (a row without its file, a
+/// file without its row), which a running writer explains.
+fn is_presence(problem: &str) -> bool {
+    [
+        " is not in the index;",
+        "is in the index but its file is not",
+        "has no readable tag file",
+    ]
+    .iter()
+    .any(|p| problem.contains(p))
 }
 
 /// One comparison of every row with its file.
@@ -67,7 +88,7 @@ fn compare(layout: &Layout, index: &Index, trailers: &Trailers) -> Result<Audit>
     }
     let snapshots = audit_snapshots(layout, index, &mut problems)?;
     audit_tags(layout, index, &mut problems)?;
-    audit_packs(index, trailers, &mut problems)?;
+    audit_packs(layout, index, trailers, &mut problems)?;
     Ok(Audit {
         snapshots,
         problems,
@@ -171,7 +192,12 @@ fn audit_tags(layout: &Layout, index: &Index, problems: &mut Vec<String>) -> Res
 }
 
 /// Pack rows and their blob rows against the trailers.
-fn audit_packs(index: &Index, trailers: &Trailers, problems: &mut Vec<String>) -> Result<()> {
+fn audit_packs(
+    layout: &Layout,
+    index: &Index,
+    trailers: &Trailers,
+    problems: &mut Vec<String>,
+) -> Result<()> {
     let rows: BTreeMap<PackId, (PackKind, u64)> = index
         .packs()?
         .into_iter()
@@ -194,8 +220,10 @@ fn audit_packs(index: &Index, trailers: &Trailers, problems: &mut Vec<String>) -
             }
         }
     }
+    // Packs prune marked for deletion are out of the index on purpose.
+    let marked: HashSet<PackId> = packs::list_marked(layout)?.into_iter().collect();
     for (id, trailer) in trailers {
-        if trailer.is_some() && !rows.contains_key(id) {
+        if trailer.is_some() && !rows.contains_key(id) && !marked.contains(id) {
             problems.push(format!(
                 "index: pack {} is not in the index; {REINDEX}",
                 id.short()

@@ -655,6 +655,35 @@ impl Index {
             .collect()
     }
 
+    /// Replaces every row of this index with those of the index at `path`
+    /// (one `reindex` built), in one transaction: a reader or writer with
+    /// the index open sees the old rows or the new ones, never a mix, an
+    /// empty index or a missing file. (Renaming a new file over it would
+    /// not do: connections that have it open keep its WAL and shared-memory
+    /// files, which a new file at the same path would inherit.)
+    pub fn replace_from(&mut self, path: &Path) -> Result<()> {
+        let name = path.to_str().ok_or_else(|| {
+            Error::invalid(
+                "index path",
+                path.display().to_string(),
+                "is not UTF-8, which SQLite's ATTACH needs",
+            )
+        })?;
+        self.sql().execute("ATTACH DATABASE ?1 AS fresh", [name])?;
+        let copied = self.transaction(|tx| {
+            for table in ["packs", "blobs", "snapshots", "tags", "statcache"] {
+                tx.sql.execute(&format!("DELETE FROM main.{table}"), [])?;
+                tx.sql.execute(
+                    &format!("INSERT INTO main.{table} SELECT * FROM fresh.{table}"),
+                    [],
+                )?;
+            }
+            Ok(())
+        });
+        let detached = self.sql().execute("DETACH DATABASE fresh", []);
+        copied.and(detached)
+    }
+
     /// Sums over indexed data blobs: `(count, raw bytes, stored bytes)`.
     pub fn data_totals(&self) -> Result<(u64, u64, u64)> {
         let totals = self.sql().row(

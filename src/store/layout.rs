@@ -58,7 +58,7 @@ impl Layout {
         self.root.join("tmp")
     }
 
-    /// The index `snap reindex` keeps open while it deletes the real one.
+    /// The index `snap reindex` builds before it swaps its rows in.
     pub fn reindex_scratch(&self) -> PathBuf {
         self.tmp_dir().join("reindex.sqlite")
     }

@@ -26,6 +26,24 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .ctx("open lock file", path)
 }
 
+/// True if a writer holds the writer lock at this moment (a shared `flock`
+/// on `locks/writer` cannot be had; taken and released at once if it can).
+/// False when it cannot be told (no lock file, an error): callers use it
+/// only to leave out what a running writer explains.
+pub fn writer_active(locks_dir: &Path) -> bool {
+    let Ok(file) = File::open(locks_dir.join("writer")) else {
+        return false;
+    };
+    match FileExt::try_lock_shared(&file) {
+        Ok(true) => {
+            let _ = FileExt::unlock(&file);
+            false
+        }
+        Ok(false) => true,
+        Err(_) => false,
+    }
+}
+
 /// Held while a writer runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {

@@ -1,11 +1,17 @@
-//! Writing and reading pack files.
+//! Writing, reading, marking and deleting pack files.
 //!
 //! A `PackWriter` streams blobs into a backend upload (a temporary file
 //! under `tmp/` for the local directory), hashing as it goes; `finish`
 //! appends the trailer and makes the pack durable and visible as
 //! `packs/XX/ID.pack`. Only then may anything refer to its blobs.
+//!
+//! Deletion has two phases (`ops::prune`): a pack is first *marked*
+//! (`packs/XX/ID.doomed`, `format::mark`) and dropped from the index, and
+//! only a later prune, after the grace period, deletes it and then its
+//! mark. The index sync never takes a marked pack back in.
 
 use crate::error::{Error, Result};
+use crate::format::mark::{self, PackMark};
 use crate::format::pack::{self, Codec, PackEntry, PackKind, FOOTER_LEN, HEADER_LEN};
 use crate::id::{ChunkId, PackId};
 use std::path::Path;
@@ -83,13 +89,19 @@ impl PackWriter {
     }
 
     /// Writes the trailer and makes the pack durable and visible in the
-    /// backend of `_layout`, the one it was created in (the upload already
-    /// knows it).
-    pub fn finish(mut self, _layout: &Layout) -> Result<FinishedPack> {
+    /// backend of `layout`, the one it was created in (the upload already
+    /// knows it), and removes a deletion mark of the same pack.
+    pub fn finish(mut self, layout: &Layout) -> Result<FinishedPack> {
         let trailer = pack::encode_trailer(&self.entries);
         self.write(&trailer)?;
         let id = PackId::from_hasher(&self.hasher);
         self.out.finish(&id.to_hex())?;
+        // Packs are named by their content: this may be a pack a prune
+        // marked, written again. It is live now, so the mark goes before
+        // anything refers to its blobs.
+        if layout.backend().exists(Kind::Mark, &id.to_hex()) {
+            unmark(layout, &[&id])?;
+        }
         Ok(FinishedPack {
             id,
             kind: self.kind,
@@ -157,11 +169,66 @@ pub fn list_packs(layout: &Layout) -> Result<Vec<PackId>> {
 }
 
 /// Deletes packs (a missing one is already deleted), calling `between`
-/// after each, and makes the deletions durable.
+/// after each, and makes the deletions durable; then removes their marks
+/// (durably too). A crash in between leaves marks without packs, which the
+/// next prune removes.
 pub fn delete(layout: &Layout, ids: &[&PackId], mut between: impl FnMut()) -> Result<()> {
     for id in ids {
         layout.backend().delete(Kind::Pack, &id.to_hex())?;
         between();
     }
+    layout.backend().sync()?;
+    unmark(layout, ids)
+}
+
+/// Marks pack `id` for deletion at `now_ns` (replacing an older mark):
+/// durable on return.
+pub fn mark(layout: &Layout, id: &PackId, now_ns: i64) -> Result<()> {
+    let record = PackMark {
+        pack: *id,
+        marked_ns: now_ns,
+    };
+    layout
+        .backend()
+        .replace(Kind::Mark, &id.to_hex(), &record.encode())
+}
+
+/// Removes the marks of `ids` (a missing one is already removed), durably.
+pub fn unmark(layout: &Layout, ids: &[&PackId]) -> Result<()> {
+    for id in ids {
+        layout.backend().delete(Kind::Mark, &id.to_hex())?;
+    }
     layout.backend().sync()
+}
+
+/// Every pack that has a deletion mark, by the id its name gives.
+pub fn list_marked(layout: &Layout) -> Result<Vec<PackId>> {
+    let names = layout.backend().list(Kind::Mark)?;
+    let mut out: Vec<PackId> = names.iter().filter_map(|n| PackId::from_hex(n)).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads the mark of pack `id`. Errors name the mark's file.
+pub fn read_mark(layout: &Layout, id: &PackId) -> Result<PackMark> {
+    let name = id.to_hex();
+    let bytes = layout.backend().read(Kind::Mark, &name)?;
+    if bytes.len() > mark::MAX_LEN {
+        return Err(Error::corrupt(
+            locate_mark(layout, id).display().to_string(),
+            "too long for a pack deletion mark",
+        ));
+    }
+    PackMark::decode(&bytes, id)
+        .map_err(|e| Error::corrupt(locate_mark(layout, id).display().to_string(), e.to_string()))
+}
+
+/// Where the mark of pack `id` is kept, for messages.
+pub fn locate_mark(layout: &Layout, id: &PackId) -> std::path::PathBuf {
+    layout.backend().locate(Kind::Mark, &id.to_hex())
+}
+
+/// True if pack `id`'s file exists.
+pub fn exists(layout: &Layout, id: &PackId) -> bool {
+    layout.backend().exists(Kind::Pack, &id.to_hex())
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::id::{PackId, SnapshotId};
 use crate::store::backend::{is_not_found, Kind};
-use crate::store::index::Index;
+use crate::store::index::{self, Index};
 use crate::store::packs::{self, FinishedPack};
 use crate::store::{durable, failpoint, refs, snapshots, Layout};
 
@@ -34,6 +34,18 @@ impl SyncReport {
     }
 }
 
+/// Which packs marked for deletion a sync takes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// None: prune dropped them from the index on purpose (every sync of an
+    /// index that is kept up to date).
+    Skip,
+    /// All: an index built from nothing (a new or rebuilt one) cannot know
+    /// which were dropped, and a marked pack may hold blobs a snapshot
+    /// needs again. The next prune marks anew those nothing needs.
+    Include,
+}
+
 /// Adds what is on disk but missing from the index and drops what is gone.
 ///
 /// Readers run this too, without the writer lock, so it never removes a row
@@ -49,7 +61,19 @@ impl SyncReport {
 /// it is gone for good, not yet to come. A tag row whose file is there but
 /// cannot be read (replaced by a directory, say) is kept, so it still
 /// protects its snapshot, and is named in `damaged`.
+///
+/// A pack marked for deletion (`Marked::Skip`) is not taken in, and that too
+/// is decided again inside the transaction: prune makes its marks durable
+/// before its own transaction drops the packs, so a sync that read a pack's
+/// trailer before the mark and writes after the prune does not put it back.
+/// A file that is gone by the time it is read (a prune or forget deleted it
+/// since the listing) is gone, not damaged.
 pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
+    sync_with(layout, index, Marked::Skip)
+}
+
+/// `sync`, taking in packs marked for deletion or not.
+pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<SyncReport> {
     let mut report = SyncReport::default();
 
     // The files first, then the index: a commit in between is in the index
@@ -60,10 +84,16 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     failpoint::hit("sync:listed");
 
     let indexed = index.pack_ids()?;
+    let skip_marked = take == Marked::Skip;
+    let marked: HashSet<PackId> = match take {
+        Marked::Skip => packs::list_marked(layout)?.into_iter().collect(),
+        Marked::Include => HashSet::new(),
+    };
+    failpoint::hit("sync:after-listing");
     let disk_ids: HashSet<PackId> = on_disk.iter().copied().collect();
     let mut new_packs = Vec::new();
     for id in &on_disk {
-        if indexed.contains(id) {
+        if indexed.contains(id) || marked.contains(id) {
             continue;
         }
         match packs::read_trailer(layout, id) {
@@ -73,6 +103,8 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
                 size,
                 entries,
             }),
+            // Deleted since the listing (by a prune): gone, not damaged.
+            Err(e) if is_not_found(&e) => {}
             Err(e) => report
                 .damaged
                 .push(format!("{}: {e}", packs::locate(layout, id).display())),
@@ -92,6 +124,8 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
         }
         match snapshots::read(layout, id) {
             Ok((snap, bytes)) => new_snaps.push((*id, snap, bytes)),
+            // Deleted since the listing (by a forget): gone, not damaged.
+            Err(e) if is_not_found(&e) => {}
             Err(e) => report
                 .damaged
                 .push(format!("{}: {e}", snapshots::locate(layout, id).display())),
@@ -119,10 +153,13 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
     if !changes {
         return Ok(report);
     }
+    failpoint::hit("sync:before-transaction");
     let applied = index.transaction_immediate(|tx| {
         let mut applied = SyncReport::default();
         // Decided again under SQLite's write lock: see the function's docs.
-        for p in new_packs.iter().filter(|p| !pack_gone(layout, &p.id)) {
+        let left_out = |id: &PackId| skip_marked && pack_marked(layout, id);
+        let take_in = |id: &PackId| !pack_gone(layout, id) && !left_out(id);
+        for p in new_packs.iter().filter(|p| take_in(&p.id)) {
             tx.insert_pack(p)?;
             applied.packs_added += 1;
         }
@@ -165,6 +202,11 @@ pub fn sync(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
 /// open it keeps its rows).
 fn pack_gone(layout: &Layout, id: &PackId) -> bool {
     matches!(layout.backend().open(Kind::Pack, &id.to_hex()), Err(e) if is_not_found(&e))
+}
+
+/// True if pack `id` has a deletion mark.
+fn pack_marked(layout: &Layout, id: &PackId) -> bool {
+    layout.backend().exists(Kind::Mark, &id.to_hex())
 }
 
 /// True only if snapshot `id`'s file is certainly gone.
@@ -307,17 +349,32 @@ pub fn verify_complete(layout: &Layout, index: &Index, op: &'static str) -> Resu
     })
 }
 
-/// Deletes the index and rebuilds it from packs, snapshots and refs (`snap
-/// reindex`; the caller holds the writer lock). `index` is the open index,
-/// replaced by the rebuilt one.
+/// Rebuilds the index from packs (marked ones included, see `Marked`),
+/// snapshots and refs (`snap reindex`; the caller holds the writer lock, so
+/// no other writer runs). The new index is built in `tmp/` and swapped in
+/// with one transaction (`Index::replace_from`), so readers and writers that
+/// have the index open, or open it meanwhile, never find it missing, empty
+/// or half built. Only an index too damaged to take the new rows is deleted
+/// and replaced by the new file.
 pub fn reindex(layout: &Layout, index: &mut Index) -> Result<SyncReport> {
-    // Replace the open connection before deleting its files.
-    let (scratch, _) = Index::open(&layout.reindex_scratch())?;
-    drop(std::mem::replace(index, scratch));
-    Index::delete_files(&layout.index())?;
-    let (mut fresh, _) = Index::open(&layout.index())?;
-    let report = sync(layout, &mut fresh)?;
-    *index = fresh;
+    let scratch = layout.reindex_scratch();
+    Index::delete_files(&scratch)?;
+    let (mut fresh, _) = Index::open(&scratch)?;
+    let report = sync_with(layout, &mut fresh, Marked::Include)?;
+    // Closing the last connection folds its WAL into the file.
+    drop(fresh);
+    failpoint::hit("reindex:before-swap");
+    match index.replace_from(&scratch) {
+        Ok(()) => Index::delete_files(&scratch)?,
+        Err(e) if index::is_damaged(&e) => {
+            let (placeholder, _) = Index::open(&layout.tmp_dir().join("reindex-old.sqlite"))?;
+            drop(std::mem::replace(index, placeholder));
+            Index::delete_files(&layout.index())?;
+            durable::rename_durable(&scratch, &layout.index())?;
+            *index = Index::open(&layout.index())?.0;
+        }
+        Err(e) => return Err(e),
+    }
     durable::clean_tmp(&layout.tmp_dir())?;
     Ok(report)
 }

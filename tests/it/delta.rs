@@ -198,7 +198,7 @@ fn prune_keeps_the_bases_that_kept_deltas_need() {
     ws.ok(&["forget", "--keep-sessions", "1"]);
     let reclaimable = ws.json(&["check"])["unreferenced_bytes"].as_u64().unwrap();
     let before = pack_bytes(&ws.repo());
-    let p = ws.json(&["prune"]);
+    let p = ws.json(&["prune", "--delete-now"]);
     let after = pack_bytes(&ws.repo());
     assert!(
         before - after >= 5 << 20,
@@ -212,7 +212,7 @@ fn prune_keeps_the_bases_that_kept_deltas_need() {
     ws.ok(&["check", "--read-data"]);
     // A second prune finds nothing more to remove, and check agrees: the
     // bases are in use, not reclaimable.
-    ws.ok(&["prune"]);
+    ws.ok(&["prune", "--delete-now"]);
     assert_eq!(pack_bytes(&ws.repo()), after);
     assert_eq!(ws.json(&["check"])["unreferenced_bytes"], 0);
     // Before the prune, check counted as reclaimable only what was freed

@@ -20,7 +20,9 @@ use snapstore::ops::retention::Policy;
 use snapstore::store::backend::MemoryBackend;
 use snapstore::store::{config as store_config, Layout};
 use snapstore::workspace::{Workspace, WorkspaceConfig};
-use snapstore::{ChunkerParams, CommitOptions, NoProgress, Repo, RestoreOptions, SnapshotId};
+use snapstore::{
+    ChunkerParams, CommitOptions, NoProgress, PruneOptions, Repo, RestoreOptions, SnapshotId,
+};
 
 use crate::util::Rng;
 
@@ -299,6 +301,15 @@ fn a_forget_that_loses_power_at_any_write_forgets_nothing_silently() {
     assert!(points >= 5, "only {points} write points");
 }
 
+/// A prune that deletes what it marks at once, so that every deletion is
+/// among the write points.
+fn delete_now() -> PruneOptions {
+    PruneOptions {
+        delete_now: true,
+        ..PruneOptions::new(10 * DAY_NS)
+    }
+}
+
 #[test]
 fn a_prune_that_loses_power_at_any_write_keeps_every_snapshot_whole() {
     let setup = || {
@@ -316,12 +327,12 @@ fn a_prune_that_loses_power_at_any_write_keeps_every_snapshot_whole() {
             .unwrap();
         lab
     };
-    let op = |lab: &mut Lab| lab.open().prune(false, &NoProgress).map(|_| ());
+    let op = |lab: &mut Lab| lab.open().prune(&delete_now(), &NoProgress).map(|_| ());
     let points = at_every_write(setup, op, |lab, when| {
         let kept: Vec<SnapshotId> = lab.committed[2..].iter().map(|(id, _)| *id).collect();
         assert_eq!(lab.verify(when), kept, "{when}");
         // The next prune finishes the job and leaves a clean repository.
-        lab.open().prune(false, &NoProgress).unwrap();
+        lab.open().prune(&delete_now(), &NoProgress).unwrap();
         assert_eq!(lab.verify(&format!("{when}, pruned again")), kept);
     });
     // New packs written, old ones deleted, the barrier.

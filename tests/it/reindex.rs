@@ -188,3 +188,46 @@ fn log_json_carries_the_metadata() {
     let none = ws.json(&["log", "--session", "nope"]);
     assert!(none.as_array().unwrap().is_empty());
 }
+
+/// Reindex builds the new index beside the live one and swaps it in with
+/// one transaction, under the writer lock. A commit that opened the index
+/// before the reindex and waits for the lock writes its index transaction
+/// (stat cache included) into the index in use afterwards, not into a
+/// deleted file; readers during the reindex see every snapshot.
+#[test]
+fn readers_and_a_waiting_commit_during_reindex() {
+    let ws = populated();
+    let log_before = ws.log();
+    // A commit that has the index open, waiting to take the lock.
+    ws.write("notes.txt", b"written while reindex ran\n");
+    wait_until_settled(&ws.root, std::time::Duration::from_millis(120));
+    let mut cmd = snap_std(&ws.root);
+    cmd.env("SNAP_LOCK_WAIT", "120")
+        .args(["commit", "--session", "during", "--json"]);
+    let commit = Paused::at(cmd, "repo:before-lock");
+
+    let mut cmd = snap_std(&ws.root);
+    cmd.args(["reindex", "--json"]);
+    let reindex = Paused::at(cmd, "reindex:before-swap");
+    assert_eq!(ws.log(), log_before, "a reader during reindex");
+    let out = ws.restore_to("best", "during");
+    assert_eq!(
+        fs::read(out.join("ckpt/e2.pt")).unwrap(),
+        fs::read(ws.path("ckpt/e2.pt")).unwrap()
+    );
+    ws.ok(&["check"]);
+    let o = reindex.finish();
+    assert!(o.status.success(), "reindex: {}", stderr(&o));
+
+    let o = commit.finish();
+    assert!(o.status.success(), "commit: {}", stderr(&o));
+    let snap: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let log = ws.log();
+    assert_eq!(log.len(), log_before.len() + 1);
+    assert_eq!(log.last().unwrap()["id"], snap["id"]);
+    // The commit's stat cache entries are in the live index: an unchanged
+    // workspace reads nothing.
+    let again = ws.commit(&["--session", "after"]);
+    assert_eq!(summary_u64(&again, "files_read"), 0, "{again}");
+    ws.ok(&["check", "--read-data"]);
+}

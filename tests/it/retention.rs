@@ -150,7 +150,7 @@ fn the_last_epochs_of_five_sessions_and_tags_are_kept_and_prune_shrinks_to_them(
     let f = ws.json(&["forget", "--keep-epochs", "2"]);
     assert_eq!(kept_ids(&f), ids(kept.iter().map(|(id, _)| id)));
     assert_eq!(f["dropped_tags"], serde_json::json!([]));
-    ws.ok(&["prune"]);
+    ws.ok(&["prune", "--delete-now"]);
     let after = pack_bytes(&ws.repo());
     verify_kept(&ws, &kept);
     assert_eq!(ws.json(&["show", "keepme"])["snapshot"]["id"], id_of(1, 2));
@@ -325,7 +325,7 @@ fn a_commit_after_prune_stores_again_what_prune_removed() {
     let b = ws.path("b.txt");
     ws.commit(&["--session", "s2", b.to_str().unwrap()]);
     ws.ok(&["forget", "--keep-sessions", "1"]);
-    ws.ok(&["prune"]);
+    ws.ok(&["prune", "--delete-now"]);
     assert!(
         pack_bytes(&ws.repo()) < MIB as u64 / 2,
         "a.bin was not pruned"
@@ -409,10 +409,10 @@ fn reference_size(fx: &Fixture) -> u64 {
     let ws = copy_of(&fx.ws);
     ws.ok(FORGET);
     let before = pack_files(&ws);
-    let dry = ws.json(&["prune", "--dry-run"]);
+    let dry = ws.json(&["prune", "--dry-run", "--delete-now"]);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(pack_files(&ws), before, "a dry run changes nothing");
-    let plan = ws.json(&["prune"]);
+    let plan = ws.json(&["prune", "--delete-now"]);
     for k in ["delete", "repack", "bytes_freed"] {
         assert_eq!(dry[k], plan[k], "the dry run's {k}");
     }
@@ -429,7 +429,7 @@ fn reference_size(fx: &Fixture) -> u64 {
 /// more prune reaches the size of an uninterrupted one.
 fn recovers(ws: &Ws, fx: &Fixture, reference: u64, what: &str) {
     verify_kept(ws, &fx.kept);
-    ws.ok(&["prune"]);
+    ws.ok(&["prune", "--delete-now"]);
     verify_kept(ws, &fx.kept);
     let size = pack_bytes(&ws.repo());
     assert!(
@@ -447,7 +447,7 @@ fn failpoint_test(point: &str) {
         FORGET
     } else {
         ws.ok(FORGET);
-        &["prune"]
+        &["prune", "--delete-now"]
     };
     let o = ws
         .cmd()
@@ -521,7 +521,7 @@ fn prune_killed_at_random_points() {
         ws.ok(FORGET);
         let old = pack_files(&ws);
         let mut child = snap_std(&ws.root)
-            .arg("prune")
+            .args(["prune", "--delete-now"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,6 +1,8 @@
 //! `snap prune`: reclaim the space of forgotten snapshots.
 
 use anyhow::Result;
+use snapstore::ops::retention::parse_duration;
+use snapstore::PruneOptions;
 
 use crate::cli::progress::Bar;
 use crate::cli::render::{self, bytes};
@@ -8,45 +10,78 @@ use crate::cli::Ctx;
 
 /// Reclaim the space of forgotten snapshots
 ///
-/// Delete packs no snapshot needs and repack packs that are mostly unused (more
-/// than 30% waste). Safe against crashes: new copies are durable before
-/// anything is deleted.
+/// Packs no snapshot needs, and packs that are mostly unused (more than 30%
+/// waste; their used blobs are first copied into new packs), are marked for
+/// deletion and deleted by a later prune once the grace period has passed, so
+/// that a restore or check running meanwhile never loses a pack it is reading.
+/// Safe against crashes: new copies are durable before anything is marked,
+/// and a marked pack a snapshot needs again is kept.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only show what would be done.
     #[arg(long)]
     dry_run: bool,
+    /// How long a marked pack stays before a prune deletes it (30m, 1h, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    grace: String,
+    /// Delete every marked pack now, those this prune marks included, without
+    /// waiting for the grace period. A restore or check running at the same
+    /// time may then report a pack gone.
+    #[arg(long)]
+    delete_now: bool,
     /// Output JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
+    let now_ns = snapstore::ops::commit::now_ns();
+    let opts = PruneOptions {
+        dry_run: args.dry_run,
+        grace_ns: parse_duration(&args.grace)?,
+        delete_now: args.delete_now,
+        repack: true,
+        now_ns,
+    };
     let (mut repo, _) = ctx.open()?;
-    let plan = repo.prune(args.dry_run, &Bar::new())?;
+    let plan = repo.prune(&opts, &Bar::new())?;
     if args.json {
         let mut v = serde_json::to_value(&plan)?;
-        let hex = |ids: &[snapstore::PackId]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>();
-        v["delete"] = hex(&plan.delete).into();
-        v["repack"] = hex(&plan.repack).into();
         v["bytes_freed"] = plan.bytes_freed().into();
         v["dry_run"] = args.dry_run.into();
         return render::print_json(&v).map(|_| 0);
     }
+    let would = if args.dry_run { "would " } else { "" };
     println!(
-        "{} {} of {} packs, repack {} ({} copied); {} {} of {}",
-        if args.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        },
-        plan.delete.len(),
+        "{would}mark {} of {} packs for deletion ({}), {would}repack {} of them ({} copied)",
+        plan.delete.len() + plan.repack.len(),
         plan.packs_total,
+        bytes(plan.bytes_removed),
         plan.repack.len(),
         bytes(plan.bytes_copied),
-        if args.dry_run { "would free" } else { "freed" },
-        bytes(plan.bytes_freed()),
-        bytes(plan.bytes_total)
     );
+    println!(
+        "{would}delete {} marked packs whose grace period has passed: {} freed",
+        plan.due.len(),
+        bytes(plan.bytes_freed()),
+    );
+    if plan.waiting > 0 {
+        println!(
+            "{} marked packs ({}) wait for the grace period: deleted by a prune after {} \
+             (or now with --delete-now)",
+            plan.waiting,
+            bytes(plan.bytes_waiting),
+            plan.next_delete_ns.map(render::time).unwrap_or_default()
+        );
+    }
+    if !plan.resurrect.is_empty() {
+        println!(
+            "{} marked packs are needed again and were kept",
+            plan.resurrect.len()
+        );
+    }
+    for u in &plan.unreadable {
+        eprintln!("warning: {u}");
+    }
     Ok(0)
 }

@@ -12,7 +12,9 @@
 //! the plan is left as it is and reported. Symlinks, then directory modes
 //! and times (deepest first), come last. A file whose chunk failed is not
 //! restored and its temporary goes; any other error removes every
-//! temporary not yet renamed.
+//! temporary not yet renamed. A chunk whose pack is gone by the time it is
+//! read (a concurrent prune deleted it) is looked up again through the
+//! index, one at a time, after the parallel part.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,6 +32,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::pack::PackKind;
 use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
+use crate::store::index::Index;
 use crate::store::read::{self, PackFiles};
 
 /// Stored bytes read from a pack in one request.
@@ -40,6 +43,7 @@ const BATCH_GAP: u64 = 1 << 20;
 /// Carries out a plan.
 pub fn apply(
     mut plan: RestorePlan,
+    index: &Index,
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
@@ -51,7 +55,7 @@ pub fn apply(
         });
     }
     let root = Root::open(&plan.resolved, &plan.target, plan.protect.as_deref())?;
-    let result = apply_inner(&mut plan, &root, packs, progress);
+    let result = apply_inner(&mut plan, &root, index, packs, progress);
     if result.is_err() {
         // Leave nothing half-written behind: temporaries not yet renamed go.
         for f in &plan.files {
@@ -64,6 +68,7 @@ pub fn apply(
 fn apply_inner(
     plan: &mut RestorePlan,
     root: &Root,
+    index: &Index,
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
@@ -79,7 +84,7 @@ fn apply_inner(
     crate::store::failpoint::hit("restore:after-temporaries");
 
     progress.start("restore", plan.total_bytes());
-    let failed_chunks = write_chunks(plan, root, packs, progress)?;
+    let failed_chunks = write_chunks(plan, root, index, packs, progress)?;
     // A signal during the writes: nothing has been renamed into place yet.
     plan.stop_if_cancelled()?;
     progress.finish();
@@ -128,12 +133,14 @@ impl<'a> DirCache<'a> {
 fn write_chunks(
     plan: &RestorePlan,
     root: &Root,
+    index: &Index,
     packs: &PackFiles,
     progress: &dyn Progress,
 ) -> Result<HashMap<ChunkId, String>> {
     let outcome = Outcome {
         failed_chunks: Mutex::new(plan.missing.clone()),
         write_err: Mutex::new(None),
+        gone: Mutex::new(Vec::new()),
     };
     let batches: Vec<(&PackId, &[ChunkJob])> = plan
         .by_pack
@@ -162,9 +169,21 @@ fn write_chunks(
             Work::Deltas(group) => restore_deltas(&sink, packs, group),
         }
     });
+    // Chunks whose pack went away: found again through the index (the
+    // index is one connection, so one at a time).
+    let gone = std::mem::take(&mut *outcome.gone.lock().expect("poisoned"));
+    let mut open = None;
+    for job in gone {
+        if plan.cancelled().is_some() {
+            break;
+        }
+        let data = read::read_chunk(index, packs, &job.id).map_err(|e| e.to_string());
+        deliver(&sink, job, data, &mut open);
+    }
     let Outcome {
         failed_chunks,
         write_err,
+        ..
     } = outcome;
     if let Some(e) = write_err.into_inner().expect("poisoned") {
         return Err(e);
@@ -254,29 +273,35 @@ fn finish_dirs(plan: &RestorePlan, root: &Root, summary: &mut RestoreSummary) ->
 }
 
 /// Where the parallel part of `apply` writes, and what it reports.
-struct Sink<'a> {
+struct Sink<'a, 'o> {
     plan: &'a RestorePlan,
     root: &'a Root,
     progress: &'a dyn Progress,
-    outcome: &'a Outcome,
+    outcome: &'o Outcome<'a>,
 }
 
 /// What the parallel part of `apply` reports.
-struct Outcome {
+struct Outcome<'a> {
     /// Chunks that could not be read, decoded or verified, with the reason.
     failed_chunks: Mutex<HashMap<ChunkId, String>>,
     /// The first error writing a temporary file: it ends the restore.
     write_err: Mutex<Option<Error>>,
+    /// Chunks whose pack was gone when read, to look up again.
+    gone: Mutex<Vec<&'a ChunkJob>>,
 }
 
 /// Reads one batch (a range of one pack) with one request into `buf`, then
 /// decodes and verifies each chunk and writes it to every place it goes. Only
 /// verified bytes are written.
-fn restore_batch(sink: &Sink<'_>, packs: &PackFiles, pack: &PackId, jobs: &[ChunkJob]) {
+fn restore_batch<'a>(sink: &Sink<'a, '_>, packs: &PackFiles, pack: &PackId, jobs: &'a [ChunkJob]) {
     let start = jobs[0].loc.offset;
     let last = jobs.last().expect("batches are non-empty");
     let end = last.loc.offset + last.loc.stored_len as u64;
     let range = packs.read_range(pack, start, (end - start) as usize);
+    if range.as_ref().is_err_and(read::is_gone) {
+        sink.outcome.gone.lock().expect("poisoned").extend(jobs);
+        return;
+    }
     // Consecutive chunks of a pack mostly belong to one file: keep the last
     // temporary file open rather than open it for every chunk (one
     // descriptor per worker, however many files the batch touches).
@@ -311,11 +336,16 @@ enum Work<'a> {
 
 /// Decodes a base once, writes it where the snapshot needs it, then decodes
 /// each delta against it. If the base is damaged, so is every delta.
-fn restore_deltas(sink: &Sink<'_>, packs: &PackFiles, group: &DeltaGroup) {
+fn restore_deltas<'a>(sink: &Sink<'a, '_>, packs: &PackFiles, group: &'a DeltaGroup) {
     let base = &group.base;
-    let decoded = packs
-        .read_verified(&base.loc, PackKind::Data, &base.id)
-        .map_err(|e| e.to_string());
+    let decoded = packs.read_verified(&base.loc, PackKind::Data, &base.id);
+    if decoded.as_ref().is_err_and(read::is_gone) {
+        let mut gone = sink.outcome.gone.lock().expect("poisoned");
+        gone.push(base);
+        gone.extend(&group.deltas);
+        return;
+    }
+    let decoded = decoded.map_err(|e| e.to_string());
     let mut open: Option<(usize, File)> = None;
     let base_data = match decoded {
         Ok(d) => d,
@@ -334,8 +364,12 @@ fn restore_deltas(sink: &Sink<'_>, packs: &PackFiles, group: &DeltaGroup) {
             return;
         }
         let loc = &job.loc;
-        let data = packs
-            .read_stored(loc)
+        let stored = packs.read_stored(loc);
+        if stored.as_ref().is_err_and(read::is_gone) {
+            sink.outcome.gone.lock().expect("poisoned").push(job);
+            continue;
+        }
+        let data = stored
             .and_then(|stored| {
                 let base = Some(&base_data[..]);
                 read::decode_verified(
@@ -356,7 +390,7 @@ fn restore_deltas(sink: &Sink<'_>, packs: &PackFiles, group: &DeltaGroup) {
 /// Writes a decoded and verified chunk to every place it goes, or records
 /// why it could not be read. `open` is the temporary file written last.
 fn deliver(
-    sink: &Sink<'_>,
+    sink: &Sink<'_, '_>,
     job: &ChunkJob,
     data: std::result::Result<Vec<u8>, String>,
     open: &mut Option<(usize, File)>,

@@ -22,7 +22,7 @@ use crate::id::{ChunkId, TreeId};
 use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::walk::WalkEntry;
 use crate::store::index::{BlobLoc, Index};
-use crate::store::read::PackFiles;
+use crate::store::read::{self, PackFiles};
 
 /// Every place a chunk goes: (file index in the plan, offset in the file).
 type Places = HashMap<ChunkId, Vec<(usize, u64)>>;
@@ -69,8 +69,9 @@ pub fn plan(
         .into_iter()
         .collect();
     // Float deltas are decoded with their bases, which the snapshot may not
-    // hold itself: those are located too.
-    let locs = index.blobs_with_bases(&ids)?;
+    // hold itself: those are located too (in packs marked for deletion as
+    // well, for a snapshot forgotten and pruned since it was resolved).
+    let locs = read::locate_chunks(index, packs, &ids)?;
     refuse_bad_chunk_lists(&mut plan, &locs);
     let places = chunk_places(&plan.files);
     group_chunks(&mut plan, places, &locs);

@@ -56,14 +56,14 @@ impl LocalBackend {
 pub fn kind_dir(root: &Path, kind: Kind) -> PathBuf {
     match kind {
         Kind::Config => root.to_path_buf(),
-        Kind::Pack => root.join("packs"),
+        Kind::Pack | Kind::Mark => root.join("packs"),
         Kind::Snapshot => root.join("snapshots"),
         Kind::Journal => root.join("journal"),
         Kind::Tag => root.join("refs").join("tags"),
     }
 }
 
-/// The path of an object: `packs/XX/ID.pack`, `snapshots/ID`, `journal/ID`,
+/// The path of an object: `packs/XX/ID.pack`, `packs/XX/ID.doomed`, `snapshots/ID`, `journal/ID`,
 /// `refs/tags/NAME` (validated by `refs` first; a `/` in it is a
 /// subdirectory), `config`.
 pub fn object_path(root: &Path, kind: Kind, name: &str) -> PathBuf {
@@ -73,6 +73,11 @@ pub fn object_path(root: &Path, kind: Kind, name: &str) -> PathBuf {
         Kind::Pack => {
             let prefix = name.get(..2).unwrap_or(name);
             dir.join(prefix).join(format!("{name}.pack"))
+        }
+        // Beside the pack it marks.
+        Kind::Mark => {
+            let prefix = name.get(..2).unwrap_or(name);
+            dir.join(prefix).join(format!("{name}.doomed"))
         }
         Kind::Snapshot | Kind::Journal => dir.join(name),
         Kind::Tag => name.split('/').fold(dir, |p, c| p.join(c)),
@@ -85,6 +90,7 @@ fn open_op(kind: Kind) -> &'static str {
         Kind::Snapshot => "open snapshot",
         Kind::Journal => "open journal entry",
         Kind::Tag => "open tag",
+        Kind::Mark => "open pack deletion mark",
         Kind::Config => "open",
     }
 }
@@ -95,13 +101,14 @@ fn read_op(kind: Kind) -> &'static str {
         Kind::Snapshot => "read snapshot",
         Kind::Journal => "read journal entry",
         Kind::Tag => "read tag",
+        Kind::Mark => "read pack deletion mark",
         Kind::Config => "read",
     }
 }
 
 fn list_op(kind: Kind) -> &'static str {
     match kind {
-        Kind::Pack => "list packs in",
+        Kind::Pack | Kind::Mark => "list packs in",
         Kind::Snapshot => "list snapshots in",
         Kind::Tag => "list tags in",
         Kind::Journal | Kind::Config => "list",
@@ -136,8 +143,13 @@ impl Backend for LocalBackend {
         let mut out = Vec::new();
         match kind {
             Kind::Config => {}
-            // Packs sit one directory down, in `packs/XX/`.
-            Kind::Pack => {
+            // Packs and their marks sit one directory down, in `packs/XX/`.
+            Kind::Pack | Kind::Mark => {
+                let suffix = if kind == Kind::Pack {
+                    ".pack"
+                } else {
+                    ".doomed"
+                };
                 for sub in fs::read_dir(&dir).ctx(list_op(kind), &dir)? {
                     let sub = sub.ctx(list_op(kind), &dir)?.path();
                     if !sub.is_dir() {
@@ -146,7 +158,7 @@ impl Backend for LocalBackend {
                     for entry in fs::read_dir(&sub).ctx(list_op(kind), &sub)? {
                         let path = entry.ctx(list_op(kind), &sub)?.path();
                         let name = path.file_name().and_then(|n| n.to_str());
-                        out.extend(name.and_then(|n| n.strip_suffix(".pack")).map(String::from));
+                        out.extend(name.and_then(|n| n.strip_suffix(suffix)).map(String::from));
                     }
                 }
             }

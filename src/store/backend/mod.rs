@@ -6,8 +6,8 @@
 //! `flock` locks and the `tmp/` staging directory (`store::Layout`).
 //!
 //! Objects are named by a `Kind` and a name: a pack's and a snapshot's id in
-//! hex, a journal entry's snapshot id, a tag's name (`run-7/best`), and the
-//! empty name for the one `config`.
+//! hex, a journal entry's snapshot id, a tag's name (`run-7/best`), a pack
+//! deletion mark's pack id, and the empty name for the one `config`.
 //!
 //! # The contract
 //!
@@ -16,7 +16,8 @@
 //!   packs and snapshots are named by their content and a journal entry by
 //!   the snapshot it records, so a second `put` of a name that exists
 //!   stores the same thing again and is allowed (idempotent, not refused).
-//! - `replace` is the one mutable write, for tags: atomic, durable on return.
+//! - `replace` is the one mutable write, for tags and pack deletion marks:
+//!   atomic, durable on return.
 //! - `upload` streams a pack to a temporary; `Upload::finish` names it and
 //!   makes it visible and durable at once. Until then nothing is visible,
 //!   and a crash leaves at most an orphan temporary.
@@ -47,6 +48,8 @@ pub enum Kind {
     Snapshot,
     Journal,
     Tag,
+    /// A pack's deletion mark (`format::mark`), named by the pack's id.
+    Mark,
 }
 
 impl Kind {
@@ -58,6 +61,7 @@ impl Kind {
             Kind::Snapshot => "snapshot",
             Kind::Journal => "journal entry",
             Kind::Tag => "tag",
+            Kind::Mark => "pack deletion mark",
         }
     }
 }
@@ -92,7 +96,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Writes an object whole and durably (write-once; see the module).
     fn put(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<()>;
 
-    /// Atomically and durably replaces (or creates) a tag.
+    /// Atomically and durably replaces (or creates) a tag or a mark.
     fn replace(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<()>;
 
     /// Deletes an object; false if it did not exist. Durable after `sync`.
