@@ -67,6 +67,8 @@ enum Command {
     Push(cmd::push::Args),
     Pull(cmd::pull::Args),
     Clone(cmd::clone::Args),
+    #[command(hide = true)]
+    Locate(cmd::locate::Args),
     Completions(cmd::completions::Args),
     Man(cmd::man::Args),
 }
@@ -168,6 +170,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
         Command::Clone(a) => cmd::clone::run(&ctx, a),
+        Command::Locate(a) => cmd::locate::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run(&ctx, a),
         Command::Man(a) => cmd::man::run(&ctx, a),
     }

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod forget;
 pub mod import_zip;
 pub mod init;
+pub mod locate;
 pub mod log;
 pub mod man;
 pub mod prune;

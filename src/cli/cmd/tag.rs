@@ -17,6 +17,9 @@ pub struct Args {
     /// Delete the tag instead.
     #[arg(long, conflicts_with = "rev")]
     delete: bool,
+    /// Output JSON ({"name": NAME, "snapshot": ID}; "snapshot" is null after --delete).
+    #[arg(long)]
+    json: bool,
 }
 
 /// List tags.
@@ -31,6 +34,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (mut repo, _) = ctx.open()?;
     if args.delete {
         repo.delete_tag(&args.name)?;
+        if args.json {
+            let v = serde_json::json!({ "name": args.name, "snapshot": null });
+            return render::print_json(&v).map(|_| 0);
+        }
         println!("deleted tag {}", args.name);
         return Ok(0);
     }
@@ -39,6 +46,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         bail!("a tag cannot name itself");
     }
     let id = repo.tag(&args.name, rev)?;
+    if args.json {
+        let v = serde_json::json!({ "name": args.name, "snapshot": id.to_hex() });
+        return render::print_json(&v).map(|_| 0);
+    }
     println!("tag {} -> {}", args.name, id.short());
     Ok(0)
 }
