@@ -461,3 +461,41 @@ snap check --read-data >"$OUT/check.out" 2>&1; echo $? >"$OUT/check.rc"
     );
     assert_eq!(read("check.rc").trim(), "0", "check: {}", read("check.out"));
 }
+
+#[test]
+fn readers_work_on_a_read_only_mount() {
+    // The repository bind-mounted read-only in a private mount namespace,
+    // with its index gone: log, restore and check still work.
+    let ws = Ws::new();
+    ws.write("a.txt", b"on a read-only disk");
+    let id = ws.commit_id(&[]);
+    for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = fs::remove_file(ws.repo().join(f));
+    }
+    let repo = ws.repo();
+    let out = ws.outside("out");
+    let snap = env!("CARGO_BIN_EXE_snap");
+    let script = format!(
+        "mount --bind '{r}' '{r}' && mount -o remount,ro,bind '{r}' || exit 99\n\
+         if touch '{r}/probe' 2>/dev/null; then exit 98; fi\n\
+         cd '{w}' && '{s}' log --json >'{o}.log' && '{s}' restore latest --target '{o}' && '{s}' check",
+        r = repo.display(),
+        w = ws.root.display(),
+        s = snap,
+        o = out.display()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    if o.status.code() == Some(99) || !o.status.success() && stderr(&o).contains("unshare") {
+        eprintln!("skipped: this machine cannot make a read-only bind mount");
+        return;
+    }
+    assert_ne!(o.status.code(), Some(98), "the mount was writable");
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("no problems found"), "{}", stdout(&o));
+    let log = fs::read_to_string(ws.outside("out.log")).unwrap();
+    assert!(log.contains(&id), "{log}");
+    assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"on a read-only disk");
+}
