@@ -119,13 +119,31 @@ impl Ctx {
         Ok(remote)
     }
 
+    /// The repository a reading command reads: this one, or with
+    /// `--from NAME` the remote's (through its cached index).
+    fn open_reading(&self, from: Option<&str>) -> Result<Reading> {
+        let (local, _) = self.open()?;
+        let remote = from.map(|n| self.open_remote(&local, n)).transpose()?;
+        Ok(Reading { local, remote })
+    }
+
     fn abs(&self, p: &Path) -> PathBuf {
         workspace::absolute(&self.cwd, p)
     }
 }
 
-/// A usage error found after parsing, reported the way clap reports its
-/// own (with the command's usage line) and with exit code 2.
+/// What `Ctx::open_reading` opened.
+struct Reading {
+    local: Repo,
+    remote: Option<snapstore::repo::RemoteRepo>,
+}
+
+impl Reading {
+    fn repo(&self) -> &Repo {
+        self.remote.as_ref().map_or(&self.local, |r| r.repo())
+    }
+}
+
 impl Cli {
     /// True for `snap run`, which keeps SIGPIPE ignored.
     pub fn is_run(&self) -> bool {
@@ -133,6 +151,8 @@ impl Cli {
     }
 }
 
+/// A usage error found after parsing, reported the way clap reports its
+/// own (with the command's usage line) and with exit code 2.
 fn usage_error(subcommand: &str, msg: &str) -> clap::Error {
     use clap::CommandFactory;
     let mut cli = Cli::command();

@@ -20,13 +20,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
-    let (local, _) = ctx.open()?;
-    let remote = args
-        .from
-        .as_deref()
-        .map(|n| ctx.open_remote(&local, n))
-        .transpose()?;
-    let repo = remote.as_ref().map(|r| r.repo()).unwrap_or(&local);
+    let reading = ctx.open_reading(args.from.as_deref())?;
+    let repo = reading.repo();
     let (id, snap) = repo.resolve(&args.rev)?;
     let tags: Vec<String> = repo
         .tags()?
