@@ -21,7 +21,6 @@ use crate::chunk::{Chunker, StreamError};
 use crate::ckpt;
 use crate::codec::float::Layout as FloatLayout;
 use crate::error::{Error, IoContext, Result};
-use crate::format::tree::ChunkRef;
 use crate::id::ChunkId;
 use crate::units;
 
@@ -95,13 +94,7 @@ pub(super) fn read_files<'s, 'a: 's>(
         let (item, d) = (&mut files.items[i], &mut files.data[i]);
         let mut attempts = 1;
         while let FileData::Read { slots, .. } = d {
-            if slots
-                .wait_all()
-                .iter()
-                .map(|c| c.id)
-                .eq(want.iter().copied())
-                || shared.failed()
-            {
+            if same_ids(slots, &want) || shared.failed() {
                 break;
             }
             if attempts == READ_ATTEMPTS {
@@ -300,10 +293,7 @@ fn read_file<'s, 'a: 's>(
             }));
         }
         let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
-        if same_file
-            && only_grew(&before, &after)
-            && reads_the_same(&file, &item.abs, &segments, chunker, before.size, &slots)?
-        {
+        if same_file && only_grew(&before, &after) && reads_the_same(&file, &item.abs, &slots)? {
             return Ok(Some(FileRead {
                 slots,
                 meta: before,
@@ -316,25 +306,20 @@ fn read_file<'s, 'a: 's>(
     Ok(None)
 }
 
-/// A second read of the first `size` bytes gives the chunks of the first
-/// (`slots`, waited for).
-fn reads_the_same(
-    file: &File,
-    path: &Path,
-    segments: &[ckpt::Segment],
-    chunker: &Chunker,
-    size: u64,
-    slots: &Slots,
-) -> Result<bool> {
-    let mut again = Vec::new();
-    let reread = stream_segments(file, path, segments, chunker, |_, _, b| {
-        again.push(ChunkRef {
-            id: ChunkId::of(b),
-            len: b.len() as u32,
-        });
-        Ok::<(), ()>(())
-    })?;
-    Ok(reread == Some(size) && again == slots.wait_all())
+/// A second read of the first read's chunks (same lengths) gives the same
+/// ids, once the first read's chunks are hashed.
+fn reads_the_same(file: &File, path: &Path, slots: &Slots) -> Result<bool> {
+    let again = reread_ids(file, path, &slots.lengths())?;
+    Ok(again.is_some_and(|ids| same_ids(slots, &ids)))
+}
+
+/// The first read's chunk ids (waited for) are `ids`.
+fn same_ids(slots: &Slots, ids: &[ChunkId]) -> bool {
+    slots
+        .wait_all()
+        .iter()
+        .map(|c| c.id)
+        .eq(ids.iter().copied())
 }
 
 /// The ids of the chunks of `lengths`, read again from the start of
