@@ -133,6 +133,16 @@ impl Repo {
     /// `snap push`: sends remote `name` the snapshots `revs` name (all when
     /// empty), what they need that it lacks, and the tags naming them.
     pub fn push(&mut self, name: &str, revs: &[String]) -> Result<PushReport> {
+        self.push_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `push`, reporting the bytes of packs sent to `progress`.
+    pub fn push_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
         let url = remotes::get(&self.layout, name)?;
         let _lock = self.lock("push")?;
         let snaps = self.resolve_all(revs)?;
@@ -154,6 +164,8 @@ impl Repo {
             &mut view.index,
             &backend,
             &snaps,
+            self.config.pack_target_size,
+            progress,
             &mut report,
         )?;
         Ok(report)

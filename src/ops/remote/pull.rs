@@ -19,7 +19,7 @@ use crate::ops::prune::reachable;
 use crate::store::backend::{Kind, Upload};
 use crate::store::index::Index;
 use crate::store::read::{self, PackFiles};
-use crate::store::{publish, refs, snapshots, Layout};
+use crate::store::{failpoint, publish, refs, snapshots, Layout};
 
 /// Most bytes fetched with one range request.
 const FETCH_BLOCK: u64 = 8 << 20;
@@ -91,6 +91,7 @@ pub fn pull(
         fetch_pack(local, view, id, kind, size, entries, &bases)?;
         report.packs += 1;
         report.pack_bytes += size;
+        failpoint::hit("pull:between-packs");
     }
     for (id, _) in &to_get {
         let (_, record) = snapshots::read(view, id)?;
