@@ -175,6 +175,16 @@ impl Repo {
     /// when empty) into this repository, with the data they need and the
     /// tags naming them, then syncs the index.
     pub fn pull(&mut self, name: &str, revs: &[String]) -> Result<PullReport> {
+        self.pull_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `pull`, reporting the bytes of packs fetched to `progress`.
+    pub fn pull_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
         let remote = self.open_remote(name)?;
         let _lock = self.lock("pull")?;
         let snaps = remote.repo.resolve_all(revs)?;
@@ -189,6 +199,7 @@ impl Repo {
             &remote.repo.layout,
             &remote.repo.index,
             &snaps,
+            progress,
             &mut report,
         )?;
         self.damaged = sync::sync(&self.layout, &mut self.index)?.damaged;
@@ -237,7 +248,7 @@ impl Repo {
         store_config::create(&Layout::new(&repo_path), &config)?;
         let mut repo = Repo::open(&repo_path)?;
         repo.remote_add("origin", url)?;
-        let pull = repo.pull("origin", &[])?;
+        let pull = repo.pull_with("origin", &[], progress)?;
         let restored = match repo.index.snapshots()?.is_empty() {
             true => None,
             false => {

@@ -76,7 +76,11 @@ fn every_remote_snapshot_restores(reader: &Ws, source: &Ws) {
                 target.to_str().unwrap(),
             ],
         );
-        assert_same_tree(&restore_local(source, id, &format!("here-{i}")), &target, &[]);
+        assert_same_tree(
+            &restore_local(source, id, &format!("here-{i}")),
+            &target,
+            &[],
+        );
     }
 }
 
@@ -115,7 +119,11 @@ fn a_push_killed_after_some_packs_resumes_with_only_the_rest() {
     // pack): its listing alone tells a third push there is nothing to send.
     std::fs::remove_dir_all(ws.repo().join("remotes/origin")).unwrap();
     let third = json(&ws.root, &["push"]);
-    assert_eq!((n(&third, "packs"), n(&third, "bytes_uploaded")), (0, 0), "{third}");
+    assert_eq!(
+        (n(&third, "packs"), n(&third, "bytes_uploaded")),
+        (0, 0),
+        "{third}"
+    );
 }
 
 /// A TCP proxy to the moto server that can be cut (every connection
@@ -191,7 +199,10 @@ impl Proxy {
         wait_for("the proxy to go down", Duration::from_secs(10), || {
             !self.is_up.load(Ordering::SeqCst)
         });
-        assert!(TcpStream::connect(&self.addr).is_err(), "the port still answers");
+        assert!(
+            TcpStream::connect(&self.addr).is_err(),
+            "the port still answers"
+        );
     }
 
     /// Opens the port again.
@@ -252,7 +263,10 @@ fn a_server_gone_mid_push_or_pull_fails_clearly_and_the_next_run_sends_the_rest(
 
     proxy.restore();
     let mut again = snap_at(&ws.root, &proxy.addr);
-    let o = short_retries(&mut again).args(["push", "--json"]).output().unwrap();
+    let o = short_retries(&mut again)
+        .args(["push", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let resumed: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(n(&resumed, "packs"), packs - 1, "{resumed}");
@@ -265,10 +279,16 @@ fn a_server_gone_mid_push_or_pull_fails_clearly_and_the_next_run_sends_the_rest(
     proxy.cut();
     let failed = paused.finish();
     says_server_gone(&failed, &url);
-    assert!(ids(&other.json(&["log"])).is_empty(), "no snapshot before its data");
+    assert!(
+        ids(&other.json(&["log"])).is_empty(),
+        "no snapshot before its data"
+    );
     proxy.restore();
     let mut again = snap_at(&other.root, &proxy.addr);
-    let o = short_retries(&mut again).args(["pull", "--json"]).output().unwrap();
+    let o = short_retries(&mut again)
+        .args(["pull", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let pulled: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(n(&pulled, "packs"), packs - 1, "{pulled}");
@@ -372,9 +392,18 @@ fn a_tag_race_has_one_winner_and_the_loser_is_told() {
     won.sort();
     assert_eq!(won, ["best", "fresh"], "{from_b}");
     let o = paused.finish();
-    assert_eq!(o.status.code(), Some(1), "the loser is told: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the loser is told: {}",
+        stderr(&o)
+    );
     let from_a: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(n(&from_a, "snapshots"), 1, "A's snapshot itself lands: {from_a}");
+    assert_eq!(
+        n(&from_a, "snapshots"),
+        1,
+        "A's snapshot itself lands: {from_a}"
+    );
     assert!(from_a["tags"].as_array().unwrap().is_empty(), "{from_a}");
     let err = stderr(&o);
     for tag in ["tag best", "tag fresh"] {
@@ -404,8 +433,18 @@ fn a_push_after_forget_repacks_and_sends_only_the_kept_data() {
     std::fs::remove_file(ws.root.join("checkpoints/old.pt")).unwrap();
     ws.write("logs/new.bin", &random_bytes(43, 500_000));
     ws.commit(&["-m", "second"]);
-    let forgot = ws.json(&["forget", "--keep-commits", "1", "--keep-commits-within", "none"]);
-    assert_eq!(ids(&ws.json(&["log"])).len(), 1, "forgot the first: {forgot}");
+    let forgot = ws.json(&[
+        "forget",
+        "--keep-commits",
+        "1",
+        "--keep-commits-within",
+        "none",
+    ]);
+    assert_eq!(
+        ids(&ws.json(&["log"])).len(),
+        1,
+        "forgot the first: {forgot}"
+    );
     ok(&ws.root, &["remote", "add", "origin", &url]);
 
     let pushed = json(&ws.root, &["push"]);

@@ -23,10 +23,10 @@ use crate::format::pack::{PackEntry, PackKind};
 use crate::format::snapshot::Snapshot;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::ops::prune::reachable;
+use crate::progress::Progress;
 use crate::store::backend::remote::{ObjectStoreBackend, TagWrite};
 use crate::store::backend::Kind;
 use crate::store::index::Index;
-use crate::progress::Progress;
 use crate::store::packs::{FinishedPack, PackWriter};
 use crate::store::read::{self, PackFiles};
 use crate::store::{failpoint, snapshots, Layout};
@@ -126,8 +126,10 @@ pub fn push(
         })?;
         let entries = index.blobs_in_pack(pack)?;
         let wanted: HashSet<ChunkId> = blobs.iter().map(|(_, id)| *id).collect();
-        let (needed, rest): (Vec<PackEntry>, Vec<PackEntry>) =
-            entries.iter().cloned().partition(|e| wanted.contains(&e.id));
+        let (needed, rest): (Vec<PackEntry>, Vec<PackEntry>) = entries
+            .iter()
+            .cloned()
+            .partition(|e| wanted.contains(&e.id));
         let needed_bytes: u64 = needed.iter().map(|e| e.stored_len as u64).sum();
         let unneeded: u64 = rest.iter().map(|e| e.stored_len as u64).sum();
         if send_whole(needed_bytes, needed_bytes + unneeded) {

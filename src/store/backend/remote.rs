@@ -290,7 +290,11 @@ fn retry_budget() -> Result<(usize, u64)> {
         match std::env::var(name) {
             Err(_) => Ok(default),
             Ok(v) => v.trim().parse().map_err(|_| {
-                Error::invalid(name, v.clone(), "must be a whole number (retries, or seconds)")
+                Error::invalid(
+                    name,
+                    v.clone(),
+                    "must be a whole number (retries, or seconds)",
+                )
             }),
         }
     }
