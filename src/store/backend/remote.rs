@@ -33,7 +33,8 @@
 //! `Error::Remote` at once, saying what to check. Nothing read here is
 //! trusted: blobs go through `store::read::decode_verified` like local ones,
 //! pulled packs are checked against their name (`ops::remote::pull`).
-//! Credentials come from the environment (`AmazonS3Builder::from_env`) and
+//! Credentials come from the environment (`AmazonS3Builder::from_env`), then
+//! the AWS profile files (`aws_profile`), and
 //! are never written or printed: `Debug` and every message show the URL only.
 
 use std::fmt;
@@ -51,6 +52,7 @@ use object_store::{
     UpdateVersion, WriteMultipart,
 };
 
+use super::aws_profile;
 use super::local::object_path;
 use super::{Backend, Kind, Object, Upload};
 use crate::error::{Error, Result};
@@ -292,10 +294,29 @@ impl ObjectStoreBackend {
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry);
-                if std::env::var_os("AWS_REGION").is_none()
-                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                {
-                    b = b.with_region("us-east-1");
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                let profile = aws_profile::load(&env)?.unwrap_or_default();
+                // The environment wins over the profile, as for the AWS CLI.
+                if env("AWS_ACCESS_KEY_ID").is_none() {
+                    if let (Some(id), Some(secret)) =
+                        (&profile.access_key_id, &profile.secret_access_key)
+                    {
+                        b = b.with_access_key_id(id).with_secret_access_key(secret);
+                        if let Some(t) = &profile.session_token {
+                            b = b.with_token(t);
+                        }
+                    }
+                }
+                if env("AWS_ENDPOINT_URL").is_none() && env("AWS_ENDPOINT").is_none() {
+                    if let Some(url) = &profile.endpoint_url {
+                        // A plain-http endpoint written in the profile is asked for.
+                        b = b
+                            .with_endpoint(url)
+                            .with_allow_http(url.starts_with("http://"));
+                    }
+                }
+                if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+                    b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
                 let s3 = b.build().map_err(|e| Error::Remote {
                     op: "configure",
