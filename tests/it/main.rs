@@ -25,6 +25,7 @@ mod pt;
 mod records;
 mod reindex;
 mod remote;
+mod remote_cloud;
 mod remote_profile;
 mod remote_run;
 mod repair;
