@@ -180,8 +180,11 @@ fn best_takes_the_direction_from_the_name_filters_by_glob_and_says_if_it_was_for
     );
 }
 
-/// Two snapshots: `old` files, then `new` files (None: absent).
-fn two(ws: &Ws, files: &[(&str, Option<&[u8]>, Option<&[u8]>)]) -> (String, String) {
+/// A path with its old and new bytes (None: absent).
+type Version<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Two snapshots: `old` files, then `new` files.
+fn two(ws: &Ws, files: &[Version]) -> (String, String) {
     for (p, old, _) in files {
         if let Some(d) = old {
             ws.write(p, d);
