@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{ChunkerParams, RepoConfig};
+use crate::format::note::Note;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::ops::cat;
@@ -29,6 +30,7 @@ use crate::store::config as store_config;
 use crate::store::index::{self, Backing, Index};
 use crate::store::journal::{self, Journal};
 use crate::store::lock::{SessionLock, WriterLock};
+use crate::store::notes::{self, Notes};
 use crate::store::publish;
 use crate::store::read::PackFiles;
 use crate::store::sync::{self, SyncReport};
@@ -339,6 +341,46 @@ impl Repo {
                 paths,
             },
         )
+    }
+
+    /// Adds a note to the snapshot `rev` names (`snap note`): a record of
+    /// its own (`format::note`), durable when this returns. Empty text, or
+    /// text over `format::note::MAX_TEXT` bytes, is refused.
+    pub fn note(&mut self, rev: &str, text: &str, now_ns: i64) -> Result<(SnapshotId, Note)> {
+        let what = "note";
+        if text.trim().is_empty() {
+            return Err(Error::Invalid {
+                what,
+                value: text.to_string(),
+                why: "it is empty; give the text to attach, e.g. `snap note latest \"lr 1e-3 diverged\"`".into(),
+            });
+        }
+        if text.len() > crate::format::note::MAX_TEXT {
+            return Err(Error::Invalid {
+                what,
+                value: format!("{}...", text.chars().take(20).collect::<String>()),
+                why: format!(
+                    "{} bytes is over the {} byte limit; keep long notes in a file and commit it",
+                    text.len(),
+                    crate::format::note::MAX_TEXT
+                ),
+            });
+        }
+        let _lock = self.lock("note")?;
+        let (id, _) = self.resolve(rev)?;
+        let note = Note {
+            snapshot: id,
+            time_ns: now_ns,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            text: text.to_string(),
+        };
+        notes::write(&self.layout, &note)?;
+        Ok((id, note))
+    }
+
+    /// Every note, by snapshot, and the note files that could not be read.
+    pub fn notes(&self) -> Result<Notes> {
+        notes::read_all(&self.layout)
     }
 
     /// Every snapshot with a metric, stored or forgotten by retention (from

@@ -384,3 +384,77 @@ fn a_config_over_the_limit_falls_back_to_text_and_huge_text_to_sizes() {
     assert_eq!(l["kind"], "too_large");
     assert_eq!(l["limit"], 4 << 20);
 }
+
+#[test]
+fn notes_are_added_after_the_fact_and_shown_in_log_and_show() {
+    let ws = Ws::new();
+    ws.write("a.txt", b"1");
+    let id = ws.commit_id(&["--session", "s1", "--epoch", "1"]);
+    let before = ws.json(&["show", &id]);
+    ws.ok(&["note", "s1@1", "lr 1e-3 diverged after epoch 4"]);
+    let added = ws.json(&["note", &id[..8], "second, with \"quotes\""]);
+    assert_eq!(added["snapshot"], id.as_str());
+    assert_eq!(added["note"]["text"], "second, with \"quotes\"");
+
+    // The snapshot record is unchanged; the notes sit beside it.
+    let show = ws.json(&["show", &id]);
+    assert_eq!(show["snapshot"], before["snapshot"]);
+    let texts: Vec<&str> = show["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["lr 1e-3 diverged after epoch 4", "second, with \"quotes\""]
+    );
+    assert_eq!(ws.log()[0]["notes"].as_array().unwrap().len(), 2);
+    assert_eq!(ws.log()[0]["id"], id.as_str());
+    assert!(ws
+        .ok(&["log"])
+        .contains("note: lr 1e-3 diverged after epoch 4"));
+    assert!(ws
+        .ok(&["show", &id])
+        .contains("note      second, with \"quotes\""));
+    let files: Vec<_> = std::fs::read_dir(ws.repo().join("notes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 2);
+    assert!(files
+        .iter()
+        .all(|f| f.to_str().unwrap().starts_with(&format!("{id}."))));
+    ws.ok(&["check"]);
+
+    // Bad input: unknown rev, empty note; nothing written.
+    let o = ws.fails(&["note", "nosuch", "x"], 5);
+    assert!(
+        stderr(&o).contains("unknown revision 'nosuch'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ws.fails(&["note", &id, "  "], 1);
+    assert!(stderr(&o).contains("it is empty"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(ws.repo().join("notes")).unwrap().count(),
+        2
+    );
+
+    // An unreadable note is named in a warning; the rest is still shown.
+    std::fs::write(
+        ws.repo()
+            .join("notes")
+            .join(format!("{id}.{}", "0".repeat(64))),
+        b"junk",
+    )
+    .unwrap();
+    let o = ws.run(&["show", &id]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("unreadable note") && stderr(&o).contains(&"0".repeat(64)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("note      lr 1e-3"));
+}

@@ -14,6 +14,7 @@ pub mod locate;
 pub mod log;
 pub mod man;
 pub mod metrics;
+pub mod note;
 pub mod prune;
 pub mod pull;
 pub mod push;
