@@ -154,7 +154,10 @@ fn a_save_in_a_new_numbered_folder_deltas_against_the_same_tensors_of_the_last_o
     // in front, so every old tensor sits ~400 KB later in the file.
     let head = ("head.weight".to_string(), "F32", weights(&mut rng, 100_000));
     let mut t2 = vec![head.clone()];
-    t2.extend(t1.iter().map(|(n, d, w)| (n.clone(), *d, step(&mut rng, w))));
+    t2.extend(
+        t1.iter()
+            .map(|(n, d, w)| (n.clone(), *d, step(&mut rng, w))),
+    );
     let e2 = safetensors(&t2, "step 1000");
     let alone = |data: &[u8]| {
         let ws = Ws::new();
@@ -166,12 +169,18 @@ fn a_save_in_a_new_numbered_folder_deltas_against_the_same_tensors_of_the_last_o
 
     let ws = Ws::new();
     ws.write("checkpoints/checkpoint-500/model.safetensors", &e1);
-    ws.write("checkpoints/checkpoint-500/trainer_state.json", b"{\"step\": 500}");
+    ws.write(
+        "checkpoints/checkpoint-500/trainer_state.json",
+        b"{\"step\": 500}",
+    );
     let s1 = ws.commit_id(&[]);
     let keyframes = codec_chunks(&ws, "float");
     assert!(keyframes >= 6, "{keyframes} float chunks");
     ws.write("checkpoints/checkpoint-1000/model.safetensors", &e2);
-    ws.write("checkpoints/checkpoint-1000/trainer_state.json", b"{\"step\": 1000}");
+    ws.write(
+        "checkpoints/checkpoint-1000/trainer_state.json",
+        b"{\"step\": 1000}",
+    );
     let s2 = ws.commit(&[]);
     // Every chunk of the six old tensors is a delta against its own past
     // (a delta against another tensor's bytes would not pay, and the chunk
