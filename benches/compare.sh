@@ -528,8 +528,9 @@ ratio_of() {  # $1 = kind (repo|time|restore) $2 = workload $3 = other tool
 ran() { case " ${RAN[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 echo
-echo "snap compare: full = ${MODEL_MB} MiB checkpoint x $EPOCHS epochs (new file per epoch, best.pt copies);" \
-    "frozen = ${FT_MB} MiB backbone + ${HEAD_KB} KiB head x $FT_EPOCHS epochs (one file, overwritten)"
+echo "snap compare, workloads: ${RAN[*]}"
+ran full && echo "full = ${MODEL_MB} MiB checkpoint x $EPOCHS epochs (new file per epoch, best.pt copies)"
+ran frozen && echo "frozen = ${FT_MB} MiB backbone + ${HEAD_KB} KiB head x $FT_EPOCHS epochs (one file, overwritten)"
 echo "machine: $(nproc) cores; caches warm (inputs read just before every timed step); tool order rotated per epoch"
 rev=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo '?')
 if [ -n "$(cd "$here" && git status --porcelain 2>/dev/null)" ]; then rev="$rev + uncommitted changes"; fi
@@ -541,8 +542,8 @@ uses zip && vers="$vers $(zip -v | grep -o 'Zip [0-9.]*' | head -n 1);"
 echo "versions:$vers zstd $(zstd -V | grep -o 'v[0-9.]*')"
 [ ${#MISSING[@]} -gt 0 ] && echo "missing, skipped: ${MISSING[*]}"
 [ -n "${SKIPPED_WL:-}" ] && echo "workloads skipped (no torch):${SKIPPED_WL}"
-echo "hf = ${HF_MB} MiB bf16 backbone + ${HF_HEAD_MB} MiB head x $HF_EPOCHS saves (a new folder per save, 2 kept);" \
-    "train = ~${TRAIN_MB} MiB model + optimizer x $TRAIN_EPOCHS epochs (a new .pt per epoch)"
+ran hf && echo "hf = ${HF_MB} MiB bf16 backbone + ${HF_HEAD_MB} MiB head x $HF_EPOCHS saves (a new folder per save, 2 kept)"
+ran train && echo "train = ~${TRAIN_MB} MiB model + optimizer x $TRAIN_EPOCHS epochs (a new .pt per epoch)"
 for wl in "${RAN[@]}"; do
     echo
     echo "$wl: workspace at the end $(mib "${WS_BYTES[$wl]}") MiB; one checkpoint $(mib "${CKPT_BYTES[$wl]}") MiB," \
