@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::util::{assert_same_tree, random_bytes, stderr, stdout, Ws};
 
 /// The moto server's address, `127.0.0.1:PORT`.
-fn server() -> &'static str {
+pub(crate) fn server() -> &'static str {
     static SERVER: OnceLock<String> = OnceLock::new();
     SERVER.get_or_init(|| match std::env::var("SNAP_TEST_S3_ENDPOINT") {
         Ok(e) => e
@@ -96,7 +96,7 @@ fn http(method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
 }
 
 /// A fresh bucket for one test; its `s3://` URL (with a prefix).
-fn bucket(test: &str) -> String {
+pub(crate) fn bucket(test: &str) -> String {
     let name = format!("snap-{}-{}", test.replace('_', "-"), std::process::id());
     let (status, body) = http("PUT", &format!("/{name}"), b"");
     assert_eq!(
@@ -109,7 +109,7 @@ fn bucket(test: &str) -> String {
 }
 
 /// A snap command in `dir` with the S3 settings of the test server.
-fn snap(dir: &Path) -> Command {
+pub(crate) fn snap(dir: &Path) -> Command {
     let mut c = crate::util::snap_in(dir);
     c.env("AWS_ENDPOINT_URL", format!("http://{}", server()))
         .env("AWS_ALLOW_HTTP", "true")
@@ -121,11 +121,11 @@ fn snap(dir: &Path) -> Command {
     c
 }
 
-fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn run(dir: &Path, args: &[&str]) -> std::process::Output {
     snap(dir).args(args).output().expect("run snap")
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     let o = run(dir, args);
     assert!(
         o.status.success(),
@@ -137,14 +137,14 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     stdout(&o)
 }
 
-fn json(dir: &Path, args: &[&str]) -> Value {
+pub(crate) fn json(dir: &Path, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
     let out = ok(dir, &a);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("snap {a:?}: bad JSON ({e}):\n{out}"))
 }
 
-fn n(v: &Value, key: &str) -> u64 {
+pub(crate) fn n(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
@@ -478,9 +478,12 @@ fn refusals_fail_at_once_and_say_what_to_check() {
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("snap-test-secret"), "{}", stderr(&o));
 
-    let o = run(&ws.root, &["remote", "add", "g", "gs://bucket/p"]);
+    let o = run(
+        &ws.root,
+        &["remote", "add", "g", "abfs://c@a.dfs.core.windows.net/p"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not built into"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("az://CONTAINER"), "{}", stderr(&o));
     let o = run(&ws.root, &["push", "nope"]);
     assert!(stderr(&o).contains("known remotes: gone"), "{}", stderr(&o));
     // No secret is stored with the remotes.

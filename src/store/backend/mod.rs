@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+pub mod aws_profile;
 pub mod local;
 pub mod memory;
 pub mod remote;
