@@ -16,6 +16,7 @@ use crate::ops::restore::{RestoreOptions, RestoreSummary};
 use crate::progress::Progress;
 use crate::store::backend::remote::{ObjectStoreBackend, RemoteUrl};
 use crate::store::backend::{is_not_found, Backend, Kind};
+use crate::store::lock::WriterLock;
 use crate::store::{config as store_config, durable, remotes, sync, Layout};
 
 /// A remote opened for reading: a `Repo` whose objects are the remote's
@@ -88,6 +89,12 @@ impl Repo {
         Ok(url)
     }
 
+    /// The URL of remote `name`; an error naming the known remotes if there
+    /// is no such remote.
+    pub fn remote_url(&self, name: &str) -> Result<RemoteUrl> {
+        remotes::get(&self.layout, name)
+    }
+
     /// Every remote, by name.
     pub fn remotes(&self) -> Result<Vec<(String, RemoteUrl)>> {
         remotes::list(&self.layout)
@@ -143,15 +150,43 @@ impl Repo {
         revs: &[String],
         progress: &dyn Progress,
     ) -> Result<PushReport> {
-        let url = remotes::get(&self.layout, name)?;
+        remotes::get(&self.layout, name)?;
         let _lock = self.lock("push")?;
+        self.push_beside_commits_with(name, revs, progress)
+    }
+
+    /// The push of `snap run --push`: `push` without the writer lock, so
+    /// that the runner's commits go on while it uploads. That is safe
+    /// because a push only reads local data and writes the remote and its
+    /// cache (serialised by the cache's own lock, which `push` takes too):
+    /// commits only add packs, and a local prune marks packs before it
+    /// deletes them (docs/remotes.md, "snap run --push"). A pack that a
+    /// `prune --delete-now` deletes under it makes this push fail before
+    /// it names anything, and the runner retries.
+    pub fn push_beside_commits(&mut self, name: &str, revs: &[String]) -> Result<PushReport> {
+        self.push_beside_commits_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `push_beside_commits`, reporting the bytes of packs sent to
+    /// `progress`.
+    fn push_beside_commits_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let url = remotes::get(&self.layout, name)?;
         let snaps = self.resolve_all(revs)?;
         let backend = connect(&url, true)?;
         if !backend.exists(Kind::Config, "") {
             let config = self.layout.backend().read(Kind::Config, "")?;
             backend.put(Kind::Config, "", &config)?;
         }
-        let mut view = open_view(name, remotes::cache_dir(&self.layout, name), &backend)?;
+        let cache = remotes::cache_dir(&self.layout, name);
+        let locks = Layout::new(&cache).locks_dir();
+        std::fs::create_dir_all(&locks).map_err(|e| Error::io("create", &locks, e))?;
+        let _cache_lock = WriterLock::acquire(&locks, "push", self.lock_wait)?;
+        let mut view = open_view(name, cache, &backend)?;
         let mut report = PushReport {
             remote: name.to_string(),
             url: url.to_string(),

@@ -18,6 +18,10 @@
 //! 4. When the child ends: a final snapshot records the outcome, retention
 //!    (forget + prune) runs, and the caller exits with the child's status.
 //!
+//! With `--push NAME`, a thread (`push`) pushes the session to that remote
+//! after each commit, without holding up the next one; the final push is
+//! waited for before retention.
+//!
 //! While it runs, the session is marked running (a flock), so retention in
 //! any process keeps all its snapshots.
 
@@ -25,6 +29,8 @@ pub mod child;
 pub mod clean;
 pub mod global_best;
 pub mod interrupt;
+pub mod notify;
+pub mod push;
 pub mod signals;
 pub mod watch;
 
@@ -68,6 +74,8 @@ pub struct RunOptions {
     pub policy: Option<Policy>,
     /// How often the watcher polls.
     pub poll: Duration,
+    /// `--push NAME`: push the session there after each commit.
+    pub push: Option<push::PushOptions>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -86,6 +94,9 @@ pub struct RunReport {
     /// The snapshots retention forgot, oldest first.
     pub forgotten_snapshots: Vec<ForgottenSnapshot>,
     pub bytes_freed: u64,
+    /// What `--push` did (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<push::PushStatus>,
     /// Commits or steps that failed; the run went on.
     pub errors: Vec<String>,
     /// The command's stdout did not end with a newline (the CLI starts its
@@ -121,8 +132,16 @@ pub fn run(
     note: &dyn Fn(&str),
 ) -> Result<RunReport> {
     let clean = check_options(ws, &opts)?;
+    if let Some(p) = &opts.push {
+        // An unknown remote is bad input: refused before anything starts.
+        repo.remote_url(&p.remote)?;
+    }
     let running = repo.lock_session(&opts.session)?;
     let mut r = Runner::new(repo, ws, &opts)?;
+    r.pusher = opts
+        .push
+        .as_ref()
+        .map(|p| push::Pusher::start(r.repo.path().to_path_buf(), opts.session.clone(), p.clone()));
     if let Some(sig) = interrupts.received() {
         note(&format!(
             "interrupted by signal {sig} before the run started: nothing was committed"
@@ -154,7 +173,12 @@ pub fn run(
         .transpose()?;
     // Before the command starts, so that nothing it writes counts as "already there".
     let watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
-    let spawned = match child::command(&opts, r.repo.path()).spawn() {
+    let listener = notify::Listener::bind();
+    let mut cmd = child::command(&opts, r.repo.path());
+    if let Some(l) = &listener {
+        cmd.env(notify::ENV, l.path());
+    }
+    let spawned = match cmd.spawn() {
         Ok(spawned) => spawned,
         Err(e) => {
             // Recorded, but no session for retention, and no retention.
@@ -167,9 +191,19 @@ pub fn run(
             return Ok(r.finish(running, code, format!("could not start: {e}"), false, note));
         }
     };
-    let ended = child::supervise(spawned, watcher, &opts, capture, interrupts, &mut |e| {
-        r.epoch(e, note)
-    })?;
+    let ended = child::supervise(
+        spawned,
+        watcher,
+        listener,
+        &opts,
+        capture,
+        interrupts,
+        &mut |e| match e {
+            child::Event::Epoch(e) => r.epoch(e, note),
+            // The command committed into the session itself: rank it now.
+            child::Event::Committed(_) => r.update_best(note),
+        },
+    )?;
     let was_interrupted = interrupts.received().is_some();
     let (code, outcome) = child::describe(ended.status, was_interrupted);
     r.report.stdout_ends_mid_line = ended.stdout_ends_mid_line;
@@ -216,6 +250,8 @@ struct Runner<'a> {
     not_started: bool,
     /// The session's snapshots from earlier runs of the same name.
     before: HashSet<SnapshotId>,
+    /// `--push`: the background pusher.
+    pusher: Option<push::Pusher>,
 }
 
 /// Label of a run's pre-run and final snapshots: the `--best` metric and
@@ -272,6 +308,7 @@ impl<'a> Runner<'a> {
             best: None,
             not_started: false,
             before,
+            pusher: None,
         })
     }
 
@@ -308,6 +345,7 @@ impl<'a> Runner<'a> {
             progress,
             note,
         )?;
+        self.request_push(note);
         if !clean.is_empty() {
             self.clean(clean, id, &warnings, interrupts, note)?;
         }
@@ -352,6 +390,9 @@ impl Runner<'_> {
             note(&format!("error: final snapshot failed: {e}"));
         }
         self.update_best(note);
+        // Before retention, so that the remote gets every epoch even where
+        // retention forgets some here.
+        self.finish_push(note);
         drop(running);
         let policy = match (&self.opts.policy, self.not_started) {
             (_, true) => {
@@ -462,13 +503,54 @@ impl Runner<'_> {
         let mut labels = BTreeMap::new();
         labels.insert("signal".to_string(), e.source.clone());
         match self.commit_at(at, e.metrics, labels, None, &NoProgress, note) {
-            Ok(_) => self.update_best(note),
+            Ok(_) => {
+                self.update_best(note);
+                self.request_push(note);
+            }
             Err(err) => {
                 let what = at.describe().unwrap_or_else(|| "epoch".into());
                 note(&format!("error: {what} snapshot failed: {err}"));
                 self.report.errors.push(format!("{what}: {err}"));
             }
         }
+    }
+
+    /// `--push`: asks the pusher for a push (it never waits), and passes
+    /// on what the pusher reported since the last time.
+    fn request_push(&mut self, note: &dyn Fn(&str)) {
+        if let Some(p) = &self.pusher {
+            p.request();
+            for n in p.take_notes() {
+                note(&n);
+            }
+        }
+    }
+
+    /// `--push`: the push after the final snapshot, waited for; a failure
+    /// is reported, never fatal.
+    fn finish_push(&mut self, note: &dyn Fn(&str)) {
+        let Some(p) = self.pusher.take() else { return };
+        for n in p.take_notes() {
+            note(&n);
+        }
+        note(&format!(
+            "waiting for the push to {}",
+            self.opts.push.as_ref().map_or("", |o| o.remote.as_str())
+        ));
+        let (status, notes) = p.finish();
+        for n in notes {
+            note(&n);
+        }
+        if !status.final_pushed {
+            let last = status.failures.last().cloned().unwrap_or_default();
+            self.report.errors.push(format!(
+                "push to {}: the final push failed after {} ({last}); push later with `snap push {}`",
+                status.remote,
+                units::count(status.failed_attempts as u64, "failed attempt"),
+                status.remote
+            ));
+        }
+        self.report.push = Some(status);
     }
 
     fn commit_labelled(

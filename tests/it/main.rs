@@ -7,6 +7,7 @@ mod util;
 
 mod checkpoint;
 mod cli_errors;
+mod compare;
 mod concurrency;
 mod corruption;
 mod crash;
@@ -25,7 +26,10 @@ mod pt;
 mod records;
 mod reindex;
 mod remote;
+mod remote_cloud;
+mod remote_profile;
 mod remote_push;
+mod remote_run;
 mod repair;
 mod restore;
 mod restore_target;

@@ -478,9 +478,12 @@ fn refusals_fail_at_once_and_say_what_to_check() {
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("snap-test-secret"), "{}", stderr(&o));
 
-    let o = run(&ws.root, &["remote", "add", "g", "gs://bucket/p"]);
+    let o = run(
+        &ws.root,
+        &["remote", "add", "g", "abfs://c@a.dfs.core.windows.net/p"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not built into"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("az://CONTAINER"), "{}", stderr(&o));
     let o = run(&ws.root, &["push", "nope"]);
     assert!(stderr(&o).contains("known remotes: gone"), "{}", stderr(&o));
     // No secret is stored with the remotes.

@@ -60,6 +60,13 @@ pub struct Args {
     /// Apply no retention at the end: every snapshot stays.
     #[arg(long, conflicts_with_all = ["keep_sessions", "keep_epochs"])]
     no_retention: bool,
+    /// After each commit, push the session (its snapshots and the tags
+    /// naming them) to this remote in the background, without holding up
+    /// training; at the end, wait for the final push. A failed push is
+    /// retried and reported, never fatal: the exit status stays the
+    /// command's.
+    #[arg(long, value_name = "REMOTE")]
+    push: Option<String>,
     /// Print the run report as one JSON line, the last line of stdout (the
     /// command's own output passes through before it).
     #[arg(long)]
@@ -102,6 +109,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         archive: !args.no_archive,
         policy: (!args.no_retention).then_some(policy),
         poll: Duration::from_millis(500),
+        push: args.push.as_deref().map(runner::push::PushOptions::new),
     };
     // A bar for the archive snapshot of a large workspace, on a terminal only.
     let report = runner::run(&mut repo, &ws, opts, &interrupts, &Bar::new(), &|msg| {
@@ -149,6 +157,12 @@ fn summary(r: &runner::RunReport) -> String {
             render::num(*v),
             &id[..8]
         ));
+    }
+    if let Some(p) = &r.push {
+        match p.final_pushed {
+            true => out.push_str(&format!(", pushed to {}", p.remote)),
+            false => out.push_str(&format!(", NOT pushed to {} (see above)", p.remote)),
+        }
     }
     if r.retention != "applied" {
         out.push_str(&format!("; retention {}", r.retention));

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+pub mod aws_profile;
 pub mod local;
 pub mod memory;
 pub mod remote;
@@ -52,6 +53,9 @@ pub enum Kind {
     Tag,
     /// A pack's deletion mark (`format::mark`), named by the pack's id.
     Mark,
+    /// A note added to a snapshot after the fact (`format::note`), named
+    /// `SNAPSHOT.NOTE` (both ids in hex).
+    Note,
 }
 
 impl Kind {
@@ -64,6 +68,7 @@ impl Kind {
             Kind::Journal => "journal entry",
             Kind::Tag => "tag",
             Kind::Mark => "pack deletion mark",
+            Kind::Note => "note",
         }
     }
 }

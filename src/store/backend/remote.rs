@@ -33,7 +33,8 @@
 //! `Error::Remote` at once, saying what to check. Nothing read here is
 //! trusted: blobs go through `store::read::decode_verified` like local ones,
 //! pulled packs are checked against their name (`ops::remote::pull`).
-//! Credentials come from the environment (`AmazonS3Builder::from_env`) and
+//! Credentials come from the environment (`AmazonS3Builder::from_env`), then
+//! the AWS profile files (`aws_profile`), and
 //! are never written or printed: `Debug` and every message show the URL only.
 
 use std::fmt;
@@ -44,6 +45,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{
@@ -51,6 +54,7 @@ use object_store::{
     UpdateVersion, WriteMultipart,
 };
 
+use super::aws_profile;
 use super::local::object_path;
 use super::{Backend, Kind, Object, Upload};
 use crate::error::{Error, Result};
@@ -65,33 +69,52 @@ const PARTS_IN_FLIGHT: usize = 2;
 pub enum RemoteUrl {
     /// `s3://BUCKET/PREFIX` (the prefix may be empty).
     S3 { bucket: String, prefix: String },
+    /// `gs://BUCKET/PREFIX`: Google Cloud Storage.
+    Gcs { bucket: String, prefix: String },
+    /// `az://CONTAINER/PREFIX`: Azure Blob Storage, the account from
+    /// `AZURE_STORAGE_ACCOUNT_NAME`.
+    Azure { container: String, prefix: String },
     /// `file:///ABSOLUTE/PATH`.
     File { path: PathBuf },
 }
 
+/// `BUCKET/PREFIX` after a scheme: the bucket (or container) and the
+/// prefix, checked.
+fn bucket_and_prefix(url: &str, rest: &str, forms: &str) -> Result<(String, String)> {
+    let bad = |why: &str| Err(Error::invalid("remote URL", url, why));
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return bad(&format!("no bucket; {forms}"));
+    }
+    let prefix = prefix.trim_matches('/').to_string();
+    if prefix.split('/').any(|c| c == "." || c == "..") {
+        return bad("'.' and '..' are not allowed in the prefix");
+    }
+    if ObjPath::parse(&prefix).is_err() {
+        return bad("the prefix is not a valid object path");
+    }
+    Ok((bucket.to_string(), prefix))
+}
+
 impl RemoteUrl {
-    /// Parses a remote URL. `gs://` and `az://` are recognised and refused
-    /// as not built in (object_store's `gcp` and `azure` features are off).
+    /// Parses a remote URL: `s3://`, `gs://`, `az://` (object_store's
+    /// `aws`, `gcp` and `azure`), `file://`.
     pub fn parse(url: &str) -> Result<RemoteUrl> {
         let bad = |why: &str| Err(Error::invalid("remote URL", url, why));
         let forms = "use s3://BUCKET/PREFIX (S3 and S3-compatible servers, \
-                     with AWS_ENDPOINT_URL) or file:///ABSOLUTE/PATH";
+                     with AWS_ENDPOINT_URL), gs://BUCKET/PREFIX, az://CONTAINER/PREFIX \
+                     or file:///ABSOLUTE/PATH";
         if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return bad(&format!("no bucket; {forms}"));
-            }
-            let prefix = prefix.trim_matches('/').to_string();
-            if prefix.split('/').any(|c| c == "." || c == "..") {
-                return bad("'.' and '..' are not allowed in the prefix");
-            }
-            if ObjPath::parse(&prefix).is_err() {
-                return bad("the prefix is not a valid object path");
-            }
-            return Ok(RemoteUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix,
-            });
+            let (bucket, prefix) = bucket_and_prefix(url, rest, forms)?;
+            return Ok(RemoteUrl::S3 { bucket, prefix });
+        }
+        if let Some(rest) = url.strip_prefix("gs://") {
+            let (bucket, prefix) = bucket_and_prefix(url, rest, forms)?;
+            return Ok(RemoteUrl::Gcs { bucket, prefix });
+        }
+        if let Some(rest) = url.strip_prefix("az://") {
+            let (container, prefix) = bucket_and_prefix(url, rest, forms)?;
+            return Ok(RemoteUrl::Azure { container, prefix });
         }
         if let Some(rest) = url.strip_prefix("file://") {
             let path = PathBuf::from(rest);
@@ -100,16 +123,10 @@ impl RemoteUrl {
             }
             return Ok(RemoteUrl::File { path });
         }
-        for (scheme, what) in [
-            ("gs://", "Google Cloud Storage"),
-            ("az://", "Azure Blob Storage"),
-            ("abfs://", "Azure Blob Storage"),
-        ] {
-            if url.starts_with(scheme) {
-                return bad(&format!(
-                    "{what} ({scheme}) is not built into this snap yet; {forms}"
-                ));
-            }
+        if url.starts_with("abfs://") || url.starts_with("abfss://") {
+            return bad(&format!(
+                "Azure URLs are written az://CONTAINER/PREFIX here (the account from AZURE_STORAGE_ACCOUNT_NAME); {forms}"
+            ));
         }
         bad(forms)
     }
@@ -120,6 +137,12 @@ impl fmt::Display for RemoteUrl {
         match self {
             RemoteUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             RemoteUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            RemoteUrl::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
+            RemoteUrl::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
+            RemoteUrl::Azure { container, prefix } if prefix.is_empty() => {
+                write!(f, "az://{container}")
+            }
+            RemoteUrl::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
             RemoteUrl::File { path } => write!(f, "file://{}", path.display()),
         }
     }
@@ -233,7 +256,9 @@ fn remote_error(url: &RemoteUrl, op: &'static str, what: &str, e: object_store::
             }
         }
         E::Unauthenticated { .. } | E::PermissionDenied { .. } => credentials(url),
-        _ if text.contains("NoSuchBucket") => missing_bucket(url),
+        _ if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") => {
+            missing_bucket(url)
+        }
         _ if text.contains("InvalidAccessKeyId")
             || text.contains("SignatureDoesNotMatch")
             || text.contains("AccessDenied") =>
@@ -273,7 +298,12 @@ fn missing_bucket(url: &RemoteUrl) -> String {
 }
 
 fn credentials(url: &RemoteUrl) -> String {
-    format!("\n  {url} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION, AWS_ENDPOINT_URL for an S3-compatible server)")
+    let check = match url {
+        RemoteUrl::Gcs { .. } => "GOOGLE_SERVICE_ACCOUNT or GOOGLE_APPLICATION_CREDENTIALS (a service account key file)",
+        RemoteUrl::Azure { .. } => "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY)",
+        _ => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION, AWS_ENDPOINT_URL for an S3-compatible server; or AWS_PROFILE)",
+    };
+    format!("\n  {url} refused the credentials: check {check}")
 }
 
 /// Retries of one request, and the time they may take, when the
@@ -339,10 +369,29 @@ impl ObjectStoreBackend {
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry);
-                if std::env::var_os("AWS_REGION").is_none()
-                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                {
-                    b = b.with_region("us-east-1");
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                let profile = aws_profile::load(&env)?.unwrap_or_default();
+                // The environment wins over the profile, as for the AWS CLI.
+                if env("AWS_ACCESS_KEY_ID").is_none() {
+                    if let (Some(id), Some(secret)) =
+                        (&profile.access_key_id, &profile.secret_access_key)
+                    {
+                        b = b.with_access_key_id(id).with_secret_access_key(secret);
+                        if let Some(t) = &profile.session_token {
+                            b = b.with_token(t);
+                        }
+                    }
+                }
+                if env("AWS_ENDPOINT_URL").is_none() && env("AWS_ENDPOINT").is_none() {
+                    if let Some(url) = &profile.endpoint_url {
+                        // A plain-http endpoint written in the profile is asked for.
+                        b = b
+                            .with_endpoint(url)
+                            .with_allow_http(url.starts_with("http://"));
+                    }
+                }
+                if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+                    b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
                 let s3 = b.build().map_err(|e| Error::Remote {
                     op: "configure",
@@ -351,6 +400,32 @@ impl ObjectStoreBackend {
                     hint: "\n  check the AWS_* environment variables".into(),
                 })?;
                 (Arc::new(s3), prefix.clone())
+            }
+            RemoteUrl::Gcs { bucket, prefix } => {
+                let gcs = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| Error::Remote {
+                        op: "configure",
+                        what: url.to_string(),
+                        cause: e.to_string(),
+                        hint: "\n  set GOOGLE_SERVICE_ACCOUNT (or GOOGLE_APPLICATION_CREDENTIALS) to a service account key file".into(),
+                    })?;
+                (Arc::new(gcs), prefix.clone())
+            }
+            RemoteUrl::Azure { container, prefix } => {
+                let az = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| Error::Remote {
+                        op: "configure",
+                        what: url.to_string(),
+                        cause: e.to_string(),
+                        hint: "\n  set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY, or a service principal's AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID)".into(),
+                    })?;
+                (Arc::new(az), prefix.clone())
             }
             RemoteUrl::File { path } => {
                 if create {
@@ -572,7 +647,7 @@ impl Backend for ObjectStoreBackend {
                         out.extend(file.strip_suffix(suffix).map(String::from));
                     }
                 }
-                Kind::Snapshot | Kind::Journal => {
+                Kind::Snapshot | Kind::Journal | Kind::Note => {
                     if let [file] = parts.as_slice() {
                         out.push(file.clone());
                     }
@@ -846,8 +921,34 @@ mod tests {
         for bad in ["s3://", "file://rel/path", "http://x", "s3://b/../x"] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
-        let err = RemoteUrl::parse("gs://bucket/p").unwrap_err().to_string();
-        assert!(err.contains("not built into"), "{err}");
+        for (url, want) in [
+            (
+                "gs://bkt/a/",
+                RemoteUrl::Gcs {
+                    bucket: "bkt".into(),
+                    prefix: "a".into(),
+                },
+            ),
+            (
+                "az://runs",
+                RemoteUrl::Azure {
+                    container: "runs".into(),
+                    prefix: String::new(),
+                },
+            ),
+        ] {
+            let parsed = RemoteUrl::parse(url).unwrap();
+            assert_eq!(parsed, want);
+            assert_eq!(parsed.to_string(), url.trim_end_matches('/'));
+        }
+        for bad in [
+            "gs://",
+            "az:///x",
+            "gs://b/../x",
+            "abfs://c@acct.dfs.core.windows.net/p",
+        ] {
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// Objects keep their local names under the prefix, and a listing
