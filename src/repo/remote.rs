@@ -140,9 +140,19 @@ impl Repo {
     /// `snap push`: sends remote `name` the snapshots `revs` name (all when
     /// empty), what they need that it lacks, and the tags naming them.
     pub fn push(&mut self, name: &str, revs: &[String]) -> Result<PushReport> {
+        self.push_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `push`, reporting the bytes of packs sent to `progress`.
+    pub fn push_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
         remotes::get(&self.layout, name)?;
         let _lock = self.lock("push")?;
-        self.push_beside_commits(name, revs)
+        self.push_beside_commits_with(name, revs, progress)
     }
 
     /// The push of `snap run --push`: `push` without the writer lock, so
@@ -154,6 +164,17 @@ impl Repo {
     /// `prune --delete-now` deletes under it makes this push fail before
     /// it names anything, and the runner retries.
     pub fn push_beside_commits(&mut self, name: &str, revs: &[String]) -> Result<PushReport> {
+        self.push_beside_commits_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `push_beside_commits`, reporting the bytes of packs sent to
+    /// `progress`.
+    fn push_beside_commits_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
         let url = remotes::get(&self.layout, name)?;
         let snaps = self.resolve_all(revs)?;
         let backend = connect(&url, true)?;
@@ -178,6 +199,8 @@ impl Repo {
             &mut view.index,
             &backend,
             &snaps,
+            self.config.pack_target_size,
+            progress,
             &mut report,
         )?;
         Ok(report)
@@ -187,6 +210,16 @@ impl Repo {
     /// when empty) into this repository, with the data they need and the
     /// tags naming them, then syncs the index.
     pub fn pull(&mut self, name: &str, revs: &[String]) -> Result<PullReport> {
+        self.pull_with(name, revs, &crate::progress::NoProgress)
+    }
+
+    /// `pull`, reporting the bytes of packs fetched to `progress`.
+    pub fn pull_with(
+        &mut self,
+        name: &str,
+        revs: &[String],
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
         let remote = self.open_remote(name)?;
         let _lock = self.lock("pull")?;
         let snaps = remote.repo.resolve_all(revs)?;
@@ -201,6 +234,7 @@ impl Repo {
             &remote.repo.layout,
             &remote.repo.index,
             &snaps,
+            progress,
             &mut report,
         )?;
         self.damaged = sync::sync(&self.layout, &mut self.index)?.damaged;
@@ -249,7 +283,7 @@ impl Repo {
         store_config::create(&Layout::new(&repo_path), &config)?;
         let mut repo = Repo::open(&repo_path)?;
         repo.remote_add("origin", url)?;
-        let pull = repo.pull("origin", &[])?;
+        let pull = repo.pull_with("origin", &[], progress)?;
         let restored = match repo.index.snapshots()?.is_empty() {
             true => None,
             false => {

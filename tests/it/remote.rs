@@ -152,7 +152,7 @@ pub(crate) fn n(v: &Value, key: &str) -> u64 {
 
 /// A workspace with checkpoints and logs, two snapshots (the first tagged
 /// `best`), and remote `origin` at `url`.
-fn training_ws(url: &str) -> Ws {
+pub(crate) fn training_ws(url: &str) -> Ws {
     let ws = Ws::new();
     ws.write("checkpoints/epoch_1.pt", &random_bytes(1, 3_000_000));
     ws.write("checkpoints/model_best.pt", &random_bytes(2, 2_500_000));
@@ -167,13 +167,13 @@ fn training_ws(url: &str) -> Ws {
 }
 
 /// A new empty repository (another machine) with remote `origin` at `url`.
-fn other_machine(url: &str) -> Ws {
+pub(crate) fn other_machine(url: &str) -> Ws {
     let ws = Ws::new();
     ok(&ws.root, &["remote", "add", "origin", url]);
     ws
 }
 
-fn restore_local(ws: &Ws, rev: &str, name: &str) -> PathBuf {
+pub(crate) fn restore_local(ws: &Ws, rev: &str, name: &str) -> PathBuf {
     let target = ws.outside(name);
     ok(
         &ws.root,

@@ -530,6 +530,13 @@ impl Paused {
         self.child.id() as i32
     }
 
+    /// Kills the command where it waits (SIGKILL: no cleanup of any kind)
+    /// and reaps it.
+    pub fn kill(mut self) -> Output {
+        self.child.kill().expect("kill snap");
+        self.child.wait_with_output().expect("reap snap")
+    }
+
     /// Lets the command go on and waits for it to finish.
     pub fn finish(self) -> Output {
         fs::write(&self.go, b"").expect("release the barrier");

@@ -51,7 +51,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             ctx.abs(std::path::Path::new(last))
         }
     };
-    let r = Repo::clone_remote(&args.url, &dir, &Bar::new())?;
+    // A bar on a terminal only, never with --json.
+    let r = match args.json {
+        true => Repo::clone_remote(&args.url, &dir, &snapstore::NoProgress)?,
+        false => Repo::clone_remote(&args.url, &dir, &Bar::new())?,
+    };
     let restored = r.restored.as_ref();
     if args.json {
         return render::print_json(&CloneJson {

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::cli::progress::Bar;
 use crate::cli::render;
 use crate::cli::Ctx;
 
@@ -24,7 +25,11 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     let (mut repo, _) = ctx.open()?;
     let name = args.remote.as_deref().unwrap_or("origin");
-    let r = repo.pull(name, &args.revs)?;
+    // A bar on a terminal only (`Bar`), never with --json.
+    let r = match args.json {
+        true => repo.pull(name, &args.revs)?,
+        false => repo.pull_with(name, &args.revs, &Bar::new())?,
+    };
     for c in &r.tag_conflicts {
         eprintln!("snap: note: {c}");
     }

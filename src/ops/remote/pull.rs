@@ -16,10 +16,11 @@ use crate::format::pack::{self, PackEntry, PackKind, FOOTER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::ops::prune::reachable;
+use crate::progress::Progress;
 use crate::store::backend::{Kind, Upload};
 use crate::store::index::Index;
 use crate::store::read::{self, PackFiles};
-use crate::store::{publish, refs, snapshots, Layout};
+use crate::store::{failpoint, publish, refs, snapshots, Layout};
 
 /// Most bytes fetched with one range request.
 const FETCH_BLOCK: u64 = 8 << 20;
@@ -48,6 +49,7 @@ pub fn pull(
     view: &Layout,
     vindex: &Index,
     snaps: &[(SnapshotId, Snapshot)],
+    progress: &dyn Progress,
     report: &mut PullReport,
 ) -> Result<()> {
     let present = index.snapshot_ids()?;
@@ -81,6 +83,7 @@ pub fn pull(
         .map(|(id, k, s)| (id, (k, s)))
         .collect();
     let local_packs = PackFiles::new(local);
+    progress.start("pull", wanted.iter().map(|id| sizes[id].1).sum());
     for id in &wanted {
         let (kind, size) = sizes[id];
         let entries = vindex.blobs_in_pack(id)?;
@@ -88,10 +91,12 @@ pub fn pull(
             local: (index, &local_packs),
             remote: (vindex, &remote_packs),
         };
-        fetch_pack(local, view, id, kind, size, entries, &bases)?;
+        fetch_pack(local, view, id, kind, size, entries, &bases, progress)?;
         report.packs += 1;
         report.pack_bytes += size;
+        failpoint::hit("pull:between-packs");
     }
+    progress.finish();
     for (id, _) in &to_get {
         let (_, record) = snapshots::read(view, id)?;
         snapshots::write(local, id, &record)?;
@@ -153,6 +158,7 @@ impl Bases<'_> {
 
 /// Streams remote pack `id` into a local upload, verifying every blob, the
 /// trailer and the pack's hash before it is placed.
+#[allow(clippy::too_many_arguments)]
 fn fetch_pack(
     local: &Layout,
     view: &Layout,
@@ -161,6 +167,7 @@ fn fetch_pack(
     size: u64,
     mut entries: Vec<PackEntry>,
     bases: &Bases<'_>,
+    progress: &dyn Progress,
 ) -> Result<()> {
     entries.sort_by_key(|e| e.offset);
     let object = view.backend().open(Kind::Pack, &id.to_hex())?;
@@ -211,6 +218,7 @@ fn fetch_pack(
                     .map_err(|err| Error::corrupt(name(), err.to_string()))?;
             }
             write(&mut up, &block)?;
+            progress.advance(block.len() as u64);
             pos = end;
             i = j;
         }

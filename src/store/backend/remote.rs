@@ -265,6 +265,9 @@ fn remote_error(url: &RemoteUrl, op: &'static str, what: &str, e: object_store::
         {
             credentials(url)
         }
+        _ if unreachable(&text) => format!(
+            "\n  {url} did not answer, also after retrying (SNAP_REMOTE_RETRIES, SNAP_REMOTE_RETRY_SECS); check the network and the endpoint, then run the command again: it resumes, sending only what is missing"
+        ),
         _ => String::new(),
     };
     Error::Remote {
@@ -273,6 +276,21 @@ fn remote_error(url: &RemoteUrl, op: &'static str, what: &str, e: object_store::
         cause: text,
         hint,
     }
+}
+
+/// Whether an error says the server could not be reached or stopped
+/// answering (as opposed to an answer that says no).
+fn unreachable(text: &str) -> bool {
+    [
+        "error sending request",
+        "Connection refused",
+        "connection closed",
+        "connection reset",
+        "timed out",
+        "max_retries",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 fn missing_bucket(url: &RemoteUrl) -> String {
@@ -286,6 +304,34 @@ fn credentials(url: &RemoteUrl) -> String {
         _ => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION, AWS_ENDPOINT_URL for an S3-compatible server; or AWS_PROFILE)",
     };
     format!("\n  {url} refused the credentials: check {check}")
+}
+
+/// Retries of one request, and the time they may take, when the
+/// environment does not say: object_store's backoff from 100 ms doubling to
+/// 15 s fits six retries in two minutes.
+const MAX_RETRIES: usize = 6;
+const RETRY_SECS: u64 = 120;
+
+/// The retry budget: `SNAP_REMOTE_RETRIES` (retries of one request) and
+/// `SNAP_REMOTE_RETRY_SECS` (the most time they may take) override the
+/// defaults, for a flaky link (more) or a test that cuts the server (less).
+fn retry_budget() -> Result<(usize, u64)> {
+    fn var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T> {
+        match std::env::var(name) {
+            Err(_) => Ok(default),
+            Ok(v) => v.trim().parse().map_err(|_| {
+                Error::invalid(
+                    name,
+                    v.clone(),
+                    "must be a whole number (retries, or seconds)",
+                )
+            }),
+        }
+    }
+    Ok((
+        var("SNAP_REMOTE_RETRIES", MAX_RETRIES)?,
+        var("SNAP_REMOTE_RETRY_SECS", RETRY_SECS)?,
+    ))
 }
 
 /// A repository's objects in an object store (see the module doc).
@@ -308,14 +354,15 @@ impl ObjectStoreBackend {
     /// `create`, a `file://` directory is created if missing (for a push).
     /// Nothing is sent yet.
     pub fn connect(url: &RemoteUrl, create: bool) -> Result<Self> {
+        let (max_retries, retry_secs) = retry_budget()?;
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(15),
                 base: 2.0,
             },
-            max_retries: 6,
-            retry_timeout: Duration::from_secs(120),
+            max_retries,
+            retry_timeout: Duration::from_secs(retry_secs),
         };
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
             RemoteUrl::S3 { bucket, prefix } => {
