@@ -9,6 +9,7 @@ pub mod commit;
 pub mod diff;
 pub mod forget;
 pub mod import;
+pub mod inspect;
 pub mod pathspec;
 pub mod prune;
 pub mod remote;

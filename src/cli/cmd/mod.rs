@@ -22,3 +22,4 @@ pub mod run;
 pub mod show;
 pub mod stats;
 pub mod tag;
+pub mod ui;
