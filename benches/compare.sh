@@ -19,6 +19,12 @@
 #   SNAP             a prebuilt snap binary (default: cargo build --release)
 #   KEEP_WORK=1      keep the work directory (workspaces, repositories) at the end
 #   RESTORES=3       restores of the last snapshot per tool (median kept)
+#   WORKLOADS="full frozen hf train"   which workloads to run
+#   HF_MB=64 HF_HEAD_MB=4 HF_EPOCHS=6   hf: bf16 backbone, fp32 head, saves
+#   TRAIN_MB=32 TRAIN_EPOCHS=6          train: model + optimizer state per file
+#   TORCH_PYTHON     a python with torch and safetensors (default: the CI venv,
+#                    ~/.cache/snap-ci/venv-py311/bin/python, else python3);
+#                    without torch, hf and train are skipped with a note
 #
 # Workloads (seeded, Python standard library only, identical on every machine):
 #   full     a safetensors model (fp32 ~N(0, 0.02), 14 tensors); every epoch
@@ -32,6 +38,14 @@
 #            head that changes completely each epoch, in ONE checkpoint file
 #            models/checkpoint.safetensors OVERWRITTEN in place every epoch
 #            (as torch.save over the same name does); the log grows.
+#   hf       an HF Trainer fine-tune trained for real with torch
+#            (benches/common/train.py): frozen bf16 backbone, trained fp32 head,
+#            AdamW; each save a NEW folder checkpoints/checkpoint-STEP/
+#            {model.safetensors, optimizer.pt, scheduler.pt, trainer_state.json},
+#            the two newest kept (save_total_limit=2).
+#   train    a full training with torch: an MLP whose every weight moves by
+#            real AdamW steps, saved with its optimizer state as a NEW file
+#            checkpoints/epoch_N.pt (torch.save) every epoch.
 # Every epoch is snapshotted into each tool: snap (`snap commit --json`),
 # restic (repository v2, `backup --compression auto`), borg (`--encryption=none`,
 # `create --compression zstd,3`) and zip (one `zip -r -q` archive per epoch,
@@ -39,7 +53,9 @@
 #
 # Prints, per tool and workload: repository bytes (du -sb), median time per
 # epoch snapshot, restore time of the last snapshot (median of RESTORES,
-# each listed), peak RSS over all the snapshot runs; the size of ONE checkpoint under `zstd -3`; snap's
+# each listed, alternated with the other tools and with `tar -xf` of an
+# uncompressed tar of the same tree), peak RSS over all the snapshot runs;
+# snap's figures as ratios to borg, restic and tar; the size of ONE checkpoint under `zstd -3`; snap's
 # new_raw_bytes for every best.pt commit; and a table of targets with
 # PASS/FAIL. Every restore is checked against the workspace (diff -r).
 # Always exits 0 unless a step crashed: it is a measurement tool, not a test.
@@ -53,6 +69,16 @@ HEAD_KB=${HEAD_KB:-$((FT_MB * 1024 / 100))}
 FT_EPOCHS=${FT_EPOCHS:-8}
 TOOLS=${TOOLS:-"snap restic borg zip"}
 RESTORES=${RESTORES:-3}
+WORKLOADS=${WORKLOADS:-"full frozen hf train"}
+HF_MB=${HF_MB:-64}
+HF_HEAD_MB=${HF_HEAD_MB:-4}
+HF_EPOCHS=${HF_EPOCHS:-6}
+TRAIN_MB=${TRAIN_MB:-32}
+TRAIN_EPOCHS=${TRAIN_EPOCHS:-6}
+if [ -z "${TORCH_PYTHON:-}" ]; then
+    TORCH_PYTHON=python3
+    [ -x "$HOME/.cache/snap-ci/venv-py311/bin/python" ] && TORCH_PYTHON=$HOME/.cache/snap-ci/venv-py311/bin/python
+fi
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -68,7 +94,7 @@ INSTALL=0
 for arg in "$@"; do
     case $arg in
     --install) INSTALL=1 ;;
-    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,64p' "$0"; exit 0 ;;
     *) say "usage: benches/compare.sh [--install]"; exit 2 ;;
     esac
 done
@@ -339,10 +365,13 @@ order() {  # $1 = epoch, rest = tools
 restore_all() {  # $1 = workload
     local wl=$1 d="$WORK/$1" tool dir src round
     declare -A rtimes=()
-    # RESTORES rounds, the tools in a rotated order each round; the median
-    # is kept (one restore swings by up to 2x on this VM).
+    # The reference for "as fast as writing the files out": tar -xf of an
+    # uncompressed tar of the same tree.
+    (cd "$d/ws" && tar -cf "$d/ws.tar" .)
+    # RESTORES rounds, the tools (and tar) in a rotated order each round;
+    # the median is kept (one restore swings by up to 2x on this VM).
     for ((round = 0; round < RESTORES; round++)); do
-        for tool in $(order "$round" "${RUN[@]}"); do
+        for tool in $(order "$round" "${RUN[@]}" tar); do
             dir="$d/restore/$tool"
             mkdir -p "$dir"
             src="$dir"
@@ -358,6 +387,8 @@ restore_all() {  # $1 = workload
                 local last
                 last=$(find "$d/zips" -name '*.zip' | sort | tail -n 1)
                 WARM=("$last"); timed "${IN_DIR[@]}" "$dir" unzip -q "$last" ;;
+            tar)
+                WARM=("$d/ws.tar"); timed tar -xf "$d/ws.tar" -C "$dir" ;;
             esac
             rtimes[$tool]="${rtimes[$tool]:-} $T"
             RESTORE_RSS[$wl:$tool]=$(max "${RESTORE_RSS[$wl:$tool]:-}" "$RSS")
@@ -366,10 +397,11 @@ restore_all() {  # $1 = workload
             rm -rf "$dir"
         done
     done
-    for tool in "${RUN[@]}"; do
+    for tool in "${RUN[@]}" tar; do
         RESTORE_T[$wl:$tool]=$(median <<<"${rtimes[$tool]}")
         RESTORE_ALL[$wl:$tool]="${rtimes[$tool]# }"
     done
+    rm -f "$d/ws.tar"
     for tool in "${RUN[@]}"; do
         case $tool in
         snap) REPO_BYTES[$wl:$tool]=$(du -sb "$SNAP_REPO" | cut -f1) ;;
@@ -427,14 +459,78 @@ run_frozen() {
     restore_all $wl
 }
 
-run_full
-run_frozen
+# The torch workloads: each epoch trains for real (benches/common/train.py),
+# outside the timed steps; STATE (the run's model and optimizer) lives
+# outside the workspace.
+run_torch() {  # $1 = workload (hf|train)
+    local wl=$1 d="$WORK/$1" ws="$WORK/$1/ws" e vl tools args last
+    mkdir -p "$ws"
+    init_repos "$d"
+    local epochs=$HF_EPOCHS
+    if [ "$wl" = hf ]; then
+        args=(hf "$ws" "$d/state.pt")
+        say "workload hf: ${HF_MB} MiB bf16 backbone + ${HF_HEAD_MB} MiB fp32 head, $HF_EPOCHS saves, a new folder per save"
+    else
+        epochs=$TRAIN_EPOCHS
+        args=(full "$ws" "$d/state.pt")
+        say "workload train: ~${TRAIN_MB} MiB model + optimizer state, $TRAIN_EPOCHS epochs, a new .pt per epoch"
+    fi
+    for e in $(seq 1 "$epochs"); do
+        if [ "$wl" = hf ]; then
+            vl=$("$TORCH_PYTHON" "$here/benches/common/train.py" "${args[@]}" "$e" "$HF_MB" "$HF_HEAD_MB")
+        else
+            vl=$("$TORCH_PYTHON" "$here/benches/common/train.py" "${args[@]}" "$e" "$TRAIN_MB")
+        fi
+        say "  epoch $e loss $vl"
+        read -r -a tools <<<"$(order "$e" "${RUN[@]}")"
+        snapshot "$wl" epoch "$e" "$vl" "${tools[@]}"
+    done
+    if [ "$wl" = hf ]; then
+        last=$(find "$ws/checkpoints" -name model.safetensors | sort -V | tail -n 1)
+    else
+        last=$(find "$ws/checkpoints" -name '*.pt' | sort -V | tail -n 1)
+    fi
+    CKPT_BYTES[$wl]=$(stat -c %s "$last")
+    ZST_ONE[$wl]=$(zstd -3 -q -c "$last" | wc -c)
+    WS_BYTES[$wl]=$(du -sb "$ws" | cut -f1)
+    restore_all "$wl"
+}
+
+RAN=()
+for wl in $WORKLOADS; do
+    case $wl in
+    full) run_full; RAN+=(full) ;;
+    frozen) run_frozen; RAN+=(frozen) ;;
+    hf | train)
+        if "$TORCH_PYTHON" -c 'import torch, safetensors.torch' 2>/dev/null; then
+            run_torch "$wl"; RAN+=("$wl")
+        else
+            say "note: workload $wl skipped: $TORCH_PYTHON cannot import torch and safetensors (set TORCH_PYTHON)"
+            SKIPPED_WL="${SKIPPED_WL:-} $wl"
+        fi ;;
+    *) say "error: unknown workload $wl (full, frozen, hf, train)"; exit 2 ;;
+    esac
+done
 
 # --- report -------------------------------------------------------------------------
 
+# ratio WL A B: repo or time of snap over another tool, "" if either is missing.
+ratio_of() {  # $1 = kind (repo|time|restore) $2 = workload $3 = other tool
+    local a b
+    case $1 in
+    repo) a=${REPO_BYTES[$2:snap]:-} b=${REPO_BYTES[$2:$3]:-} ;;
+    time) a=$(echo "${TIMES[$2:snap]:-}" | median) b=$(echo "${TIMES[$2:$3]:-}" | median) ;;
+    restore) a=${RESTORE_T[$2:snap]:-} b=${RESTORE_T[$2:$3]:-} ;;
+    esac
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$b" != 0.000 ]; then calc4 "$a / $b"; fi
+}
+# ran WL: the workload ran.
+ran() { case " ${RAN[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+
 echo
-echo "snap compare: full = ${MODEL_MB} MiB checkpoint x $EPOCHS epochs (new file per epoch, best.pt copies);" \
-    "frozen = ${FT_MB} MiB backbone + ${HEAD_KB} KiB head x $FT_EPOCHS epochs (one file, overwritten)"
+echo "snap compare, workloads: ${RAN[*]}"
+ran full && echo "full = ${MODEL_MB} MiB checkpoint x $EPOCHS epochs (new file per epoch, best.pt copies)"
+ran frozen && echo "frozen = ${FT_MB} MiB backbone + ${HEAD_KB} KiB head x $FT_EPOCHS epochs (one file, overwritten)"
 echo "machine: $(nproc) cores; caches warm (inputs read just before every timed step); tool order rotated per epoch"
 rev=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo '?')
 if [ -n "$(cd "$here" && git status --porcelain 2>/dev/null)" ]; then rev="$rev + uncommitted changes"; fi
@@ -445,7 +541,10 @@ uses borg && vers="$vers $(borg --version);"
 uses zip && vers="$vers $(zip -v | grep -o 'Zip [0-9.]*' | head -n 1);"
 echo "versions:$vers zstd $(zstd -V | grep -o 'v[0-9.]*')"
 [ ${#MISSING[@]} -gt 0 ] && echo "missing, skipped: ${MISSING[*]}"
-for wl in full frozen; do
+[ -n "${SKIPPED_WL:-}" ] && echo "workloads skipped (no torch):${SKIPPED_WL}"
+ran hf && echo "hf = ${HF_MB} MiB bf16 backbone + ${HF_HEAD_MB} MiB head x $HF_EPOCHS saves (a new folder per save, 2 kept)"
+ran train && echo "train = ~${TRAIN_MB} MiB model + optimizer x $TRAIN_EPOCHS epochs (a new .pt per epoch)"
+for wl in "${RAN[@]}"; do
     echo
     echo "$wl: workspace at the end $(mib "${WS_BYTES[$wl]}") MiB; one checkpoint $(mib "${CKPT_BYTES[$wl]}") MiB," \
         "under zstd -3: $(mib "${ZST_ONE[$wl]}") MiB"
@@ -456,6 +555,15 @@ for wl in full frozen; do
             "$(calc "${REPO_BYTES[$k]} / ${ZST_ONE[$wl]}")" "$(echo "${TIMES[$k]}" | median)" \
             "${RESTORE_T[$k]}" "$((${PEAK[$k]} / 1024))"
     done
+    printf '  %-7s %6s %14s %12s %14s %12s %12s\n' "tar -xf" "" "" "" "" "${RESTORE_T[$wl:tar]}" ""
+    if uses snap; then
+        for other in borg restic; do
+            uses "$other" || continue
+            printf '  snap / %-7s repo %sx, median snapshot time %sx, restore %sx\n' "$other" \
+                "$(ratio_of repo "$wl" "$other")" "$(ratio_of time "$wl" "$other")" "$(ratio_of restore "$wl" "$other")"
+        done
+        printf '  snap / tar -xf: restore %sx\n' "$(ratio_of restore "$wl" tar)"
+    fi
 done
 echo "  (median over epoch snapshots; the full run's extra best.pt snapshots count in repo size and RSS;"
 echo "   zip: one archive per epoch, repo = all archives; restore = the last snapshot, checked with diff -r,"
@@ -468,30 +576,32 @@ fi
 echo
 row() { printf '%-58s %22s %10s  %s\n' "$@"; }
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
-# ratio WL A B: repo or time of snap over another tool, "" if either is missing.
-ratio_of() {  # $1 = kind (repo|time|restore) $2 = workload $3 = other tool
-    local a b
-    case $1 in
-    repo) a=${REPO_BYTES[$2:snap]:-} b=${REPO_BYTES[$2:$3]:-} ;;
-    time) a=$(echo "${TIMES[$2:snap]:-}" | median) b=$(echo "${TIMES[$2:$3]:-}" | median) ;;
-    restore) a=${RESTORE_T[$2:snap]:-} b=${RESTORE_T[$2:$3]:-} ;;
-    esac
-    if [ -n "$a" ] && [ -n "$b" ]; then calc4 "$a / $b"; fi
-}
 target() {  # name ratio limit
     if [ -z "$2" ]; then row "$1" "skipped" "$3" "-"; return; fi
     row "$1" "${2}x" "$3" "$(verdict "$2 $3")"
 }
 row "target" "measured" "limit" "result"
 if uses snap; then
-    target "frozen: snap repo / one zstd -3 checkpoint" "$(calc4 "${REPO_BYTES[frozen:snap]} / ${ZST_ONE[frozen]}")" "<= 1.15"
-    target "frozen: snap repo / restic repo" "$(ratio_of repo frozen restic)" "< 1"
-    target "frozen: snap repo / borg repo" "$(ratio_of repo frozen borg)" "< 1"
-    target "full: snap repo / borg repo" "$(ratio_of repo full borg)" "<= 0.9"
-    for wl in full frozen; do
-        target "$wl: snap median snapshot time / restic's" "$(ratio_of time $wl restic)" "<= 0.5"
-        target "$wl: snap median snapshot time / borg's" "$(ratio_of time $wl borg)" "<= 0.5"
-        target "$wl: snap restore time / restic's" "$(ratio_of restore $wl restic)" "<= 0.5"
+    if ran frozen; then
+        target "frozen: snap repo / one zstd -3 checkpoint" "$(calc4 "${REPO_BYTES[frozen:snap]} / ${ZST_ONE[frozen]}")" "<= 1.15"
+        target "frozen: snap repo / restic repo" "$(ratio_of repo frozen restic)" "< 1"
+        target "frozen: snap repo / borg repo" "$(ratio_of repo frozen borg)" "< 1"
+    fi
+    ran full && target "full: snap repo / borg repo" "$(ratio_of repo full borg)" "<= 0.9"
+    # issue 15's targets for the layouts of real training
+    ran hf && target "hf: snap repo / borg repo" "$(ratio_of repo hf borg)" "<= 0.7"
+    ran train && target "train: snap repo / borg repo" "$(ratio_of repo train borg)" "<= 0.65"
+    for wl in "${RAN[@]}"; do
+        target "$wl: snap median snapshot time / restic's" "$(ratio_of time "$wl" restic)" "<= 0.5"
+        case $wl in
+        hf | train) target "$wl: snap median snapshot time / borg's" "$(ratio_of time "$wl" borg)" "<= 0.4" ;;
+        *) target "$wl: snap median snapshot time / borg's" "$(ratio_of time "$wl" borg)" "<= 0.5" ;;
+        esac
+        case $wl in
+        hf | train) target "$wl: snap restore time / restic's" "$(ratio_of restore "$wl" restic)" "<= 0.35" ;;
+        *) target "$wl: snap restore time / restic's" "$(ratio_of restore "$wl" restic)" "<= 0.5" ;;
+        esac
+        target "$wl: snap restore time / tar -xf" "$(ratio_of restore "$wl" tar)" "<= 1.0"
     done
     if [ -n "$BEST_NEW" ]; then
         worst=$(echo "$BEST_NEW" | tr ' ' '\n' | grep . | sort -n | tail -n 1)

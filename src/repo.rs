@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{ChunkerParams, RepoConfig};
+use crate::format::note::Note;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::ops::cat;
 use crate::ops::check::{self, CheckReport};
 use crate::ops::commit::{self, CommitOptions, CommitSummary};
-use crate::ops::diff::{self, Diff};
+use crate::ops::diff::{self, Diff, DiffOptions, DiffRequest};
 use crate::ops::forget;
 use crate::ops::import;
+use crate::ops::metrics::{self, Best, Direction, MetricRow, MetricsTable};
+use crate::ops::pathspec::PathSpec;
 use crate::ops::prune::{self, PruneOptions, PrunePlan};
 use crate::ops::repair::{self, RepairReport};
 use crate::ops::restore::{self, RestoreOptions, RestorePlan, RestoreSummary};
@@ -27,6 +30,7 @@ use crate::store::config as store_config;
 use crate::store::index::{self, Backing, Index};
 use crate::store::journal::{self, Journal};
 use crate::store::lock::{SessionLock, WriterLock};
+use crate::store::notes::{self, Notes};
 use crate::store::publish;
 use crate::store::read::PackFiles;
 use crate::store::sync::{self, SyncReport};
@@ -330,15 +334,110 @@ impl Repo {
     /// Files added, removed and changed from `old` to `new`; with `tensors`,
     /// the tensors that changed inside checkpoint files.
     pub fn diff(&self, old: &str, new: &str, tensors: bool) -> Result<Diff> {
+        self.diff_with(
+            old,
+            new,
+            &DiffRequest {
+                tensors,
+                ..DiffRequest::default()
+            },
+        )
+    }
+
+    /// `diff` with what changed inside files (`req.content`: config keys,
+    /// unified text, binary sizes) and only the paths `req.paths` names.
+    pub fn diff_with(&self, old: &str, new: &str, req: &DiffRequest) -> Result<Diff> {
         let (a_id, a) = self.resolve(old)?;
         let (b_id, b) = self.resolve(new)?;
+        let paths = req
+            .paths
+            .iter()
+            .map(|p| PathSpec::parse(&req.base, p, &b_id.short()))
+            .collect::<Result<Vec<_>>>()?;
         diff::diff(
             &self.index,
             &PackFiles::new(&self.layout),
             (&a_id.short(), &a.root),
             (&b_id.short(), &b.root),
-            tensors,
+            &DiffOptions {
+                tensors: req.tensors,
+                content: req.content,
+                paths,
+            },
         )
+    }
+
+    /// Adds a note to the snapshot `rev` names (`snap note`): a record of
+    /// its own (`format::note`), durable when this returns. Empty text, or
+    /// text over `format::note::MAX_TEXT` bytes, is refused.
+    pub fn note(&mut self, rev: &str, text: &str, now_ns: i64) -> Result<(SnapshotId, Note)> {
+        let what = "note";
+        if text.trim().is_empty() {
+            return Err(Error::Invalid {
+                what,
+                value: text.to_string(),
+                why: "it is empty; give the text to attach, e.g. `snap note latest \"lr 1e-3 diverged\"`".into(),
+            });
+        }
+        if text.len() > crate::format::note::MAX_TEXT {
+            return Err(Error::Invalid {
+                what,
+                value: format!("{}...", text.chars().take(20).collect::<String>()),
+                why: format!(
+                    "{} bytes is over the {} byte limit; keep long notes in a file and commit it",
+                    text.len(),
+                    crate::format::note::MAX_TEXT
+                ),
+            });
+        }
+        let _lock = self.lock("note")?;
+        let (id, _) = self.resolve(rev)?;
+        let note = Note {
+            snapshot: id,
+            time_ns: now_ns,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            text: text.to_string(),
+        };
+        notes::write(&self.layout, &note)?;
+        Ok((id, note))
+    }
+
+    /// Every note, by snapshot, and the note files that could not be read.
+    pub fn notes(&self) -> Result<Notes> {
+        notes::read_all(&self.layout)
+    }
+
+    /// Every snapshot with a metric, stored or forgotten by retention (from
+    /// the journal), ordered by session start then epoch and step; and the
+    /// journal files that could not be read (for a warning: their rows are
+    /// missing).
+    pub fn metric_rows(&self) -> Result<(Vec<MetricRow>, Vec<String>)> {
+        let live = self.log()?;
+        let journal = self.forgotten()?;
+        Ok((metrics::all_rows(&live, &journal.entries), journal.damaged))
+    }
+
+    /// `snap metrics`: `sessions` (empty: all) by `names` (empty: every
+    /// metric they have); unknown ones are an error listing what exists.
+    pub fn metrics(
+        &self,
+        sessions: &[String],
+        names: &[String],
+    ) -> Result<(MetricsTable, Vec<String>)> {
+        let (rows, damaged) = self.metric_rows()?;
+        Ok((metrics::table(rows, sessions, names)?, damaged))
+    }
+
+    /// `snap best`: the best snapshot on `metric` over the sessions
+    /// `session_glob` matches, stored or forgotten.
+    pub fn best(
+        &self,
+        metric: &str,
+        dir: Direction,
+        session_glob: Option<&str>,
+    ) -> Result<(Best, Vec<String>)> {
+        let (rows, damaged) = self.metric_rows()?;
+        Ok((metrics::best(&rows, metric, dir, session_glob)?, damaged))
     }
 
     /// Writes one file of a snapshot (`REV:PATH`) to `out`, chunk by chunk.

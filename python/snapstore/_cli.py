@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import warnings
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from ._binary import find_snap_bin
 from .errors import error_for
@@ -36,14 +36,21 @@ class Cli:
             head += ["--repo", self.repository]
         return head + list(args)
 
-    def run(self, args: Sequence[str], ok_codes: Sequence[int] = (0,)) -> str:
+    def run(
+        self,
+        args: Sequence[str],
+        ok_codes: Sequence[int] = (0,),
+        env: Optional[Mapping[str, str]] = None,
+    ) -> str:
         """Runs `snap ARGS`, returns its stdout; raises the matching SnapError otherwise.
 
-        Warnings snap prints on stderr become Python warnings.
+        Warnings snap prints on stderr become Python warnings. `env` adds
+        variables to the inherited environment.
         """
         proc = subprocess.run(
             self.argv(args),
             cwd=self.workspace,
+            env=None if not env else {**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -56,9 +63,14 @@ class Cli:
                 warnings.warn(line[len("snap: warning: "):], SnapWarning, stacklevel=3)
         return proc.stdout
 
-    def json(self, args: Sequence[str], ok_codes: Sequence[int] = (0,)) -> Any:
+    def json(
+        self,
+        args: Sequence[str],
+        ok_codes: Sequence[int] = (0,),
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Any:
         """Runs `snap ARGS --json` and decodes its output."""
-        return json.loads(self.run(list(args) + ["--json"], ok_codes))
+        return json.loads(self.run(list(args) + ["--json"], ok_codes, env))
 
     def popen(self, args: Sequence[str], **kwargs: Any) -> "subprocess.Popen[Any]":
         """Starts `snap ARGS` in the workspace; the caller owns the process."""

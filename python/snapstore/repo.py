@@ -83,6 +83,19 @@ class Repo:
         joins that run's session through `SNAP_SESSION`. Entries that could
         not be read are left out with a `SnapWarning` (snap's exit code 6).
         """
+        return self._commit(paths, message, session, epoch, step, metrics, tags)
+
+    def _commit(
+        self,
+        paths: Optional[Iterable[PathLike]],
+        message: Optional[str],
+        session: Optional[str],
+        epoch: Optional[int],
+        step: Optional[int],
+        metrics: Optional[Mapping[str, float]],
+        tags: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Snapshot:
         args: List[str] = ["commit"]
         args += [absolute(p) for p in (paths or ())]
         if message is not None:
@@ -98,7 +111,7 @@ class Repo:
             args += ["--metric", f"{name}={float(value)!r}"]
         for t in tags:
             args += ["--tag", t]
-        return Snapshot.from_json(self._cli.json(args, ok_codes=(0, EXIT_PARTIAL)))
+        return Snapshot.from_json(self._cli.json(args, ok_codes=(0, EXIT_PARTIAL), env=env))
 
     def tag(self, name: str, rev: str = "latest") -> str:
         """Points tag `name` at `rev` (replacing it atomically); returns the snapshot id."""

@@ -5,7 +5,8 @@ with a tiny holder command (`_hold.py`) instead of the training command:
 the runner takes the pre-run snapshot, marks the session running, and
 waits; each `Session.epoch()` is a `snap commit --session NAME --epoch N`
 from this process, exactly what a training script under `snap run` does
-when it commits itself. On exit the holder returns the training's status
+when it commits itself (passing on the runner's `SNAP_RUN_NOTIFY` socket,
+so the best tags follow each epoch at once). On exit the holder returns the training's status
 (0, or 1 after an exception), and the runner takes the final snapshot,
 moves `SESSION/best` and `best`, and applies retention. No session logic is
 duplicated here: all of it is the runner's (src/runner).
@@ -66,6 +67,7 @@ class Session:
         self._stderr_lines: List[str] = []
         self._stderr_thread: Optional[threading.Thread] = None
         self._last_epoch: Optional[int] = None
+        self._env: Optional[Dict[str, str]] = None
         #: The run report of `snap run --json` (snapshots, best, retention, ...), after exit.
         self.report: Optional[Dict[str, Any]] = None
         #: Set when the session joined an enclosing `snap run`.
@@ -92,7 +94,13 @@ class Session:
         self._stderr_thread.start()
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.strip() == _hold.READY:
+            ready, _, notify = line.strip().partition(" ")
+            if ready == _hold.READY:
+                # This process commits, not the runner's child: pass on the
+                # session and the runner's socket, as its child would have them.
+                self._env = {"SNAP_SESSION": self.name}
+                if notify:
+                    self._env["SNAP_RUN_NOTIFY"] = notify
                 return self
         # snap run ended before starting the holder: its error is on stderr.
         code = proc.wait()
@@ -161,7 +169,7 @@ class Session:
         if epoch is not None:
             self._last_epoch = epoch
         session = None if self.joined else self.name
-        return self.repo.commit(paths, message, session, epoch, step, metrics)
+        return self.repo._commit(paths, message, session, epoch, step, metrics, (), self._env)
 
     def _relay(self, stream: IO[str]) -> None:
         """Passes the runner's notes through to our stderr, keeping them for errors."""

@@ -64,7 +64,8 @@ class SnapCallback(TrainerCallback):  # type: ignore[misc]
             paths=self.paths if self.paths is not None else [checkpoint],
             message=f"hf checkpoint-{state.global_step}",
             session=None if self._joined else self.session,
-            # state.epoch is fractional mid-epoch: the epoch under way.
+            # state.epoch is fractional mid-epoch; its floor counts the
+            # epochs completed (1 after the first), as snap run does.
             epoch=None if epoch is None else int(math.floor(epoch)),
             step=int(state.global_step),
             metrics=latest_metrics(state.log_history),

@@ -85,3 +85,23 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// The JSON view of one note (`snap note`, and `"notes"` in log and show).
+pub fn note_json(n: &snapstore::format::note::Note) -> serde_json::Value {
+    serde_json::json!({
+        "time": time_rfc3339(n.time_ns),
+        "time_ns": n.time_ns,
+        "host": n.host,
+        "text": n.text,
+    })
+}
+
+/// Reads every note, warning about each one that cannot be read (named, so
+/// it can be repaired; the listing goes on without it).
+pub fn notes_or_warn(repo: &snapstore::Repo) -> anyhow::Result<snapstore::store::notes::Notes> {
+    let notes = repo.notes()?;
+    for d in &notes.damaged {
+        eprintln!("snap: warning: unreadable note {d}; it is not shown");
+    }
+    Ok(notes)
+}

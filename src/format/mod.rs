@@ -10,6 +10,7 @@
 pub mod config;
 pub mod journal;
 pub mod mark;
+pub mod note;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

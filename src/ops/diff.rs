@@ -4,6 +4,12 @@
 //! `ops::checkpoint` (the `ckpt` parsers over the stored chunks); a
 //! tensor's bytes are compared by chunk ids, and read only where those
 //! differ, never by restoring the files.
+//!
+//! With `content`, each changed file also gets what changed inside it
+//! (`ops::filediff`: config keys, a unified text diff, or binary sizes),
+//! read from the stored chunks with at most `filediff::MAX_TEXT_BYTES` of
+//! each version in memory at a time. `paths` narrows the diff to the files
+//! they name (in either snapshot).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,6 +17,8 @@ use crate::ckpt::Tensor;
 use crate::error::Result;
 use crate::format::tree::{ChunkRef, Entry, EntryKind};
 use crate::id::TreeId;
+use crate::ops::filediff::{self, ContentDiff};
+use crate::ops::pathspec::{self, PathSpec};
 use crate::ops::{checkpoint, walk};
 use crate::store::index::Index;
 use crate::store::read::{read_chunk, PackFiles};
@@ -34,6 +42,31 @@ pub struct FileChange {
     /// Tensor changes (with `--tensors`, for checkpoint files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tensors: Option<TensorDiff>,
+    /// What changed inside the file (with `content`, for changed files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentDiff>,
+}
+
+/// A diff as asked for (`Repo::diff_with`): paths as given, relative to
+/// `base`, a directory of the snapshots (empty: the root).
+#[derive(Clone, Debug, Default)]
+pub struct DiffRequest {
+    pub tensors: bool,
+    pub content: bool,
+    pub paths: Vec<String>,
+    pub base: std::path::PathBuf,
+}
+
+/// What `diff` compares besides the file list.
+#[derive(Clone, Debug, Default)]
+pub struct DiffOptions {
+    /// Tensors inside checkpoint files.
+    pub tensors: bool,
+    /// The content of changed files (`ops::filediff`).
+    pub content: bool,
+    /// Only these paths (relative to the snapshot root, `.`/`..` folded,
+    /// globs allowed: `ops::pathspec`); empty for every file.
+    pub paths: Vec<PathSpec>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -60,22 +93,32 @@ fn size_of(e: &Entry) -> Option<u64> {
 }
 
 /// `old` and `new`: a snapshot's short id (for errors) and its root tree.
+/// A path in `opts.paths` that names nothing in either snapshot is an error
+/// (`PathNotInSnapshot`, with the nearest paths of `new`).
 pub fn diff(
     index: &Index,
     packs: &PackFiles,
     old: (&str, &TreeId),
     new: (&str, &TreeId),
-    tensors: bool,
+    opts: &DiffOptions,
 ) -> Result<Diff> {
-    let map = |(id, root): (&str, &TreeId)| -> Result<BTreeMap<String, Entry>> {
-        Ok(
-            walk::walk_all(index, packs, root, &format!("snapshot {id}"))?
-                .into_iter()
-                .map(|w| (w.path.display().to_string(), w.entry))
-                .collect(),
-        )
+    let tensors = opts.tensors;
+    let wa = walk::walk_all(index, packs, old.1, &format!("snapshot {}", old.0))?;
+    let wb = walk::walk_all(index, packs, new.1, &format!("snapshot {}", new.0))?;
+    for spec in &opts.paths {
+        if !wa.iter().chain(&wb).any(|w| spec.covers(&w.path)) {
+            return Err(pathspec::not_found(spec, new.0, &wb));
+        }
+    }
+    let wanted =
+        |p: &std::path::Path| opts.paths.is_empty() || opts.paths.iter().any(|s| s.covers(p));
+    let map = |w: Vec<walk::WalkEntry>| -> BTreeMap<String, Entry> {
+        w.into_iter()
+            .filter(|w| wanted(&w.path))
+            .map(|w| (w.path.display().to_string(), w.entry))
+            .collect()
     };
-    let (a, b) = (map(old)?, map(new)?);
+    let (a, b) = (map(wa), map(wb));
     let mut out = Diff::default();
     let change = |path: &str, e: &Entry, other: Option<&Entry>| FileChange {
         path: path.to_string(),
@@ -84,6 +127,7 @@ pub fn diff(
         new_size: size_of(e),
         what: Vec::new(),
         tensors: None,
+        content: None,
     };
     for (path, e) in &a {
         if !b.contains_key(path) {
@@ -132,10 +176,50 @@ pub fn diff(
                 c.tensors = tensor_diff(index, packs, x, *sx, y, *sy)?;
             }
         }
+        if opts.content && what.contains(&"content") {
+            if let (
+                EntryKind::File {
+                    chunks: x,
+                    size: sx,
+                },
+                EntryKind::File {
+                    chunks: y,
+                    size: sy,
+                },
+            ) = (&prev.kind, &e.kind)
+            {
+                c.content = Some(content_diff(index, packs, path, (x, *sx), (y, *sy))?);
+            }
+        }
         c.what = what;
         out.changed.push(c);
     }
     Ok(out)
+}
+
+/// What changed inside one file: its whole bytes when both versions are
+/// within `filediff::MAX_TEXT_BYTES`, else only their first bytes.
+fn content_diff(
+    index: &Index,
+    packs: &PackFiles,
+    path: &str,
+    (old, old_size): (&[ChunkRef], u64),
+    (new, new_size): (&[ChunkRef], u64),
+) -> Result<ContentDiff> {
+    if old_size.max(new_size) > filediff::MAX_TEXT_BYTES {
+        let head = |c: &[ChunkRef], size: u64| {
+            read_range(index, packs, c, 0, size.min(filediff::SNIFF_BYTES))
+        };
+        return Ok(filediff::too_large(
+            &head(old, old_size)?,
+            &head(new, new_size)?,
+            old_size,
+            new_size,
+        ));
+    }
+    let a = read_range(index, packs, old, 0, old_size)?;
+    let b = read_range(index, packs, new, 0, new_size)?;
+    Ok(filediff::content(path, &a, &b))
 }
 
 /// A file's bytes `[start, end)`, read from its chunks.

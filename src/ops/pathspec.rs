@@ -102,6 +102,12 @@ impl PathSpec {
     fn matches(&self, path: &Path) -> bool {
         self.glob.as_ref().is_some_and(|g| g.is_match(path))
     }
+
+    /// True if `path` (relative to the snapshot root) is what this names:
+    /// the path itself, anything below it, or a glob match.
+    pub fn covers(&self, path: &Path) -> bool {
+        path.starts_with(&self.path) || self.matches(path)
+    }
 }
 
 /// The entries `specs` name, each directory with everything below it, in
@@ -200,7 +206,7 @@ pub fn select_file(
 
 /// `spec` names nothing in the snapshot whose entries are `all`: say where
 /// it was looked for and what is near.
-fn not_found(spec: &PathSpec, snapshot: &str, all: &[WalkEntry]) -> Error {
+pub(crate) fn not_found(spec: &PathSpec, snapshot: &str, all: &[WalkEntry]) -> Error {
     let mut lines = Vec::new();
     let shown = spec.path.display().to_string();
     if !spec.base.as_os_str().is_empty() {

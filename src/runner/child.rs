@@ -17,13 +17,22 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Sender};
 
 use super::interrupt::{self, Interrupts};
+use super::notify::Listener;
 use super::signals::{self, EpochEvent, LINE_PREFIX};
 use super::watch::Watcher;
 use super::RunOptions;
 use crate::error::{Error, Result};
 
-enum Msg {
+/// What the runner hears from the command while it runs.
+pub enum Event {
+    /// An epoch signal: the runner commits it.
     Epoch(EpochEvent),
+    /// The command committed a snapshot into the session itself (`notify`).
+    Committed(String),
+}
+
+enum Msg {
+    Event(Event),
     /// The command has exited (not yet reaped).
     Exited,
 }
@@ -62,17 +71,18 @@ pub fn spawn_error_code(e: &std::io::Error) -> i32 {
     }
 }
 
-/// Passes the child's output through, hands every epoch event to
-/// `on_epoch` in arrival order while the child runs (and those still in
-/// the pipes or the watcher after it exits), forwards signals to it, and
-/// reaps it.
+/// Passes the child's output through, hands every event (epoch signals,
+/// and commits reported on `listener`) to `on_event` in arrival order
+/// while the child runs (and those still in the pipes or the watcher after
+/// it exits), forwards signals to it, and reaps it.
 pub fn supervise(
     mut child: std::process::Child,
     mut watcher: Watcher,
+    listener: Option<Listener>,
     opts: &RunOptions,
     capture: Option<Arc<Mutex<File>>>,
     interrupts: &Interrupts,
-    on_epoch: &mut dyn FnMut(EpochEvent),
+    on_event: &mut dyn FnMut(Event),
 ) -> Result<Ended> {
     let pid = child.id() as i32;
     interrupts.forward_to(pid);
@@ -103,13 +113,24 @@ pub fn supervise(
         std::thread::spawn(move || {
             while watching && !stop.load(Ordering::SeqCst) {
                 for e in watcher.poll() {
-                    let _ = tx.send(Msg::Epoch(e));
+                    let _ = tx.send(Msg::Event(Event::Epoch(e)));
                 }
                 std::thread::sleep(poll);
             }
             watcher
         })
     };
+    let notify_thread = listener.map(|l| {
+        let (tx, stop) = (tx.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(id) = l.recv() {
+                    let _ = tx.send(Msg::Event(Event::Committed(id)));
+                }
+            }
+            // The socket and its directory go when `l` is dropped here.
+        })
+    });
     // Only notices the exit: the child is reaped below, after forwarding stops.
     std::thread::spawn(move || {
         interrupt::wait_exited_unreaped(pid);
@@ -120,8 +141,8 @@ pub fn supervise(
     let mut pending = Vec::new();
     for msg in rx.iter() {
         match msg {
-            Msg::Epoch(e) if !exited => on_epoch(e),
-            Msg::Epoch(e) => pending.push(e),
+            Msg::Event(e) if !exited => on_event(e),
+            Msg::Event(e) => pending.push(e),
             Msg::Exited => {
                 exited = true;
                 break;
@@ -145,18 +166,21 @@ pub fn supervise(
     }
     stop.store(true, Ordering::SeqCst);
     let watcher = watch_thread.join();
+    if let Some(t) = notify_thread {
+        let _ = t.join();
+    }
     pending.extend(rx.try_iter().filter_map(|m| match m {
-        Msg::Epoch(e) => Some(e),
+        Msg::Event(e) => Some(e),
         Msg::Exited => None,
     }));
     // What the command wrote after the watcher's last poll.
     if let Ok(mut w) = watcher {
         if watching {
-            pending.extend(w.last_poll());
+            pending.extend(w.last_poll().into_iter().map(Event::Epoch));
         }
     }
     for e in pending {
-        on_epoch(e);
+        on_event(e);
     }
     Ok(Ended {
         status,
@@ -180,7 +204,7 @@ fn spawn_pump(
         let check = |line: &[u8]| {
             if line.starts_with(LINE_PREFIX.as_bytes()) {
                 if let Some(e) = signals::parse_line(&String::from_utf8_lossy(line), source) {
-                    let _ = tx.send(Msg::Epoch(e));
+                    let _ = tx.send(Msg::Event(Event::Epoch(e)));
                 }
             }
         };

@@ -25,6 +25,7 @@ pub mod child;
 pub mod clean;
 pub mod global_best;
 pub mod interrupt;
+pub mod notify;
 pub mod signals;
 pub mod watch;
 
@@ -154,7 +155,12 @@ pub fn run(
         .transpose()?;
     // Before the command starts, so that nothing it writes counts as "already there".
     let watcher = watch::Watcher::new(ws, &opts.watch, opts.metrics_file.clone())?;
-    let spawned = match child::command(&opts, r.repo.path()).spawn() {
+    let listener = notify::Listener::bind();
+    let mut cmd = child::command(&opts, r.repo.path());
+    if let Some(l) = &listener {
+        cmd.env(notify::ENV, l.path());
+    }
+    let spawned = match cmd.spawn() {
         Ok(spawned) => spawned,
         Err(e) => {
             // Recorded, but no session for retention, and no retention.
@@ -167,9 +173,19 @@ pub fn run(
             return Ok(r.finish(running, code, format!("could not start: {e}"), false, note));
         }
     };
-    let ended = child::supervise(spawned, watcher, &opts, capture, interrupts, &mut |e| {
-        r.epoch(e, note)
-    })?;
+    let ended = child::supervise(
+        spawned,
+        watcher,
+        listener,
+        &opts,
+        capture,
+        interrupts,
+        &mut |e| match e {
+            child::Event::Epoch(e) => r.epoch(e, note),
+            // The command committed into the session itself: rank it now.
+            child::Event::Committed(_) => r.update_best(note),
+        },
+    )?;
     let was_interrupted = interrupts.received().is_some();
     let (code, outcome) = child::describe(ended.status, was_interrupted);
     r.report.stdout_ends_mid_line = ended.stdout_ends_mid_line;

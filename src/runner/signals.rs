@@ -57,45 +57,8 @@ pub fn parse_json(json: &str, source: &str) -> Option<EpochEvent> {
     })
 }
 
-/// Whether a larger or a smaller value of the best metric is better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Max,
-    Min,
-}
-
-/// `--best METRIC[:max|min]`. Without a suffix, names that look like a loss or
-/// an error are minimised and everything else is maximised.
-pub fn parse_best(spec: &str) -> Result<(String, Direction), String> {
-    let (name, dir) = match spec.rsplit_once(':') {
-        Some((n, "max")) => (n, Some(Direction::Max)),
-        Some((n, "min")) => (n, Some(Direction::Min)),
-        Some((_, other)) => return Err(format!("'{other}' must be max or min")),
-        None => (spec, None),
-    };
-    if name.is_empty() {
-        return Err("the metric name is empty".into());
-    }
-    let lower = name.to_ascii_lowercase();
-    let guess = if ["loss", "err", "perplexity", "ppl", "mse", "mae"]
-        .iter()
-        .any(|w| lower.contains(w))
-    {
-        Direction::Min
-    } else {
-        Direction::Max
-    };
-    Ok((name.to_string(), dir.unwrap_or(guess)))
-}
-
-/// True if `candidate` is strictly better than `current`.
-pub fn improves(dir: Direction, candidate: f64, current: Option<f64>) -> bool {
-    match (dir, current) {
-        (_, None) => true,
-        (Direction::Max, Some(c)) => candidate > c,
-        (Direction::Min, Some(c)) => candidate < c,
-    }
-}
+/// Decided in `ops::metrics`, once for `snap run --best` and `snap best`.
+pub use crate::ops::metrics::{improves, parse_best, Direction};
 
 /// The epoch and the step a checkpoint's path names, `(epoch, step)`:
 /// - a directory or file named `checkpoint-N` (the Hugging Face Trainer's

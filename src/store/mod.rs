@@ -33,6 +33,7 @@ pub mod index;
 pub mod journal;
 pub mod layout;
 pub mod lock;
+pub mod notes;
 pub mod packs;
 pub mod publish;
 pub mod read;

@@ -130,6 +130,79 @@ fn the_next_epoch_is_stored_as_a_delta_and_restores_exactly() {
     assert_eq!(fs::read(r.join("model.safetensors")).unwrap(), e2);
 }
 
+/// Chunks by codec, from `snap stats --json`.
+fn codec_chunks(ws: &Ws, codec: &str) -> u64 {
+    ws.json(&["stats"])["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["codec"] == codec)
+        .map_or(0, |c| c["chunks"].as_u64().unwrap())
+}
+
+/// HF Trainer's layout: every save goes into a new folder
+/// (`checkpoints/checkpoint-500/`, `checkpoint-1000/`). A tensor of the new
+/// save is coded against the same tensor of the nearest lower-numbered
+/// folder, found by name, even when a tensor added in front moved every
+/// other tensor of the file.
+#[test]
+fn a_save_in_a_new_numbered_folder_deltas_against_the_same_tensors_of_the_last_one() {
+    let (e1, _) = two_epochs();
+    let mut rng = Rng::new(21);
+    let t1 = fresh_model(&mut Rng::new(5));
+    // The next save: every tensor stepped, and a new head of another size
+    // in front, so every old tensor sits ~400 KB later in the file.
+    let head = ("head.weight".to_string(), "F32", weights(&mut rng, 100_000));
+    let mut t2 = vec![head.clone()];
+    t2.extend(
+        t1.iter()
+            .map(|(n, d, w)| (n.clone(), *d, step(&mut rng, w))),
+    );
+    let e2 = safetensors(&t2, "step 1000");
+    let alone = |data: &[u8]| {
+        let ws = Ws::new();
+        ws.write("x.safetensors", data);
+        stored(&ws.commit(&[]))
+    };
+    let head_alone = alone(&safetensors(&[head], "step 1000"));
+    let e2_alone = alone(&e2);
+
+    let ws = Ws::new();
+    ws.write("checkpoints/checkpoint-500/model.safetensors", &e1);
+    ws.write(
+        "checkpoints/checkpoint-500/trainer_state.json",
+        b"{\"step\": 500}",
+    );
+    let s1 = ws.commit_id(&[]);
+    let keyframes = codec_chunks(&ws, "float");
+    assert!(keyframes >= 6, "{keyframes} float chunks");
+    ws.write("checkpoints/checkpoint-1000/model.safetensors", &e2);
+    ws.write(
+        "checkpoints/checkpoint-1000/trainer_state.json",
+        b"{\"step\": 1000}",
+    );
+    let s2 = ws.commit(&[]);
+    // Every chunk of the six old tensors is a delta against its own past
+    // (a delta against another tensor's bytes would not pay, and the chunk
+    // would be stored alone as "float"); only the new head is stored alone.
+    assert_eq!(codec_chunks(&ws, "float-delta"), keyframes);
+    let new = stored(&s2);
+    assert!(
+        (new - head_alone) * 10 < (e2_alone - head_alone) * 7,
+        "{new} B stored, {e2_alone} B alone, of which the head {head_alone} B"
+    );
+    for (rev, path, data) in [
+        (s1.clone(), "checkpoint-500", &e1),
+        (id_of(&s2), "checkpoint-500", &e1),
+        (id_of(&s2), "checkpoint-1000", &e2),
+    ] {
+        let r = ws.restore_to(&rev, &format!("r-{}-{path}", &rev[..8]));
+        let got = fs::read(r.join(format!("checkpoints/{path}/model.safetensors"))).unwrap();
+        assert!(got == *data, "{path} of {rev} differs");
+    }
+    ws.ok(&["check", "--read-data"]);
+}
+
 #[test]
 fn deltas_are_one_level_deep_and_unrelated_tensors_are_stored_alone() {
     let (e1, e2) = two_epochs();

@@ -7,6 +7,7 @@ mod util;
 
 mod checkpoint;
 mod cli_errors;
+mod compare;
 mod concurrency;
 mod corruption;
 mod crash;

@@ -250,3 +250,62 @@ fn damaged_pt_files_commit_and_restore_as_plain_bytes() {
     assert_eq!(d["changed"][0]["path"], "good.pt");
     assert!(d["changed"][0].get("tensors").is_none());
 }
+
+/// HF Trainer writes `optimizer.pt` into a new folder at every save. Its
+/// fp32 storages are coded as deltas against the same storages (by the
+/// tensor names in `data.pkl`) of the previous save's folder.
+#[test]
+fn a_pt_in_a_new_numbered_folder_deltas_against_the_previous_save() {
+    let v1 = zip_entry(&fixture("big.zip"), "big_v1.pt");
+    let mut rng = Rng::new(8);
+    let storages: Vec<(usize, usize)> = {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(v1.clone())).unwrap();
+        ["0", "2"]
+            .iter()
+            .map(|key| {
+                let e = z.by_name(&format!("big_v1/data/{key}")).unwrap();
+                (e.data_start() as usize, e.size() as usize)
+            })
+            .collect()
+    };
+    let (mut a, mut b) = (v1.clone(), v1);
+    for &(start, len) in &storages {
+        let w = weights(&mut rng, len / 4);
+        a[start..start + len].copy_from_slice(&w);
+        // One optimizer step later: every value moves by up to 1e-3.
+        let moved: Vec<u8> = w
+            .chunks_exact(4)
+            .flat_map(|e| {
+                let v = f32::from_le_bytes(e.try_into().unwrap());
+                let d = (rng.below(2001) as f32 - 1000.0) * 1e-6;
+                (v * (1.0 + d)).to_le_bytes()
+            })
+            .collect();
+        b[start..start + len].copy_from_slice(&moved);
+    }
+    let codec_chunks = |ws: &Ws, codec: &str| {
+        ws.json(&["stats"])["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["codec"] == codec)
+            .map_or(0, |c| c["chunks"].as_u64().unwrap())
+    };
+    let ws = Ws::new();
+    ws.write("out/checkpoint-500/optimizer.pt", &a);
+    ws.commit(&[]);
+    let keyframes = codec_chunks(&ws, "float");
+    assert!(keyframes >= 2, "{keyframes} float chunks");
+    ws.write("out/checkpoint-1000/optimizer.pt", &b);
+    let s = ws.commit(&[]);
+    // Every new chunk (the two moved storages; the others dedup) is a
+    // delta, and pays like one (the float codec alone stores ~0.83 of raw).
+    let deltas = codec_chunks(&ws, "float-delta");
+    assert!(deltas >= 2, "{deltas} deltas");
+    assert_eq!(summary_u64(&s, "new_chunks"), deltas, "{s}");
+    assert!(summary_u64(&s, "new_stored_bytes") * 10 < summary_u64(&s, "new_raw_bytes") * 7);
+    let dir = ws.restore_to("latest", "r");
+    assert!(std::fs::read(dir.join("out/checkpoint-1000/optimizer.pt")).unwrap() == b);
+    assert!(std::fs::read(dir.join("out/checkpoint-500/optimizer.pt")).unwrap() == a);
+    ws.ok(&["check", "--read-data"]);
+}

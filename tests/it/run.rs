@@ -368,6 +368,55 @@ echo "session was $SNAP_SESSION"
     assert_eq!(tagged(&ws, "best")["id"], best["id"]);
 }
 
+/// Commits epoch after epoch with `val_loss` from argv, and after each one
+/// waits (up to 60 s) for `self/best` to name the best so far, printing
+/// `ranked N` when it does: the runner must rank a command's own commit
+/// while the command runs, not only at the end.
+const SELF_RANKED_PY: &str = r#"
+import json, subprocess, sys, time
+def snap(*args):
+    return json.loads(subprocess.run(["snap", *args, "--json"], check=True,
+                                     capture_output=True, text=True).stdout)
+best = None
+for epoch, loss in enumerate(map(float, sys.argv[1:]), start=1):
+    sid = snap("commit", "--epoch", str(epoch), "--metric", f"val_loss={loss}")["id"]
+    if best is None or loss < best[1]:
+        best = (sid, loss)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        tags = {t["name"]: t["snapshot"] for t in snap("tags")}
+        if tags.get("self/best") == best[0]:
+            print(f"ranked {epoch}", flush=True)
+            break
+        time.sleep(0.05)
+    else:
+        sys.exit(f"epoch {epoch}: self/best is {tags.get('self/best')}, not {best[0]}")
+"#;
+
+#[test]
+fn a_commit_the_command_makes_itself_moves_best_while_it_runs() {
+    let ws = Ws::new();
+    ws.write("snap.toml", KEEP_ALL);
+    ws.write("model.pt", b"weights");
+    let py = script(&ws, "self_ranked.py", SELF_RANKED_PY);
+    let o = snap_run(
+        &ws,
+        "self",
+        &["--no-archive", "--best", "val_loss"],
+        &["python3", &py, "0.5", "0.3", "0.4"],
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "ranked 1\nranked 2\nranked 3\n",
+        "{}",
+        stderr(&o)
+    );
+    let best = tagged(&ws, "self/best");
+    assert_eq!(best["epoch"], 2);
+    assert_eq!(tagged(&ws, "best")["id"], best["id"]);
+}
+
 const EMIT_PY: &str = r#"
 import json, sys
 for payload in json.loads(sys.argv[1]):

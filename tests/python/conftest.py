@@ -26,7 +26,7 @@ from snapstore import Repo  # noqa: E402
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the caller's repository or run."""
-    for var in ("SNAP_REPO", "SNAP_SESSION"):
+    for var in ("SNAP_REPO", "SNAP_SESSION", "SNAP_RUN_NOTIFY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -32,6 +32,27 @@ def test_session_takes_pre_run_epoch_and_final_snapshots_and_tags_best(repo: Rep
     assert len(s.report["snapshots"]) == 5
 
 
+def test_best_follows_each_epoch_while_the_session_runs(repo: Repo, workspace: Path) -> None:
+    (workspace / "ckpt.pt").write_text("0")
+
+    def best_becomes(expected: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if repo.tags().get("exp5/best") == expected:
+                return True
+            time.sleep(0.05)
+        return False
+
+    with repo.session("exp5", best="val_loss:min", archive=False) as s:
+        first = s.epoch(1, {"val_loss": 0.5})
+        assert best_becomes(first.id)
+        second = s.epoch(2, {"val_loss": 0.3})
+        assert best_becomes(second.id)
+        assert repo.tags()["best"] == second.id
+        s.epoch(3, {"val_loss": 0.4})
+    assert repo.show("exp5/best").epoch == 2
+
+
 def test_an_exception_ends_the_session_as_failed_and_propagates(repo: Repo, workspace: Path) -> None:
     (workspace / "f").write_text("x")
     with pytest.raises(RuntimeError, match="boom"):

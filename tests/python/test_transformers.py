@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -30,16 +32,14 @@ class Pairs(torch.utils.data.Dataset):  # type: ignore[misc,name-defined]
         return {"input_ids": self.ids[i], "labels": int(self.ids[i, 0] % 2)}
 
 
-def test_two_saves_with_save_total_limit_1_are_both_restorable(
-    repo: Repo, workspace: Path, tmp_path: Path
-) -> None:
+def tiny_trainer(out: Path, callback: Any) -> Any:
+    """A tiny BERT from a config (no hub), 4 steps, a save and an eval every 2."""
     config = transformers.BertConfig(
         vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=16, num_labels=2,
     )
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config)
-    out = workspace / "out"
     args = transformers.TrainingArguments(
         output_dir=str(out), max_steps=4, save_steps=2, eval_steps=2, logging_steps=1,
         eval_strategy="steps", save_strategy="steps", save_total_limit=1,
@@ -47,11 +47,18 @@ def test_two_saves_with_save_total_limit_1_are_both_restorable(
         per_device_train_batch_size=8, use_cpu=True, report_to=[],
         disable_tqdm=True, seed=0,
     )
-    snap = SnapCallback(repo=repo, session="hf")
-    trainer = transformers.Trainer(
+    return transformers.Trainer(
         model=model, args=args, train_dataset=Pairs(32, 1), eval_dataset=Pairs(16, 2),
-        callbacks=[snap],
+        callbacks=[callback],
     )
+
+
+def test_two_saves_with_save_total_limit_1_are_both_restorable(
+    repo: Repo, workspace: Path, tmp_path: Path
+) -> None:
+    out = workspace / "out"
+    snap = SnapCallback(repo=repo, session="hf")
+    trainer = tiny_trainer(out, snap)
     trainer.train()
 
     # The Trainer kept one checkpoint; the store has both.
@@ -72,6 +79,33 @@ def test_two_saves_with_save_total_limit_1_are_both_restorable(
     best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[1])
     assert best.step == best_step
     assert best.metrics["eval_loss"] == min(s.metrics["eval_loss"] for s in log)
+
+
+TRAIN_UNDER_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_transformers import tiny_trainer
+from snapstore.transformers import SnapCallback
+tiny_trainer(Path("out"), SnapCallback()).train()
+"""
+
+
+def test_under_snap_run_the_callback_joins_the_run(repo: Repo, workspace: Path) -> None:
+    script = TRAIN_UNDER_RUN.format(tests=str(Path(__file__).parent))
+    subprocess.run(
+        [repo._cli.binary, "run", "--session", "hf-run", "--best", "eval_loss",
+         "--", sys.executable, "-c", script],
+        cwd=workspace, check=True, capture_output=True,
+    )
+    log = repo.log(session="hf-run")
+    saves = [s for s in log if s.step is not None]
+    assert [s.step for s in saves] == [2, 4]
+    assert log[0].labels.get("signal") == "archive" and "outcome" in log[-1].labels
+    # The runner ranks the callback's commits: its best is the lower eval_loss.
+    best = repo.show("hf-run/best")
+    assert best.metrics["eval_loss"] == min(s.metrics["eval_loss"] for s in saves)
+    assert "out/checkpoint-2/model.safetensors" in repo.show(saves[0].id).paths
 
 
 def test_latest_metrics_merges_log_history_newest_last() -> None:

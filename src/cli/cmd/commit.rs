@@ -78,7 +78,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         now_ns: snapstore::ops::commit::now_ns(),
         ..CommitOptions::default()
     };
+    let session = opts.session.clone();
     let done = repo.commit(&ws, opts, &Bar::new())?;
+    snapstore::runner::notify::committed(session.as_deref(), &done.id.to_hex());
     for w in &done.warnings {
         eprintln!("snap: warning: {w}");
     }

@@ -42,8 +42,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         );
         entries.retain(|e| e.snapshot.session.as_deref() == Some(s.as_str()));
     }
+    let notes = render::notes_or_warn(repo)?;
     if args.json {
-        let v: Vec<SnapshotJson> = entries.iter().map(SnapshotJson::from_log).collect();
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let mut j = serde_json::to_value(SnapshotJson::from_log(e)).expect("plain data");
+                let n: Vec<_> = notes.of(&e.id).iter().map(render::note_json).collect();
+                if !n.is_empty() {
+                    j["notes"] = serde_json::Value::Array(n);
+                }
+                j
+            })
+            .collect();
         return render::print_json(&v).map(|_| 0);
     }
     if entries.is_empty() {
@@ -92,6 +103,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
             render::bytes(s.summary.new_stored_bytes),
             extra.join("  ")
         );
+        for n in notes.of(&e.id) {
+            println!("{:<8}  note: {}", "", n.text);
+        }
     }
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod best;
 pub mod cat;
 pub mod check;
 pub mod clone;
@@ -12,6 +13,8 @@ pub mod init;
 pub mod locate;
 pub mod log;
 pub mod man;
+pub mod metrics;
+pub mod note;
 pub mod prune;
 pub mod pull;
 pub mod push;

@@ -30,9 +30,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         .map(|(n, _)| n)
         .collect();
     let files = repo.files(&id, &snap)?;
+    let notes = render::notes_or_warn(repo)?;
+    let notes = notes.of(&id);
     if args.json {
-        let v =
-            serde_json::json!({ "snapshot": SnapshotJson::new(&id, &snap, &tags), "files": files });
+        let n: Vec<_> = notes.iter().map(render::note_json).collect();
+        let v = serde_json::json!({
+            "snapshot": SnapshotJson::new(&id, &snap, &tags),
+            "notes": n,
+            "files": files,
+        });
         return render::print_json(&v).map(|_| 0);
     }
     println!("snapshot  {}", id.to_hex());
@@ -57,6 +63,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     if let Some(m) = &snap.message {
         println!("message   {m}");
+    }
+    for n in notes {
+        println!(
+            "note      {}  ({}, {})",
+            n.text,
+            render::time(n.time_ns),
+            n.host
+        );
     }
     for (k, v) in &snap.labels {
         println!("{k:<9} {v}");

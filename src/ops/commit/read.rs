@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bases::{self, Bases, Previous};
+use super::bases::{self, Bases, Previous, TensorMap};
 use super::pipeline::{Shared, Slots};
 use super::scan::{FileData, Files, Item, Meta, Notes};
 use crate::chunk::{Chunker, StreamError};
@@ -245,16 +245,21 @@ fn read_file<'s, 'a: 's>(
         } else {
             Bases::default()
         };
+        // The tensor each float chunk lies in, to find its base by name.
+        let tensors = match bases.is_empty() {
+            true => TensorMap::default(),
+            false => TensorMap::new(ckpt::tensors(&file, before.size, true).unwrap_or_default()),
+        };
         let mut first = true;
         let emit = |seg: &ckpt::Segment, off: u64, bytes: &[u8]| {
             if std::mem::take(&mut first) {
                 crate::store::failpoint::hit("commit:mid-file");
             }
             let float = float_layout(seg.dtype);
+            let at = seg.offset + off;
             let base = float
                 .zip(anchor)
-                .and_then(|(_, a)| bases.get(&(seg.offset + off - a, bytes.len() as u32)))
-                .copied();
+                .and_then(|(_, a)| bases.get(tensors.find(at), at - a, bytes.len() as u32));
             if shared.failed() {
                 return Err(());
             }

@@ -59,6 +59,7 @@ pub fn kind_dir(root: &Path, kind: Kind) -> PathBuf {
         Kind::Pack | Kind::Mark => root.join("packs"),
         Kind::Snapshot => root.join("snapshots"),
         Kind::Journal => root.join("journal"),
+        Kind::Note => root.join("notes"),
         Kind::Tag => root.join("refs").join("tags"),
     }
 }
@@ -79,7 +80,7 @@ pub fn object_path(root: &Path, kind: Kind, name: &str) -> PathBuf {
             let prefix = name.get(..2).unwrap_or(name);
             dir.join(prefix).join(format!("{name}.doomed"))
         }
-        Kind::Snapshot | Kind::Journal => dir.join(name),
+        Kind::Snapshot | Kind::Journal | Kind::Note => dir.join(name),
         Kind::Tag => name.split('/').fold(dir, |p, c| p.join(c)),
     }
 }
@@ -89,6 +90,7 @@ fn open_op(kind: Kind) -> &'static str {
         Kind::Pack => "open pack",
         Kind::Snapshot => "open snapshot",
         Kind::Journal => "open journal entry",
+        Kind::Note => "open note",
         Kind::Tag => "open tag",
         Kind::Mark => "open pack deletion mark",
         Kind::Config => "open",
@@ -100,6 +102,7 @@ fn read_op(kind: Kind) -> &'static str {
         Kind::Pack => "read pack",
         Kind::Snapshot => "read snapshot",
         Kind::Journal => "read journal entry",
+        Kind::Note => "read note",
         Kind::Tag => "read tag",
         Kind::Mark => "read pack deletion mark",
         Kind::Config => "read",
@@ -111,7 +114,7 @@ fn list_op(kind: Kind) -> &'static str {
         Kind::Pack | Kind::Mark => "list packs in",
         Kind::Snapshot => "list snapshots in",
         Kind::Tag => "list tags in",
-        Kind::Journal | Kind::Config => "list",
+        Kind::Journal | Kind::Note | Kind::Config => "list",
     }
 }
 
@@ -168,8 +171,8 @@ impl Backend for LocalBackend {
                     out.extend(entry.file_name().to_str().map(String::from));
                 }
             }
-            // Older repositories have no journal: an empty one.
-            Kind::Journal => {
+            // Older repositories have no journal or notes: empty ones.
+            Kind::Journal | Kind::Note => {
                 let rd = match fs::read_dir(&dir) {
                     Ok(rd) => rd,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),

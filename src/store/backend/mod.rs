@@ -52,6 +52,9 @@ pub enum Kind {
     Tag,
     /// A pack's deletion mark (`format::mark`), named by the pack's id.
     Mark,
+    /// A note added to a snapshot after the fact (`format::note`), named
+    /// `SNAPSHOT.NOTE` (both ids in hex).
+    Note,
 }
 
 impl Kind {
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Journal => "journal entry",
             Kind::Tag => "tag",
             Kind::Mark => "pack deletion mark",
+            Kind::Note => "note",
         }
     }
 }

@@ -525,7 +525,7 @@ impl Backend for ObjectStoreBackend {
                         out.extend(file.strip_suffix(suffix).map(String::from));
                     }
                 }
-                Kind::Snapshot | Kind::Journal => {
+                Kind::Snapshot | Kind::Journal | Kind::Note => {
                     if let [file] = parts.as_slice() {
                         out.push(file.clone());
                     }
