@@ -98,9 +98,12 @@ impl Server {
     fn stop(mut self) -> String {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let out = self.child.wait_with_output().expect("wait for snap ui");
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(0), "snap ui after SIGINT: {err}");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("read snap ui's stderr");
+        }
+        let status = self.child.wait().expect("wait for snap ui");
+        assert_eq!(status.code(), Some(0), "snap ui after SIGINT: {err}");
         assert!(err.contains("stopped"), "{err}");
         err
     }
