@@ -52,7 +52,9 @@ pub fn route(repo: &mut Repo, route: &str, query: &[(String, String)]) -> Reply 
     let parts: Vec<&str> = route.split('/').collect();
     let answer = match parts.as_slice() {
         ["sessions"] => only(query, &[]).and_then(|_| sessions(repo)),
-        ["snapshots"] => only(query, &["session"]).and_then(|_| snapshots(repo, param(query, "session"))),
+        ["snapshots"] => {
+            only(query, &["session"]).and_then(|_| snapshots(repo, param(query, "session")))
+        }
         ["snapshot", rev] => only(query, &[]).and_then(|_| snapshot(repo, &decode(rev)?)),
         ["snapshot", rev, "tensors"] => only(query, &["path"]).and_then(|_| {
             let path = param(query, "path").ok_or_else(|| bad("give the file: ?path=PATH"))?;
@@ -60,15 +62,20 @@ pub fn route(repo: &mut Repo, route: &str, query: &[(String, String)]) -> Reply 
         }),
         ["diff"] => only(query, &["a", "b"]).and_then(|_| {
             let need = |k| {
-                param(query, k)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| bad(format!("give both snapshots: /api/diff?a=REV&b=REV ({k} is missing)")))
+                param(query, k).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    bad(format!(
+                        "give both snapshots: /api/diff?a=REV&b=REV ({k} is missing)"
+                    ))
+                })
             };
             diff(repo, need("a")?, need("b")?)
         }),
         ["metrics"] => only(query, &[]).and_then(|_| metrics(repo)),
         ["storage"] => only(query, &[]).and_then(|_| storage(repo)),
-        _ => Err(Fail(404, format!("no API route /api/{route}; the routes are {ROUTES}"))),
+        _ => Err(Fail(
+            404,
+            format!("no API route /api/{route}; the routes are {ROUTES}"),
+        )),
     };
     match answer {
         Ok(v) => Reply::json(200, &v),
@@ -80,7 +87,9 @@ pub fn route(repo: &mut Repo, route: &str, query: &[(String, String)]) -> Reply 
 fn only(query: &[(String, String)], known: &[&str]) -> Result<(), Fail> {
     match query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
         None => Ok(()),
-        Some((k, _)) if known.is_empty() => Err(bad(format!("unknown query parameter '{k}': this route takes none"))),
+        Some((k, _)) if known.is_empty() => Err(bad(format!(
+            "unknown query parameter '{k}': this route takes none"
+        ))),
         Some((k, _)) => Err(bad(format!(
             "unknown query parameter '{k}': this route takes {}",
             known.join(", ")
@@ -89,7 +98,10 @@ fn only(query: &[(String, String)], known: &[&str]) -> Result<(), Fail> {
 }
 
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A percent-encoded path segment (a REV such as `run1@3` or a tag).
@@ -213,7 +225,10 @@ fn snapshots(repo: &Repo, session: Option<&str>) -> Answer {
         .filter(|e| session.is_none_or(|s| e.snapshot.session.as_deref() == Some(s)))
         .collect();
     if let (Some(s), true) = (session, of.is_empty()) {
-        return Err(Fail(404, format!("no snapshots in session '{s}'; /api/sessions lists them")));
+        return Err(Fail(
+            404,
+            format!("no snapshots in session '{s}'; /api/sessions lists them"),
+        ));
     }
     let list: Vec<SnapshotJson> = of.into_iter().map(SnapshotJson::from_log).collect();
     Ok(json!({ "snapshots": list }))
@@ -302,7 +317,9 @@ fn metrics(repo: &Repo) -> Answer {
     let directions: BTreeMap<&str, &str> = names
         .iter()
         .map(|m| {
-            let spec = specs.values().find(|s| parse_best(s).is_ok_and(|(n, _)| n == *m));
+            let spec = specs
+                .values()
+                .find(|s| parse_best(s).is_ok_and(|(n, _)| n == *m));
             (*m, dir_name(direction(m, spec.copied())))
         })
         .collect();

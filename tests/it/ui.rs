@@ -70,7 +70,10 @@ impl Server {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no status in {head:?}"));
         let mut body = raw[end + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = unchunk(&body);
         }
         (status, body)
@@ -81,7 +84,8 @@ impl Server {
         let (got, body) = self.get(path);
         let text = String::from_utf8_lossy(&body);
         assert_eq!(got, status, "GET {path}: {text}");
-        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
     }
 
     /// An error response: its status and message.
@@ -120,7 +124,10 @@ impl Drop for Server {
 fn unchunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let nl = b.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let nl = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
         let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
         if n == 0 {
             return out;
@@ -147,7 +154,10 @@ fn two_runs() -> (Ws, Vec<Vec<f64>>) {
                 .collect();
             let b: Vec<u8> = (0..16).flat_map(|i| (i as f32).to_le_bytes()).collect();
             let ckpt = safetensors(
-                &[("fc.weight".to_string(), "F32", w), ("fc.bias".to_string(), "F32", b)],
+                &[
+                    ("fc.weight".to_string(), "F32", w),
+                    ("fc.bias".to_string(), "F32", b),
+                ],
                 "",
             );
             let staged = ws.outside(&format!("{run}-{epoch}.safetensors"));
@@ -199,7 +209,12 @@ fn every_route_answers_and_serving_writes_nothing() {
     assert_eq!(status, 200);
     let page = String::from_utf8_lossy(&page);
     assert!(page.contains("/vendor/uplot/uPlot.iife.min.js") && page.contains("/app.js"));
-    for f in ["/app.js", "/style.css", "/vendor/uplot/uPlot.iife.min.js", "/vendor/uplot/uPlot.min.css"] {
+    for f in [
+        "/app.js",
+        "/style.css",
+        "/vendor/uplot/uPlot.iife.min.js",
+        "/vendor/uplot/uPlot.min.css",
+    ] {
         let (status, body) = server.get(f);
         assert_eq!(status, 200, "{f}");
         assert!(body.len() > 500, "{f}: {} bytes", body.len());
@@ -210,26 +225,48 @@ fn every_route_answers_and_serving_writes_nothing() {
     let sessions = server.json("/api/sessions", 200)["sessions"].clone();
     let sessions = sessions.as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{sessions:?}");
-    for (s, (name, mine)) in sessions.iter().zip([("run-a", &losses[0]), ("run-b", &losses[1])]) {
+    for (s, (name, mine)) in sessions
+        .iter()
+        .zip([("run-a", &losses[0]), ("run-b", &losses[1])])
+    {
         assert_eq!(s["session"], name);
         assert_eq!(s["epochs"], 3);
-        assert_eq!(s["outcome"], "success", "{s}");
+        assert_eq!(s["outcome"], "exited 0", "{s}");
         let best = mine.iter().cloned().fold(f64::INFINITY, f64::min);
         assert_eq!(s["best"]["loss"]["direction"], "min");
-        assert!((s["best"]["loss"]["value"].as_f64().unwrap() - best).abs() < 1e-12, "{s}");
+        assert!(
+            (s["best"]["loss"]["value"].as_f64().unwrap() - best).abs() < 1e-12,
+            "{s}"
+        );
         assert_eq!(s["best"]["acc"]["direction"], "max");
         assert!(s["new_stored_bytes"].as_u64().unwrap() > 0);
         assert!(s["logical_bytes"].as_u64().unwrap() > 0);
-        assert!(s["tags"].as_array().unwrap().iter().any(|t| t == &format!("{name}/best")), "{s}");
+        assert!(
+            s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == &format!("{name}/best")),
+            "{s}"
+        );
     }
 
     // Snapshots: the same as `snap log`, oldest first; filtered by session.
     let snaps = server.json("/api/snapshots", 200)["snapshots"].clone();
-    let ids: Vec<&str> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     let log_ids: Vec<&str> = log.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, log_ids);
     let of_b = server.json("/api/snapshots?session=run-b", 200)["snapshots"].clone();
-    assert!(of_b.as_array().unwrap().iter().all(|s| s["session"] == "run-b"));
+    assert!(of_b
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["session"] == "run-b"));
     assert_eq!(
         of_b.as_array().unwrap().len(),
         log.iter().filter(|s| s["session"] == "run-b").count()
@@ -246,23 +283,40 @@ fn every_route_answers_and_serving_writes_nothing() {
     assert_eq!(one["snapshot"]["epoch"], 2);
     assert_eq!(one["restore"], format!("snap restore {id}"));
     let files = one["files"].as_array().unwrap();
-    let model = files.iter().find(|f| f["path"] == "model.safetensors").expect("the checkpoint");
+    let model = files
+        .iter()
+        .find(|f| f["path"] == "model.safetensors")
+        .expect("the checkpoint");
     assert_eq!(model["tensors"]["count"], 2, "{model}");
     let codecs = model["codecs"].as_array().unwrap();
     assert!(!codecs.is_empty(), "{model}");
     let chunks: u64 = codecs.iter().map(|c| c["chunks"].as_u64().unwrap()).sum();
     assert_eq!(chunks, model["chunks"].as_u64().unwrap(), "{model}");
-    let stored: u64 = codecs.iter().map(|c| c["stored_bytes"].as_u64().unwrap()).sum();
+    let stored: u64 = codecs
+        .iter()
+        .map(|c| c["stored_bytes"].as_u64().unwrap())
+        .sum();
     assert_eq!(model["stored_bytes"], stored);
     assert!(files.iter().any(|f| f["path"] == "config/train.json"));
     // A REV other than an id: SESSION@EPOCH, percent-encoded.
-    assert_eq!(server.json("/api/snapshot/run-a%402", 200)["snapshot"]["id"], id);
+    assert_eq!(
+        server.json("/api/snapshot/run-a%402", 200)["snapshot"]["id"],
+        id
+    );
 
     // The tensors of the checkpoint.
-    let t = server.json(&format!("/api/snapshot/{id}/tensors?path=model.safetensors"), 200);
-    let names: Vec<&str> = t["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["fc.weight", "fc.bias"], "{t}");
-    assert_eq!(t["tensors"][0]["shape"], serde_json::json!([256]));
+    let t = server.json(
+        &format!("/api/snapshot/{id}/tensors?path=model.safetensors"),
+        200,
+    );
+    let names: Vec<&str> = t["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fc.bias", "fc.weight"], "{t}");
+    assert_eq!(t["tensors"][1]["shape"], serde_json::json!([256]));
     let t = server.json(&format!("/api/snapshot/{id}/tensors?path=train.log"), 200);
     assert!(t["tensors"].is_null(), "{t}");
 
@@ -273,9 +327,18 @@ fn every_route_answers_and_serving_writes_nothing() {
     assert_eq!(d["a"], parent);
     assert_eq!(d["b"], id);
     let changed = d["diff"]["changed"].as_array().unwrap();
-    let paths: Vec<&str> = changed.iter().map(|c| c["path"].as_str().unwrap()).collect();
-    assert!(paths.contains(&"train.log") && paths.contains(&"model.safetensors"), "{d}");
-    let m = changed.iter().find(|c| c["path"] == "model.safetensors").unwrap();
+    let paths: Vec<&str> = changed
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"train.log") && paths.contains(&"model.safetensors"),
+        "{d}"
+    );
+    let m = changed
+        .iter()
+        .find(|c| c["path"] == "model.safetensors")
+        .unwrap();
     assert_eq!(m["tensors"]["changed"][0]["name"], "fc.weight", "{m}");
     assert_eq!(m["tensors"]["unchanged"], 1, "{m}");
 
@@ -284,7 +347,10 @@ fn every_route_answers_and_serving_writes_nothing() {
     assert_eq!(metrics["metrics"], serde_json::json!(["acc", "loss"]));
     assert_eq!(metrics["directions"]["loss"], "min");
     let rows = metrics["rows"].as_array().unwrap();
-    let with_metrics = log.iter().filter(|s| !s["metrics"].as_object().unwrap().is_empty()).count();
+    let with_metrics = log
+        .iter()
+        .filter(|s| !s["metrics"].as_object().unwrap().is_empty())
+        .count();
     assert_eq!(rows.len(), with_metrics);
     let a_losses: Vec<f64> = rows
         .iter()
@@ -299,7 +365,10 @@ fn every_route_answers_and_serving_writes_nothing() {
     assert_eq!(st["sessions"].as_array().unwrap().len(), 2);
     assert_eq!(st["repository"]["snapshots"], log.len());
     assert!(st["prune"]["error"].is_null(), "{st}");
-    assert_eq!(st["prune"]["reclaimable_bytes"], 0, "nothing forgotten yet: {st}");
+    assert_eq!(
+        st["prune"]["reclaimable_bytes"], 0,
+        "nothing forgotten yet: {st}"
+    );
 
     server.stop();
     let after = repo_state(&ws);
@@ -331,7 +400,10 @@ fn bad_requests_get_json_errors_with_messages() {
     let msg = server.error("/api/snapshots?session=run-z", 404);
     assert!(msg.contains("run-z"), "{msg}");
     let msg = server.error("/api/nope", 404);
-    assert!(msg.contains("/api/sessions"), "the routes are listed: {msg}");
+    assert!(
+        msg.contains("/api/sessions"),
+        "the routes are listed: {msg}"
+    );
 
     // Read-only: no other method; and a loopback server answers only its own
     // name (a page on another site reaching it through DNS rebinding).
@@ -349,16 +421,27 @@ fn bad_requests_get_json_errors_with_messages() {
 fn new_snapshots_show_without_a_restart_and_forgotten_metrics_stay() {
     let (ws, _) = two_runs();
     let server = Server::start(&ws, "127.0.0.1:0");
-    let n = server.json("/api/snapshots", 200)["snapshots"].as_array().unwrap().len();
+    let n = server.json("/api/snapshots", 200)["snapshots"]
+        .as_array()
+        .unwrap()
+        .len();
     ws.write("notes.txt", b"more");
     ws.ok(&["commit", "-m", "by hand", "--metric", "loss=0.01"]);
-    let n2 = server.json("/api/snapshots", 200)["snapshots"].as_array().unwrap().len();
+    let n2 = server.json("/api/snapshots", 200)["snapshots"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(n2, n + 1);
     // Retention forgets run-a's middle epochs (keep one session); their
     // metrics are still rows, marked forgotten, and opening one says so.
     ws.ok(&["forget", "--keep-sessions", "1"]);
     let rows = server.json("/api/metrics", 200)["rows"].clone();
-    let gone: Vec<&Value> = rows.as_array().unwrap().iter().filter(|r| r["forgotten"] == true).collect();
+    let gone: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["forgotten"] == true)
+        .collect();
     assert!(!gone.is_empty(), "{rows}");
     let id = gone[0]["snapshot"].as_str().unwrap();
     let msg = server.error(&format!("/api/snapshot/{id}"), 404);
@@ -377,7 +460,12 @@ fn a_port_in_use_and_a_bad_address_are_clear_errors() {
     let out = ws.fails(&["ui", "--addr", "localhost"], 1);
     assert!(stderr(&out).contains("IP:PORT"), "{}", stderr(&out));
     let out = snap_in(&ws.outside("")).args(["ui"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "no repository: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "no repository: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -386,7 +474,10 @@ fn a_non_loopback_address_is_served_with_a_warning() {
     let mut server = Server::start(&ws, "0.0.0.0:0");
     let port = server.addr.rsplit(':').next().unwrap().to_string();
     server.addr = format!("127.0.0.1:{port}");
-    assert_eq!(server.json("/api/sessions", 200)["sessions"], serde_json::json!([]));
+    assert_eq!(
+        server.json("/api/sessions", 200)["sessions"],
+        serde_json::json!([])
+    );
     let err = server.stop();
     assert!(err.contains("not on a loopback address"), "{err}");
 }
