@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod ui;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -307,6 +307,30 @@ impl Repo {
         show::files(&self.index, &packs, &snapshot.root, &id.short())
     }
 
+    /// How each file of snapshot `id` is stored: codecs, plain and stored
+    /// bytes of its chunks (`snap ui`).
+    pub fn file_storage(
+        &self,
+        id: &SnapshotId,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<crate::ops::inspect::FileStorage>> {
+        let packs = PackFiles::new(&self.layout);
+        let label = format!("snapshot {}", id.short());
+        crate::ops::inspect::file_storage(&self.index, &packs, &snapshot.root, &label)
+    }
+
+    /// The tensors of file `path` of snapshot `id`, or None when it is not a
+    /// checkpoint snap can read (`snap ui`).
+    pub fn tensors(
+        &self,
+        id: &SnapshotId,
+        snapshot: &Snapshot,
+        path: &str,
+    ) -> Result<Option<Vec<crate::ckpt::Tensor>>> {
+        let packs = PackFiles::new(&self.layout);
+        crate::ops::inspect::tensors(&self.index, &packs, &snapshot.root, &id.short(), path)
+    }
+
     /// Files added, removed and changed from `old` to `new`; with `tensors`,
     /// the tensors that changed inside checkpoint files.
     pub fn diff(&self, old: &str, new: &str, tensors: bool) -> Result<Diff> {

@@ -4,7 +4,7 @@
 
 mod cmd;
 mod progress;
-mod render;
+pub(crate) mod render;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,6 +70,7 @@ enum Command {
     Push(cmd::push::Args),
     Pull(cmd::pull::Args),
     Clone(cmd::clone::Args),
+    Ui(cmd::ui::Args),
     #[command(hide = true)]
     Locate(cmd::locate::Args),
     Completions(cmd::completions::Args),
@@ -196,6 +197,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
         Command::Clone(a) => cmd::clone::run(&ctx, a),
+        Command::Ui(a) => cmd::ui::run(&ctx, a),
         Command::Locate(a) => cmd::locate::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run(&ctx, a),
         Command::Man(a) => cmd::man::run(&ctx, a),

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod filediff;
 pub mod forget;
 pub mod import;
+pub mod inspect;
 pub mod metrics;
 pub mod pathspec;
 pub mod prune;

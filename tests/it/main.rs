@@ -40,4 +40,5 @@ mod run;
 mod setup;
 mod statcache;
 mod steps;
+mod ui;
 mod workspace;

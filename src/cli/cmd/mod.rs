@@ -25,3 +25,4 @@ pub mod run;
 pub mod show;
 pub mod stats;
 pub mod tag;
+pub mod ui;
