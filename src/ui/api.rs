@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use snapstore::ops::metrics;
 use snapstore::runner::signals::{parse_best, Direction};
 use snapstore::runner::BEST_METRIC_LABEL;
 use snapstore::{Error, LogEntry, PruneOptions, Repo};
@@ -290,30 +291,35 @@ fn diff(repo: &Repo, a: &str, b: &str) -> Answer {
 fn metrics(repo: &Repo) -> Answer {
     let log = repo.log()?;
     let journal = repo.forgotten()?;
-    let mut names: BTreeSet<&str> = BTreeSet::new();
+    // The `--best` setting of each session, from its pre-run/final labels.
     let mut specs: HashMap<&str, &str> = HashMap::new();
-    let mut rows: Vec<Value> = Vec::new();
-    let live = log.iter().map(|e| (&e.id, &e.snapshot, false));
-    let gone = journal.entries.iter().map(|(f, s)| (&f.id, s, true));
-    for (id, s, forgotten) in live.chain(gone) {
+    let live = log.iter().map(|e| &e.snapshot);
+    for s in live.chain(journal.entries.iter().map(|(_, s)| s)) {
         if let (Some(name), Some(spec)) = (&s.session, s.labels.get(BEST_METRIC_LABEL)) {
             specs.insert(name, spec);
         }
-        if s.metrics.is_empty() {
-            continue;
-        }
-        names.extend(s.metrics.keys().map(String::as_str));
-        rows.push(json!({
-            "session": s.session,
-            "snapshot": id.to_hex(),
-            "epoch": s.epoch,
-            "step": s.step,
-            "time_ns": s.time_ns,
-            "metrics": s.metrics,
-            "forgotten": forgotten,
-        }));
     }
-    rows.sort_by_key(|r| r["time_ns"].as_i64());
+    // The rows `snap metrics` shows (ops::metrics), oldest first.
+    let mut table = metrics::all_rows(&log, &journal.entries);
+    table.sort_by_key(|r| r.time_ns);
+    let names: BTreeSet<&str> = table
+        .iter()
+        .flat_map(|r| r.metrics.keys().map(String::as_str))
+        .collect();
+    let rows: Vec<Value> = table
+        .iter()
+        .map(|r| {
+            json!({
+                "session": (r.session != metrics::NO_SESSION).then_some(&r.session),
+                "snapshot": r.id,
+                "epoch": r.epoch,
+                "step": r.step,
+                "time_ns": r.time_ns,
+                "metrics": r.metrics,
+                "forgotten": !r.stored,
+            })
+        })
+        .collect();
     let directions: BTreeMap<&str, &str> = names
         .iter()
         .map(|m| {
