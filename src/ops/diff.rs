@@ -161,33 +161,22 @@ pub fn diff(
             continue;
         }
         let mut c = change(path, e, Some(prev));
-        if tensors && what.contains(&"content") {
-            if let (
-                EntryKind::File {
-                    chunks: x,
-                    size: sx,
-                },
-                EntryKind::File {
-                    chunks: y,
-                    size: sy,
-                },
-            ) = (&prev.kind, &e.kind)
-            {
+        if let (
+            true,
+            EntryKind::File {
+                chunks: x,
+                size: sx,
+            },
+            EntryKind::File {
+                chunks: y,
+                size: sy,
+            },
+        ) = (what.contains(&"content"), &prev.kind, &e.kind)
+        {
+            if tensors {
                 c.tensors = tensor_diff(index, packs, x, *sx, y, *sy)?;
             }
-        }
-        if opts.content && what.contains(&"content") {
-            if let (
-                EntryKind::File {
-                    chunks: x,
-                    size: sx,
-                },
-                EntryKind::File {
-                    chunks: y,
-                    size: sy,
-                },
-            ) = (&prev.kind, &e.kind)
-            {
+            if opts.content {
                 c.content = Some(content_diff(index, packs, path, (x, *sx), (y, *sy))?);
             }
         }
