@@ -131,7 +131,7 @@ fn the_next_epoch_is_stored_as_a_delta_and_restores_exactly() {
 }
 
 /// Chunks by codec, from `snap stats --json`.
-fn codec_chunks(ws: &Ws, codec: &str) -> u64 {
+pub(crate) fn codec_chunks(ws: &Ws, codec: &str) -> u64 {
     ws.json(&["stats"])["codecs"]
         .as_array()
         .unwrap()

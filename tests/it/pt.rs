@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::delta::codec_chunks;
 use crate::util::*;
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -283,14 +284,6 @@ fn a_pt_in_a_new_numbered_folder_deltas_against_the_previous_save() {
             .collect();
         b[start..start + len].copy_from_slice(&moved);
     }
-    let codec_chunks = |ws: &Ws, codec: &str| {
-        ws.json(&["stats"])["codecs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["codec"] == codec)
-            .map_or(0, |c| c["chunks"].as_u64().unwrap())
-    };
     let ws = Ws::new();
     ws.write("out/checkpoint-500/optimizer.pt", &a);
     ws.commit(&[]);

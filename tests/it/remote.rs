@@ -110,8 +110,14 @@ pub(crate) fn bucket(test: &str) -> String {
 
 /// A snap command in `dir` with the S3 settings of the test server.
 pub(crate) fn snap(dir: &Path) -> Command {
-    let mut c = crate::util::snap_in(dir);
-    c.env("AWS_ENDPOINT_URL", format!("http://{}", server()))
+    Command::from_std(snap_at(dir, server()))
+}
+
+/// `snap` as a `std::process::Command` (for `Paused`), with the test
+/// credentials and the S3 endpoint `endpoint` (the server, or a proxy to it).
+pub(crate) fn snap_at(dir: &Path, endpoint: &str) -> std::process::Command {
+    let mut c = crate::util::snap_std(dir);
+    c.env("AWS_ENDPOINT_URL", format!("http://{endpoint}"))
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_ACCESS_KEY_ID", "snap-test")
         .env("AWS_SECRET_ACCESS_KEY", "snap-test-secret")

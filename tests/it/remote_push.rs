@@ -16,23 +16,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::remote::{
-    bucket, json, n, ok, other_machine, restore_local, run, server, snap, training_ws,
+    bucket, json, n, ok, other_machine, restore_local, run, server, snap, snap_at, training_ws,
 };
-use crate::util::{assert_same_tree, random_bytes, snap_std, stderr, wait_for, Paused, Ws};
-
-/// `snap` as a `std::process::Command` (for `Paused`), with the S3
-/// settings of `remote::snap` and the endpoint `endpoint`.
-fn snap_at(dir: &Path, endpoint: &str) -> std::process::Command {
-    let mut c = snap_std(dir);
-    c.env("AWS_ENDPOINT_URL", format!("http://{endpoint}"))
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "snap-test")
-        .env("AWS_SECRET_ACCESS_KEY", "snap-test-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-    c
-}
+use crate::util::{assert_same_tree, random_bytes, stderr, wait_for, Paused, Ws};
 
 /// Local pack files of a repository: (count, bytes).
 fn local_packs(repo: &Path) -> (u64, u64) {
