@@ -364,6 +364,16 @@ impl ObjectStoreBackend {
             max_retries,
             retry_timeout: Duration::from_secs(retry_secs),
         };
+        // A store the environment does not configure: say what to set.
+        let refused = |hint: &str| {
+            let hint = format!("\n  {hint}");
+            move |e: object_store::Error| Error::Remote {
+                op: "configure",
+                what: url.to_string(),
+                cause: e.to_string(),
+                hint,
+            }
+        };
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
             RemoteUrl::S3 { bucket, prefix } => {
                 let mut b = AmazonS3Builder::from_env()
@@ -393,12 +403,9 @@ impl ObjectStoreBackend {
                 if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
                     b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
-                let s3 = b.build().map_err(|e| Error::Remote {
-                    op: "configure",
-                    what: url.to_string(),
-                    cause: e.to_string(),
-                    hint: "\n  check the AWS_* environment variables".into(),
-                })?;
+                let s3 = b
+                    .build()
+                    .map_err(refused("check the AWS_* environment variables"))?;
                 (Arc::new(s3), prefix.clone())
             }
             RemoteUrl::Gcs { bucket, prefix } => {
@@ -406,12 +413,7 @@ impl ObjectStoreBackend {
                     .with_bucket_name(bucket)
                     .with_retry(retry)
                     .build()
-                    .map_err(|e| Error::Remote {
-                        op: "configure",
-                        what: url.to_string(),
-                        cause: e.to_string(),
-                        hint: "\n  set GOOGLE_SERVICE_ACCOUNT (or GOOGLE_APPLICATION_CREDENTIALS) to a service account key file".into(),
-                    })?;
+                    .map_err(refused("set GOOGLE_SERVICE_ACCOUNT (or GOOGLE_APPLICATION_CREDENTIALS) to a service account key file"))?;
                 (Arc::new(gcs), prefix.clone())
             }
             RemoteUrl::Azure { container, prefix } => {
@@ -419,12 +421,7 @@ impl ObjectStoreBackend {
                     .with_container_name(container)
                     .with_retry(retry)
                     .build()
-                    .map_err(|e| Error::Remote {
-                        op: "configure",
-                        what: url.to_string(),
-                        cause: e.to_string(),
-                        hint: "\n  set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY, or a service principal's AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID)".into(),
-                    })?;
+                    .map_err(refused("set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY, or a service principal's AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID)"))?;
                 (Arc::new(az), prefix.clone())
             }
             RemoteUrl::File { path } => {
