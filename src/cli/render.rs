@@ -105,3 +105,18 @@ pub fn notes_or_warn(repo: &snapstore::Repo) -> anyhow::Result<snapstore::store:
     }
     Ok(notes)
 }
+
+/// What a push or pull copied besides snapshots: a warning per record it
+/// could not read (named), then, with `line`, a line when it copied any.
+pub fn history(h: &snapstore::ops::remote::HistoryCopied, line: bool) {
+    for d in &h.history_damaged {
+        eprintln!("snap: warning: not copied: {d}");
+    }
+    if line && h.notes + h.journal_entries > 0 {
+        println!(
+            "  and {} and {} (the metrics of forgotten snapshots)",
+            count(h.notes as u64, "note"),
+            count(h.journal_entries as u64, "journal entry")
+        );
+    }
+}

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::format::journal::Forgotten;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::store::backend::{Backend, Kind};
+use crate::store::backend::Kind;
 use crate::store::Layout;
 
 /// A journal file larger than this is damaged (a record is a few KiB).
@@ -42,7 +42,7 @@ pub fn read_all(layout: &Layout) -> Result<Journal> {
         let Some(id) = SnapshotId::from_hex(&name) else {
             continue;
         };
-        match read_one(backend, &name, &id) {
+        match read_one(layout, &name, &id) {
             Ok(e) => out.push(e),
             Err(why) => damaged.push(format!(
                 "{}: {why}",
@@ -57,11 +57,14 @@ pub fn read_all(layout: &Layout) -> Result<Journal> {
     })
 }
 
-fn read_one(
-    backend: &dyn Backend,
+/// The entry `journal/NAME` of snapshot `id`, read whole and checked (size,
+/// decoding, the snapshot it names); the error says why it is unreadable.
+pub fn read_one(
+    layout: &Layout,
     name: &str,
     id: &SnapshotId,
 ) -> std::result::Result<(Forgotten, Snapshot), String> {
+    let backend = layout.backend();
     let cause = |e: Error| match e {
         Error::Io { cause, .. } => cause.to_string(),
         other => other.to_string(),

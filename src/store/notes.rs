@@ -33,42 +33,56 @@ impl Notes {
     }
 }
 
+/// The note `notes/NAME` of snapshot `id`, read and checked (size,
+/// decoding, the snapshot it names): `Ok(Err(why))` when it is unreadable,
+/// `Err` when the store itself fails.
+pub fn read_one(
+    layout: &Layout,
+    name: &str,
+    id: &SnapshotId,
+) -> Result<std::result::Result<Note, String>> {
+    let bytes = match layout.backend().read(Kind::Note, name) {
+        Ok(b) => b,
+        Err(Error::Io { cause, .. }) => return Ok(Err(cause.to_string())),
+        Err(e) => return Err(e),
+    };
+    if bytes.len() > MAX_TEXT + 4096 {
+        return Ok(Err(format!(
+            "{} bytes is larger than a note can be",
+            bytes.len()
+        )));
+    }
+    Ok(match Note::decode(&bytes) {
+        Ok(n) if n.snapshot == *id => Ok(n),
+        Ok(n) => Err(format!(
+            "holds a note of snapshot {}, not {}",
+            n.snapshot.short(),
+            id.short()
+        )),
+        Err(e) => Err(e.to_string()),
+    })
+}
+
+/// The snapshot a note's name `SNAPSHOT.NOTE` is of; None for strays.
+pub fn snapshot_of(name: &str) -> Option<SnapshotId> {
+    name.split_once('.')
+        .and_then(|(s, _)| SnapshotId::from_hex(s))
+}
+
 pub fn read_all(layout: &Layout) -> Result<Notes> {
     let backend = layout.backend();
     let mut out = Notes::default();
     for name in backend.list(Kind::Note)? {
         // Temporaries and other strays are not notes.
-        let Some(id) = name
-            .split_once('.')
-            .and_then(|(s, _)| SnapshotId::from_hex(s))
-        else {
+        let Some(id) = snapshot_of(&name) else {
             continue;
         };
-        let damaged =
-            |why: String| format!("{}: {why}", backend.locate(Kind::Note, &name).display());
-        let bytes = match backend.read(Kind::Note, &name) {
-            Ok(b) => b,
-            Err(Error::Io { cause, .. }) => {
-                out.damaged.push(damaged(cause.to_string()));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if bytes.len() > MAX_TEXT + 4096 {
-            out.damaged.push(damaged(format!(
-                "{} bytes is larger than a note can be",
-                bytes.len()
-            )));
-            continue;
-        }
-        match Note::decode(&bytes) {
-            Ok(n) if n.snapshot == id => out.by_snapshot.entry(id).or_default().push(n),
-            Ok(n) => out.damaged.push(damaged(format!(
-                "holds a note of snapshot {}, not {}",
-                n.snapshot.short(),
-                id.short()
-            ))),
-            Err(e) => out.damaged.push(damaged(e.to_string())),
+        match read_one(layout, &name, &id)? {
+            Ok(n) => out.by_snapshot.entry(id).or_default().push(n),
+            Err(why) => out.damaged.push(format!(
+                "{}: {why}",
+                backend.locate(Kind::Note, &name).display()
+            )),
         }
     }
     for v in out.by_snapshot.values_mut() {

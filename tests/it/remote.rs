@@ -525,3 +525,90 @@ fn file_remote_round_trip_and_resume() {
     ok(ws.tmp.path(), &["clone", &url, clone_dir.to_str().unwrap()]);
     assert_same_tree(&ws.root, &clone_dir, &[".snap"]);
 }
+
+/// A session of epochs with a val_loss each; their snapshot ids.
+fn epochs(ws: &Ws, session: &str, losses: &[f64]) -> Vec<String> {
+    losses
+        .iter()
+        .enumerate()
+        .map(|(i, loss)| {
+            ws.write("ckpt/model.bin", &random_bytes(70 + i as u64, 20_000));
+            let (e, m) = ((i + 1).to_string(), format!("val_loss={loss}"));
+            ws.commit_id(&["--session", session, "--epoch", &e, "--metric", &m])
+        })
+        .collect()
+}
+
+fn metric_rows(dir: &Path) -> Vec<(String, bool)> {
+    json(dir, &["metrics"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["stored"] == true))
+        .collect()
+}
+
+#[test]
+fn notes_and_the_journal_travel_with_push_pull_and_clone() {
+    let ws = Ws::new();
+    let old = epochs(&ws, "old", &[0.9, 0.8]);
+    let new = epochs(&ws, "new", &[0.7, 0.5]);
+    ws.ok(&["note", &new[1], "lr 3e-4 from here"]);
+    ws.ok(&["note", &old[0], "diverged at step 900"]);
+    // The older session is forgotten: its metrics live in the journal only.
+    ws.ok(&["forget", "--keep-sessions", "1"]);
+    let here = metric_rows(&ws.root);
+    assert_eq!(here.len(), 4, "{here:?}");
+    assert!(here.iter().any(|(id, stored)| id == &old[0] && !stored));
+
+    let dir = ws.outside("remote");
+    let url = format!("file://{}", dir.display());
+    ok(&ws.root, &["remote", "add", "origin", &url]);
+    let pushed = json(&ws.root, &["push"]);
+    assert_eq!(
+        (n(&pushed, "notes"), n(&pushed, "journal_entries")),
+        (2, 2),
+        "both notes (one of a journalled snapshot) and both journal entries: {pushed}"
+    );
+    let again = json(&ws.root, &["push"]);
+    assert_eq!(
+        (n(&again, "notes"), n(&again, "journal_entries")),
+        (0, 0),
+        "{again}"
+    );
+
+    // Another machine sees the same history.
+    let clone_dir = ws.outside("clone");
+    ok(ws.tmp.path(), &["clone", &url, clone_dir.to_str().unwrap()]);
+    assert_eq!(metric_rows(&clone_dir), here);
+    let shown = json(&clone_dir, &["show", &new[1]]);
+    assert_eq!(shown["notes"][0]["text"], "lr 3e-4 from here", "{shown}");
+
+    // A note added there comes back with a pull; nothing else is new.
+    ok(&clone_dir, &["note", &new[0], "warmup 500"]);
+    let back = json(&clone_dir, &["push"]);
+    assert_eq!(n(&back, "notes"), 1, "{back}");
+    let pulled = json(&ws.root, &["pull"]);
+    assert_eq!(
+        (n(&pulled, "notes"), n(&pulled, "journal_entries")),
+        (1, 0),
+        "{pulled}"
+    );
+    assert_eq!(
+        ws.json(&["show", &new[0]])["notes"][0]["text"],
+        "warmup 500"
+    );
+
+    // A hostile or damaged note on the remote is named and not copied.
+    let notes = dir.join("notes");
+    let bad = format!("{}.{}", new[0], "ab".repeat(32));
+    std::fs::write(notes.join(&bad), b"SNPN garbage").unwrap();
+    let o = run(&ws.root, &["pull", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let damaged = v["history_damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{v}");
+    assert!(damaged[0].as_str().unwrap().contains(&bad), "{v}");
+    assert!(stderr(&o).contains(&bad), "{}", stderr(&o));
+    assert!(!ws.root.join(".snap/notes").join(&bad).exists());
+}

@@ -57,6 +57,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         false => Repo::clone_remote(&args.url, &dir, &Bar::new())?,
     };
     let restored = r.restored.as_ref();
+    render::history(&r.pull.history, false);
     if args.json {
         return render::print_json(&CloneJson {
             workspace: r.workspace.display().to_string(),

@@ -34,6 +34,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         eprintln!("snap: note: {c}");
     }
     if args.json {
+        render::history(&r.history, false);
         return render::print_json(&r).map(|_| 0);
     }
     println!(
@@ -47,5 +48,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         render::bytes(r.bytes_fetched),
         r.requests
     );
+    render::history(&r.history, true);
     Ok(0)
 }

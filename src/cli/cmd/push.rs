@@ -37,9 +37,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     }
     let code = u8::from(!r.tag_conflicts.is_empty());
     if args.json {
+        render::history(&r.history, false);
         return render::print_json(&r).map(|_| code);
     }
-    if r.snapshots == 0 && r.packs == 0 && r.tags.is_empty() {
+    let copied = r.history.notes + r.history.journal_entries;
+    if r.snapshots == 0 && r.packs == 0 && r.tags.is_empty() && copied == 0 {
+        render::history(&r.history, true);
         println!("{name} ({}) is up to date", r.url);
         return Ok(code);
     }
@@ -53,6 +56,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         render::count(r.tags.len() as u64, "tag"),
         r.url
     );
+    render::history(&r.history, true);
     if r.unneeded_bytes > 0 {
         println!(
             "  {} of that is data no pushed snapshot needs, sent because packs go whole; `snap prune` before pushing avoids it",

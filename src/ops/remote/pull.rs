@@ -39,6 +39,9 @@ pub struct PullReport {
     pub tags: Vec<String>,
     /// Remote tags that differ from local ones: the local tag is kept.
     pub tag_conflicts: Vec<String>,
+    /// Notes and journal entries brought in.
+    #[serde(flatten)]
+    pub history: super::HistoryCopied,
 }
 
 /// Pulls `snaps` (resolved on the remote) into the local repository. The
@@ -103,6 +106,7 @@ pub fn pull(
         report.snapshots += 1;
     }
     let pulled: HashSet<SnapshotId> = snaps.iter().map(|(id, _)| *id).collect();
+    super::copy_history(view, local, &pulled, &mut report.history)?;
     let local_tags: std::collections::HashMap<String, SnapshotId> =
         index.tags()?.into_iter().collect();
     for (name, id) in vindex.tags()? {

@@ -62,6 +62,9 @@ pub struct PushReport {
     pub tags: Vec<String>,
     /// Tags left as they are on the remote, with the reason.
     pub tag_conflicts: Vec<String>,
+    /// Notes and journal entries sent.
+    #[serde(flatten)]
+    pub history: super::HistoryCopied,
 }
 
 /// Pushes `snaps` (with the tags naming them) from the local repository
@@ -177,6 +180,10 @@ pub fn push(
         vindex.transaction(|tx| tx.insert_snapshot(id, &snap, &record))?;
         report.snapshots += 1;
     }
+
+    // After the records: a note goes where its snapshot already is.
+    let ids = snaps.iter().map(|(id, _)| *id).collect();
+    super::copy_history(local, view, &ids, &mut report.history)?;
 
     failpoint::hit("push:before-tags");
     push_tags(index, vindex, backend, snaps, report)?;
