@@ -86,6 +86,14 @@ pub enum Error {
     #[error("the repository is locked by {holder}\n  wait for that command to finish; if it is gone, the lock frees itself")]
     Locked { holder: String },
 
+    /// A remote's prune lock is held (`snap prune --remote`).
+    #[error("remote {remote} is locked by a prune: {holder}\n  ({lock})\n  wait for that prune to finish; if it is not running any more (a killed prune leaves its lock), check on the host it names, then `snap prune --remote {remote} --break-lock`")]
+    RemoteLocked {
+        remote: String,
+        holder: String,
+        lock: String,
+    },
+
     #[error("refusing to overwrite {count} existing path(s) in {target}, first: {first}\n  pass --overwrite to replace them, or restore into an empty --target DIR")]
     TargetExists {
         target: PathBuf,
@@ -208,7 +216,7 @@ impl Error {
             | Error::UncheckedSession { .. }
             | Error::DamagedRestore { .. }
             | Error::Incomplete { .. } => 3,
-            Error::Locked { .. } => 4,
+            Error::Locked { .. } | Error::RemoteLocked { .. } => 4,
             Error::NoRepository { .. }
             | Error::NotARepository { .. }
             | Error::UnknownRev { .. }

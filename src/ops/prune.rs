@@ -110,6 +110,10 @@ pub struct PrunePlan {
     pub resurrect: Vec<PackId>,
     /// Marked packs (or their marks) that could not be read: kept, named.
     pub unreadable: Vec<String>,
+    /// Packs left alone because they are newer than the grace period (a
+    /// remote prune: a push elsewhere may be about to name them).
+    pub spared: usize,
+    pub bytes_spared: u64,
     #[serde(skip)]
     keep_blobs: HashMap<PackId, Vec<PackEntry>>,
     #[serde(skip)]
@@ -170,6 +174,20 @@ pub fn plan(
     roots: &[TreeId],
     opts: &PruneOptions,
 ) -> Result<PrunePlan> {
+    plan_sparing(layout, index, roots, opts, &HashSet::new())
+}
+
+/// `plan`, leaving the packs in `spare` alone: neither marked nor repacked,
+/// and their blobs not counted as stored (another copy stays where it is).
+/// A remote prune spares the packs written within its grace period, which
+/// a push running on another machine may be about to name.
+pub fn plan_sparing(
+    layout: &Layout,
+    index: &Index,
+    roots: &[TreeId],
+    opts: &PruneOptions,
+    spare: &HashSet<PackId>,
+) -> Result<PrunePlan> {
     let pack_files = PackFiles::new(layout);
     let (chunks, trees) = reachable(index, &pack_files, roots)?;
     let wanted = |kind: PackKind| match kind {
@@ -179,6 +197,12 @@ pub fn plan(
     let mut plan = PrunePlan::default();
     let mut packs: Vec<(PackId, PackKind, u64, Vec<PackEntry>, u64)> = Vec::new();
     for (id, kind, size) in index.packs()? {
+        if spare.contains(&id) {
+            plan.spared += 1;
+            plan.bytes_spared += size;
+            plan.bytes_total += size;
+            continue;
+        }
         let entries = index.blobs_in_pack(&id)?;
         let used: u64 = entries
             .iter()
@@ -188,8 +212,12 @@ pub fn plan(
         packs.push((id, kind, size, entries, used));
         plan.bytes_total += size;
     }
-    plan.packs_total = packs.len();
-    let live: HashSet<PackId> = packs.iter().map(|p| p.0).collect();
+    plan.packs_total = packs.len() + plan.spared;
+    let live: HashSet<PackId> = packs
+        .iter()
+        .map(|p| p.0)
+        .chain(spare.iter().copied())
+        .collect();
     // A blob stored twice counts for the pack that is most used, so the
     // other copy can go: sort by used share, best first.
     packs.sort_by(|a, b| {

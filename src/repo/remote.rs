@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::format::config::{self, RepoConfig};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::ops::remote::{pull, push, PullReport, PushReport};
+use crate::ops::prune::PruneOptions;
+use crate::ops::remote::{prune, pull, push, PullReport, PushReport, RemotePruneReport};
 use crate::ops::restore::{RestoreOptions, RestoreSummary};
 use crate::progress::Progress;
 use crate::store::backend::remote::{ObjectStoreBackend, RemoteUrl};
@@ -78,7 +79,63 @@ fn open_view(name: &str, cache: PathBuf, backend: &ObjectStoreBackend) -> Result
     if !store_config::exists(&layout) {
         return Err(no_repository(name, backend.url()));
     }
-    Repo::open_in(layout)
+    let mut repo = Repo::open_in(layout)?;
+    // Another machine's prune may have marked packs this cache took in.
+    sync::drop_marked(&repo.layout, &mut repo.index)?;
+    Ok(repo)
+}
+
+/// The remote prune lock, held until dropped (`ops::remote::prune`).
+struct RemoteLockGuard<'a> {
+    backend: &'a ObjectStoreBackend,
+}
+
+impl Drop for RemoteLockGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.backend.drop_lock(prune::LOCK) {
+            eprintln!(
+                "warning: could not release the remote lock {}: {e}\n  the next `snap prune --remote` will refuse until it is removed with --break-lock",
+                self.backend.lock_location(prune::LOCK)
+            );
+        }
+    }
+}
+
+/// Takes the prune lock of remote `name`, breaking a held one if
+/// `break_lock` (returning its holder).
+fn take_prune_lock<'a>(
+    name: &str,
+    backend: &'a ObjectStoreBackend,
+    break_lock: bool,
+) -> Result<(RemoteLockGuard<'a>, Option<String>)> {
+    let body = format!(
+        "snap prune --remote on host {}, pid {}, since {}\n",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let holder = |b: &[u8]| match String::from_utf8_lossy(b).trim() {
+        "" => "a holder that left no name".to_string(),
+        h => h.to_string(),
+    };
+    let mut broken = None;
+    for attempt in 0..2 {
+        match backend.take_lock(prune::LOCK, body.as_bytes())? {
+            None => return Ok((RemoteLockGuard { backend }, broken)),
+            Some(held) if break_lock && attempt == 0 => {
+                broken = Some(holder(&held));
+                backend.drop_lock(prune::LOCK)?;
+            }
+            Some(held) => {
+                return Err(Error::RemoteLocked {
+                    remote: name.to_string(),
+                    holder: holder(&held),
+                    lock: backend.lock_location(prune::LOCK),
+                })
+            }
+        }
+    }
+    unreachable!("the loop returns on its second attempt")
 }
 
 impl Repo {
@@ -301,6 +358,63 @@ impl Repo {
             pull,
             restored,
         })
+    }
+
+    /// `snap prune --remote`: marks the packs of remote `name` that no
+    /// snapshot on it needs and deletes those marked a grace period ago,
+    /// under the remote's prune lock (`ops::remote::prune`).
+    pub fn prune_remote(
+        &self,
+        name: &str,
+        opts: &PruneOptions,
+        break_lock: bool,
+        progress: &dyn Progress,
+    ) -> Result<RemotePruneReport> {
+        let url = remotes::get(&self.layout, name)?;
+        let backend = connect(&url, false)?;
+        if !backend.exists(Kind::Config, "") {
+            return Err(no_repository(name, &url));
+        }
+        let cache = remotes::cache_dir(&self.layout, name);
+        let locks = Layout::new(&cache).locks_dir();
+        std::fs::create_dir_all(&locks).map_err(|e| Error::io("create", &locks, e))?;
+        let _cache_lock = WriterLock::acquire(&locks, "prune --remote", self.lock_wait)?;
+        let (_lock, lock_broken) = if opts.dry_run {
+            (None, None)
+        } else {
+            let (guard, broken) = take_prune_lock(name, &backend, break_lock)?;
+            (Some(guard), broken)
+        };
+        // Opened (and synced) with the lock held.
+        let mut view = open_view(name, cache, &backend)?;
+        if !view.damaged.is_empty() {
+            return Err(Error::Incomplete {
+                op: "prune --remote",
+                count: view.damaged.len(),
+                list: view
+                    .damaged
+                    .iter()
+                    .map(|d| format!("  {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            });
+        }
+        let mut report = RemotePruneReport {
+            remote: name.to_string(),
+            url: url.to_string(),
+            lock_broken,
+            ..RemotePruneReport::default()
+        };
+        prune::prune(
+            &view.layout,
+            &mut view.index,
+            &backend,
+            view.config.pack_target_size,
+            opts,
+            progress,
+            &mut report,
+        )?;
+        Ok(report)
     }
 
     /// `snap restore --from`: restores `rev` of `remote` into

@@ -171,9 +171,14 @@ pub fn list_packs(layout: &Layout) -> Result<Vec<PackId>> {
 /// Deletes packs (a missing one is already deleted), calling `between`
 /// after each, and makes the deletions durable; then removes their marks
 /// (durably too). A crash in between leaves marks without packs, which the
-/// next prune removes.
+/// next prune removes. A pack whose mark is gone by the time it would be
+/// deleted was taken back (on a remote, by a push that needs it:
+/// `ops::remote::push`) and is kept.
 pub fn delete(layout: &Layout, ids: &[&PackId], mut between: impl FnMut()) -> Result<()> {
     for id in ids {
+        if !layout.backend().exists(Kind::Mark, &id.to_hex()) {
+            continue;
+        }
         layout.backend().delete(Kind::Pack, &id.to_hex())?;
         between();
     }

@@ -198,6 +198,29 @@ pub fn sync_with(layout: &Layout, index: &mut Index, take: Marked) -> Result<Syn
     Ok(report)
 }
 
+/// Drops from `index` the packs that carry a deletion mark: for the cache
+/// of a remote (`repo::remote`), where another machine's prune marks packs
+/// this cache had taken in. A push must not count on a marked pack (its
+/// chunks are sent again instead), and a remote prune decides about marked
+/// packs from their marks and the snapshots (`ops::prune`). Returns how
+/// many rows were dropped. Never used on a repository's own index, whose
+/// only marker is its own prune, which drops the rows itself.
+pub fn drop_marked(layout: &Layout, index: &mut Index) -> Result<usize> {
+    let marked: HashSet<PackId> = packs::list_marked(layout)?.into_iter().collect();
+    let indexed = index.pack_ids()?;
+    let drop: Vec<PackId> = indexed.intersection(&marked).copied().collect();
+    if drop.is_empty() {
+        return Ok(0);
+    }
+    index.transaction(|tx| {
+        for id in &drop {
+            tx.delete_pack(id)?;
+        }
+        tx.clear_statcache()
+    })?;
+    Ok(drop.len())
+}
+
 /// True only if pack `id`'s file is certainly gone (any other failure to
 /// open it keeps its rows).
 fn pack_gone(layout: &Layout, id: &PackId) -> bool {

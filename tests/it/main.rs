@@ -28,6 +28,7 @@ mod reindex;
 mod remote;
 mod remote_cloud;
 mod remote_profile;
+mod remote_prune;
 mod remote_push;
 mod remote_run;
 mod repair;

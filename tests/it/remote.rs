@@ -69,7 +69,7 @@ fn start_moto() -> String {
 /// One plain HTTP/1.1 request to the server: the status and the body.
 /// Moto checks no signature, but treats a request without an
 /// `Authorization` header as anonymous (refused on private objects).
-fn http(method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn http(method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(server()).expect("connect to moto");
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\

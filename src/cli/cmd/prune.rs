@@ -29,6 +29,16 @@ pub struct Args {
     /// time may then report a pack gone.
     #[arg(long)]
     delete_now: bool,
+    /// Prune remote NAME instead of this repository: its packs no snapshot
+    /// on it needs, under the remote's prune lock (packs written within the
+    /// grace period are left alone: a push may be about to name them).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// With --remote: remove the remote's prune lock first. Only when the
+    /// prune that holds it is no longer running (the refusal names its host
+    /// and pid).
+    #[arg(long, requires = "remote")]
+    break_lock: bool,
     /// Output JSON.
     #[arg(long)]
     json: bool,
@@ -44,6 +54,41 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         now_ns,
     };
     let (mut repo, _) = ctx.open()?;
+    if let Some(name) = &args.remote {
+        let report = repo.prune_remote(name, &opts, args.break_lock, &Bar::new())?;
+        if args.json {
+            let mut v = serde_json::to_value(&report)?;
+            v["bytes_freed"] = report.bytes_freed().into();
+            v["dry_run"] = args.dry_run.into();
+            return render::print_json(&v).map(|_| 0);
+        }
+        if let Some(h) = &report.lock_broken {
+            eprintln!("warning: removed the remote's prune lock held by {h}");
+        }
+        println!("remote {name} ({}):", report.url);
+        print_plan(&report.plan, args.dry_run, "snap prune --remote");
+        let would = if args.dry_run { "would " } else { "" };
+        if report.plan.spared > 0 {
+            println!(
+                "{} packs ({}) are newer than the grace period and were left alone (a push may be about to name them)",
+                report.plan.spared,
+                bytes(report.plan.bytes_spared)
+            );
+        }
+        if report.temporaries_deleted + report.temporaries_waiting > 0 {
+            println!(
+                "{would}delete {} unfinished upload temporaries; {} newer than the grace period left",
+                report.temporaries_deleted, report.temporaries_waiting
+            );
+        }
+        println!(
+            "{} requests, {} fetched, {} sent",
+            report.requests,
+            bytes(report.bytes_fetched),
+            bytes(report.bytes_uploaded)
+        );
+        return Ok(0);
+    }
     let plan = repo.prune(&opts, &Bar::new())?;
     if args.json {
         let mut v = serde_json::to_value(&plan)?;
@@ -51,7 +96,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
         v["dry_run"] = args.dry_run.into();
         return render::print_json(&v).map(|_| 0);
     }
-    let would = if args.dry_run { "would " } else { "" };
+    print_plan(&plan, args.dry_run, "snap prune");
+    Ok(0)
+}
+
+/// The human summary of a prune plan.
+fn print_plan(plan: &snapstore::PrunePlan, dry_run: bool, again: &str) {
+    let would = if dry_run { "would " } else { "" };
     println!(
         "{would}mark {} of {} packs for deletion ({}), {would}repack {} of them ({} copied)",
         plan.delete.len() + plan.repack.len(),
@@ -67,7 +118,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     );
     if plan.waiting > 0 {
         println!(
-            "{} marked packs ({}) wait for the grace period: deleted by a prune after {} \
+            "{} marked packs ({}) wait for the grace period: deleted by `{again}` after {} \
              (or now with --delete-now)",
             plan.waiting,
             bytes(plan.bytes_waiting),
@@ -83,5 +134,4 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<u8> {
     for u in &plan.unreadable {
         eprintln!("warning: {u}");
     }
-    Ok(0)
 }

@@ -10,9 +10,11 @@
 //! `push` and `pull` keep the durability order of `store::publish` on the
 //! side they write: packs, then records, then tags.
 
+pub mod prune;
 pub mod pull;
 pub mod push;
 
+pub use prune::RemotePruneReport;
 pub use pull::PullReport;
 pub use push::PushReport;
 

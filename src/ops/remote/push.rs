@@ -10,7 +10,9 @@
 //!    own name (`unneeded_bytes` counts the rest); a pack needed less is
 //!    repacked: its needed blobs, each read and verified, go into new packs
 //!    written straight to the remote (`send_whole` says why 90%).
-//! 3. Snapshot records (write-once, named by their hash).
+//! 3. The packs counted on are settled with a remote prune running
+//!    elsewhere (`settle_marked`): marks removed, or the push stopped if
+//!    one is gone. Then snapshot records (write-once, named by their hash).
 //! 4. Tags, each with a conditional put (`put_tag_if`).
 //!
 //! An interrupted push leaves at most packs nothing names; the next push
@@ -27,7 +29,7 @@ use crate::progress::Progress;
 use crate::store::backend::remote::{ObjectStoreBackend, TagWrite};
 use crate::store::backend::Kind;
 use crate::store::index::Index;
-use crate::store::packs::{FinishedPack, PackWriter};
+use crate::store::packs::{self, FinishedPack, PackWriter};
 use crate::store::read::{self, PackFiles};
 use crate::store::{failpoint, snapshots, Layout};
 
@@ -58,6 +60,9 @@ pub struct PushReport {
     /// Every byte sent (packs, records, tags, config).
     pub bytes_uploaded: u64,
     pub requests: u64,
+    /// Packs this push needs that a remote prune had marked for deletion:
+    /// their marks were removed, so they stay.
+    pub packs_taken_back: usize,
     /// Tags created or moved on the remote.
     pub tags: Vec<String>,
     /// Tags left as they are on the remote, with the reason.
@@ -94,9 +99,13 @@ pub fn push(
     let local_packs = PackFiles::new(local);
     let (chunks, trees) = reachable(index, &local_packs, &roots)?;
     let mut sending: BTreeMap<PackId, Vec<(PackKind, ChunkId)>> = BTreeMap::new();
+    // The remote packs this push counts on, and then those it sends: a
+    // remote prune must not have marked any of them when the records go.
+    let mut counted_on: HashSet<PackId> = HashSet::new();
     for (kind, wanted) in [(PackKind::Data, chunks), (PackKind::Tree, trees)] {
         let ids: Vec<ChunkId> = wanted.into_iter().collect();
         let on_remote = vindex.blobs(&ids, kind)?;
+        counted_on.extend(on_remote.values().map(|loc| loc.pack));
         let missing: Vec<ChunkId> = ids
             .into_iter()
             .filter(|id| !on_remote.contains_key(id))
@@ -147,6 +156,7 @@ pub fn push(
     progress.start("push", total);
     for (pack, kind, size, entries, blobs, unneeded) in whole {
         upload_pack(local, backend, &pack, size, progress)?;
+        counted_on.insert(pack);
         vindex.transaction(|tx| {
             tx.insert_pack(&FinishedPack {
                 id: pack,
@@ -161,7 +171,7 @@ pub fn push(
         report.unneeded_bytes += unneeded;
         failpoint::hit("push:between-packs");
     }
-    repack_to_remote(
+    counted_on.extend(repack_to_remote(
         index,
         &local_packs,
         view,
@@ -170,10 +180,11 @@ pub fn push(
         pack_target_size,
         progress,
         report,
-    )?;
+    )?);
     progress.finish();
 
     failpoint::hit("push:before-records");
+    settle_marked(view, vindex, &counted_on, report)?;
     for (id, _) in &to_send {
         let (snap, record) = snapshots::read(local, id)?;
         view.backend().put(Kind::Snapshot, &id.to_hex(), &record)?;
@@ -192,6 +203,53 @@ pub fn push(
     report.requests = after.0 - before.0;
     report.bytes_uploaded = after.2 - before.2;
     Ok(())
+}
+
+/// Settles, just before the records go, the packs this push counts on or
+/// sent with a remote prune running elsewhere (`ops::remote::prune`): a
+/// pack marked for deletion meanwhile has its mark removed (a prune
+/// deletes a pack only while its mark is there, and resurrects one a
+/// snapshot names, so it stays), and a pack already deleted stops the
+/// push before it names it. Such packs leave the cache, so the next push
+/// sends their chunks again. Costs one listing of the remote's packs, and
+/// a delete per mark removed.
+fn settle_marked(
+    view: &Layout,
+    vindex: &mut Index,
+    counted_on: &HashSet<PackId>,
+    report: &mut PushReport,
+) -> Result<()> {
+    let listed: HashSet<PackId> = packs::list_packs(view)?.into_iter().collect();
+    let doomed: HashSet<PackId> = packs::list_marked(view)?.into_iter().collect();
+    let mut gone: Vec<PackId> = counted_on
+        .iter()
+        .filter(|id| !listed.contains(id))
+        .copied()
+        .collect();
+    gone.sort();
+    let taken_back: Vec<&PackId> = counted_on
+        .iter()
+        .filter(|id| listed.contains(id) && doomed.contains(id))
+        .collect();
+    packs::unmark(view, &taken_back)?;
+    report.packs_taken_back = taken_back.len();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    vindex.transaction(|tx| {
+        for id in &gone {
+            tx.delete_pack(id)?;
+        }
+        Ok(())
+    })?;
+    Err(Error::Other(format!(
+        "a prune of the remote deleted {} pack(s) this push needs while it ran (first: {}), \
+         so no snapshot record was sent\n  run the push again: it sends those chunks itself",
+        gone.len(),
+        view.backend()
+            .locate(Kind::Pack, &gone[0].to_hex())
+            .display()
+    )))
 }
 
 /// Whether a pack goes whole: when at least 90% of its blob bytes are
@@ -219,13 +277,15 @@ fn repack_to_remote(
     pack_target_size: u64,
     progress: &dyn Progress,
     report: &mut PushReport,
-) -> Result<()> {
-    let done = |vindex: &mut Index, w: PackWriter, report: &mut PushReport| -> Result<()> {
+) -> Result<Vec<PackId>> {
+    let mut written = Vec::new();
+    let mut done = |vindex: &mut Index, w: PackWriter, report: &mut PushReport| -> Result<()> {
         let p = w.finish(view)?;
         vindex.transaction(|tx| tx.insert_pack(&p))?;
         report.packs += 1;
         report.chunks += p.entries.len();
         report.pack_bytes += p.size;
+        written.push(p.id);
         failpoint::hit("push:between-packs");
         Ok(())
     };
@@ -251,7 +311,7 @@ fn repack_to_remote(
             done(vindex, w, report)?;
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 fn kind_noun(kind: PackKind) -> &'static str {

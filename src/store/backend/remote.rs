@@ -576,16 +576,166 @@ impl ObjectStoreBackend {
         })
     }
 
-    fn list_keys(&self, dir: &ObjPath) -> Result<Vec<ObjPath>> {
+    /// Every object below `dir`, with the time the store last wrote it
+    /// (Unix nanoseconds, the store's clock).
+    fn list_metas(&self, dir: &ObjPath) -> Result<Vec<(ObjPath, i64)>> {
         let s = &self.shared;
         s.traffic.request();
         let listed: std::result::Result<Vec<_>, _> =
             s.block_on(s.store.list(Some(dir)).try_collect());
         match listed {
-            Ok(metas) => Ok(metas.into_iter().map(|m| m.location).collect()),
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .map(|m| {
+                    let ns = m.last_modified.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                    (m.location, ns)
+                })
+                .collect()),
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(s.error("list", dir, e)),
         }
+    }
+
+    /// `Backend::list` with each object's last write time (Unix ns, the
+    /// store's clock): remote prune leaves packs younger than its grace
+    /// period alone, since a push may be about to name them.
+    pub fn list_dated(&self, kind: Kind) -> Result<Vec<(String, i64)>> {
+        let s = &self.shared;
+        if kind == Kind::Config {
+            return Ok(Vec::new());
+        }
+        let rel = object_path(Path::new(""), kind, "x");
+        let dir_rel = match kind {
+            // `packs/x/x.pack` -> `packs`
+            Kind::Pack | Kind::Mark => "packs".to_string(),
+            _ => rel
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let dir = s.join(&dir_rel);
+        let depth = dir.parts().count();
+        let mut out = Vec::new();
+        for (key, ns) in self.list_metas(&dir)? {
+            let parts: Vec<String> = key
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            let name = match kind {
+                Kind::Pack | Kind::Mark => {
+                    let suffix = if kind == Kind::Pack {
+                        ".pack"
+                    } else {
+                        ".doomed"
+                    };
+                    match parts.as_slice() {
+                        [_, file] => file.strip_suffix(suffix).map(String::from),
+                        _ => None,
+                    }
+                }
+                Kind::Snapshot | Kind::Journal | Kind::Note => match parts.as_slice() {
+                    [file] => Some(file.clone()),
+                    _ => None,
+                },
+                Kind::Tag => Some(parts.join("/")),
+                Kind::Config => None,
+            };
+            out.extend(name.map(|n| (n, ns)));
+        }
+        Ok(out)
+    }
+
+    /// The temporaries of uploads (`tmp/upload-*`: a pack copied into
+    /// place whose temporary was not deleted, or one being written now),
+    /// with their last write times.
+    pub fn list_temporaries(&self) -> Result<Vec<(String, i64)>> {
+        let dir = self.shared.join("tmp");
+        let depth = dir.parts().count();
+        Ok(self
+            .list_metas(&dir)?
+            .into_iter()
+            .filter_map(|(key, ns)| {
+                let parts: Vec<String> = key
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                match parts.as_slice() {
+                    [file] if file.starts_with("upload-") => Some((file.clone(), ns)),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes temporary `name` (from `list_temporaries`).
+    pub fn delete_temporary(&self, name: &str) -> Result<()> {
+        let s = &self.shared;
+        let key = s.join(&format!("tmp/{name}"));
+        s.traffic.request();
+        match s.block_on(s.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s.error("delete", &key, e)),
+        }
+    }
+
+    /// Takes the remote lock `locks/NAME` by creating it with `body`
+    /// (`If-None-Match: *`): `None` if taken, else the holder's body. A
+    /// store that cannot create conditionally cannot lock: refused.
+    pub fn take_lock(&self, name: &str, body: &[u8]) -> Result<Option<Vec<u8>>> {
+        let s = &self.shared;
+        let key = s.join(&format!("locks/{name}"));
+        s.traffic.sent(body.len() as u64);
+        let put = s.block_on(s.store.put_opts(
+            &key,
+            PutPayload::from(body.to_vec()),
+            PutOptions::from(PutMode::Create),
+        ));
+        match put {
+            Ok(_) => Ok(None),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                // Shown, never parsed: at most its first 4 KiB are read.
+                let got = s.block_on(async {
+                    let size = s.store.head(&key).await?.size;
+                    s.store.get_range(&key, 0..size.min(4096)).await
+                });
+                match got {
+                    Ok(b) => Ok(Some(b.to_vec())),
+                    // Released in between: say so as held by nobody known.
+                    Err(object_store::Error::NotFound { .. }) => Ok(Some(Vec::new())),
+                    Err(e) => Err(s.error("read lock", &key, e)),
+                }
+            }
+            Err(e @ object_store::Error::NotImplemented { .. })
+            | Err(e @ object_store::Error::NotSupported { .. }) => Err(Error::Remote {
+                op: "lock",
+                what: s.describe(&key),
+                cause: e.to_string(),
+                hint: "\n  this store cannot create an object only if it is absent, so no lock \
+                       can be taken on it; nothing was changed"
+                    .into(),
+            }),
+            Err(e) => Err(s.error("take lock", &key, e)),
+        }
+    }
+
+    /// Releases (or breaks) the remote lock `locks/NAME`.
+    pub fn drop_lock(&self, name: &str) -> Result<()> {
+        let s = &self.shared;
+        let key = s.join(&format!("locks/{name}"));
+        s.traffic.request();
+        match s.block_on(s.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s.error("release lock", &key, e)),
+        }
+    }
+
+    /// Where the remote lock `locks/NAME` is, for messages.
+    pub fn lock_location(&self, name: &str) -> String {
+        let s = &self.shared;
+        s.describe(&s.join(&format!("locks/{name}")))
     }
 }
 
@@ -611,49 +761,7 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<String>> {
-        let s = &self.shared;
-        if kind == Kind::Config {
-            return Ok(Vec::new());
-        }
-        let rel = object_path(Path::new(""), kind, "x");
-        let dir_rel = match kind {
-            // `packs/x/x.pack` -> `packs`
-            Kind::Pack | Kind::Mark => "packs".to_string(),
-            _ => rel
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        };
-        let dir = s.join(&dir_rel);
-        let depth = dir.parts().count();
-        let mut out = Vec::new();
-        for key in self.list_keys(&dir)? {
-            let parts: Vec<String> = key
-                .parts()
-                .skip(depth)
-                .map(|p| p.as_ref().to_string())
-                .collect();
-            match kind {
-                Kind::Pack | Kind::Mark => {
-                    let suffix = if kind == Kind::Pack {
-                        ".pack"
-                    } else {
-                        ".doomed"
-                    };
-                    if let [_, file] = parts.as_slice() {
-                        out.extend(file.strip_suffix(suffix).map(String::from));
-                    }
-                }
-                Kind::Snapshot | Kind::Journal | Kind::Note => {
-                    if let [file] = parts.as_slice() {
-                        out.push(file.clone());
-                    }
-                }
-                Kind::Tag => out.push(parts.join("/")),
-                Kind::Config => {}
-            }
-        }
-        Ok(out)
+        Ok(self.list_dated(kind)?.into_iter().map(|(n, _)| n).collect())
     }
 
     fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
