@@ -327,7 +327,9 @@ function renderDiff(r) {
   for (const c of d.removed) rows.push(el("tr", {}, el("td", { class: "removed" }, "removed"), el("td", { class: "mono" }, c.path), el("td", {}, size(c)), el("td", {}, "")));
   for (const c of d.changed) {
     rows.push(el("tr", {}, el("td", { class: "changed" }, "changed"), el("td", { class: "mono" }, c.path), el("td", {}, size(c)), el("td", { class: "wrap" }, (c.what || []).join(", "), tensorSummary(c.tensors))));
-    for (const k of (c.keys || [])) rows.push(keyRow(k));
+    // A checkpoint's tensors say more than "binary, sizes".
+    const inside = c.tensors && c.content && c.content.kind === "binary" ? null : contentNode(c.content);
+    if (inside) rows.push(el("tr", { class: "content" }, el("td", {}, ""), el("td", { colspan: 3, class: "wrap" }, inside)));
   }
   const head = el("p", {}, "From ", snapLink(r.a), " to ", snapLink(r.b), `: ${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed`);
   if (!rows.length) return el("div", {}, head, el("p", { class: "muted" }, "No differences."));
@@ -346,9 +348,30 @@ function tensorSummary(t) {
   return el("div", { class: "muted" }, parts.join("; "));
 }
 
-// A config key change (key-level diff of JSON, YAML, TOML).
-function keyRow(k) {
-  return el("tr", {}, el("td", {}, ""), el("td", { class: "mono", colspan: 3 }, k.text || JSON.stringify(k)));
+// What changed inside a file (/api/diff's "content"): config keys as
+// `snap diff` prints them, a unified diff for other text, sizes otherwise.
+function contentNode(c) {
+  if (!c) return null;
+  if (c.kind === "keys") {
+    const fmt = c.format.toUpperCase();
+    if (!c.lines.length) return el("p", { class: "muted" }, `${fmt}: same keys and values (only formatting differs)`);
+    return el("div", { class: "keys" },
+      el("div", { class: "muted" }, `${fmt}, by key (${c.lines.length} changed)`),
+      el("ul", { class: "mono" }, c.lines.map((line, i) => el("li", { class: c.changes[i].change }, line))));
+  }
+  if (c.kind === "text") {
+    const lines = c.unified.split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    const cls = (l) => (l.startsWith("+++") || l.startsWith("---") ? "hdr" : l.startsWith("@@") ? "hunk"
+      : l.startsWith("+") ? "added" : l.startsWith("-") ? "removed" : null);
+    return el("div", {},
+      c.note ? el("p", { class: "muted" }, c.note) : null,
+      el("pre", { class: "unified" }, lines.map((l) => el("span", { class: cls(l) }, l + "\n"))),
+      c.truncated_lines ? el("p", { class: "muted" }, `… ${c.truncated_lines} more lines (snap diff shows them all)`) : null);
+  }
+  if (c.kind === "binary") return el("span", { class: "muted" }, `binary, ${bytes(c.old_size)} → ${bytes(c.new_size)}`);
+  if (c.kind === "too_large") return el("span", { class: "muted" }, `text over ${bytes(c.limit)}, not compared line by line`);
+  return null;
 }
 
 // ---- storage ------------------------------------------------------------------
