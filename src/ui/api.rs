@@ -1,6 +1,6 @@
 //! The JSON API of `snap ui` (docs/ui.md): one function per route, each a
 //! pure function of a `Repo` opened for the request. Nothing here writes:
-//! every call is one a reader makes (`log`, `resolve`, `files`, `diff`,
+//! every call is one a reader makes (`log`, `resolve`, `files`, `diff_with`,
 //! `forgotten`, `stats`, a prune dry run).
 //!
 //! Errors are JSON `{"status": N, "error": MESSAGE}`: 404 for a revision or
@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use snapstore::ops::confdiff;
+use snapstore::ops::diff::DiffRequest;
+use snapstore::ops::filediff::ContentDiff;
 use snapstore::ops::metrics;
 use snapstore::runner::signals::{parse_best, Direction};
 use snapstore::runner::BEST_METRIC_LABEL;
@@ -281,11 +284,49 @@ fn tensors(repo: &Repo, rev: &str, path: &str) -> Answer {
     Ok(json!({ "snapshot": id.to_hex(), "path": path, "tensors": tensors }))
 }
 
+/// A unified text diff longer than this many lines is cut for the page
+/// (`truncated_lines` says how many were left out; `snap diff` has them all).
+const MAX_UNIFIED_LINES: usize = 2000;
+
+/// `snap diff --tensors --json` of two revisions: each changed file with its
+/// tensors and what changed inside it (`ops::filediff`: config keys, each
+/// also rendered as `snap diff` prints it, in `lines`; a unified text diff,
+/// cut at `MAX_UNIFIED_LINES`; binary sizes).
 fn diff(repo: &Repo, a: &str, b: &str) -> Answer {
     let (a_id, _) = repo.resolve(a)?;
     let (b_id, _) = repo.resolve(b)?;
-    let d = repo.diff(&a_id.to_hex(), &b_id.to_hex(), true)?;
-    Ok(json!({ "a": a_id.to_hex(), "b": b_id.to_hex(), "diff": d }))
+    let req = DiffRequest {
+        tensors: true,
+        content: true,
+        ..DiffRequest::default()
+    };
+    let d = repo.diff_with(&a_id.to_hex(), &b_id.to_hex(), &req)?;
+    let mut v = to_json(&d);
+    for (c, f) in d.changed.iter().zip(
+        v["changed"]
+            .as_array_mut()
+            .expect("a Diff has a changed list"),
+    ) {
+        match &c.content {
+            Some(ContentDiff::Keys { changes, .. }) => {
+                let lines: Vec<String> = changes.iter().map(confdiff::render).collect();
+                f["content"]["lines"] = to_json(&lines);
+            }
+            Some(ContentDiff::Text { unified, .. }) => {
+                let total = unified.lines().count();
+                if total > MAX_UNIFIED_LINES {
+                    let kept: String = unified
+                        .split_inclusive('\n')
+                        .take(MAX_UNIFIED_LINES)
+                        .collect();
+                    f["content"]["unified"] = kept.into();
+                    f["content"]["truncated_lines"] = (total - MAX_UNIFIED_LINES).into();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(json!({ "a": a_id.to_hex(), "b": b_id.to_hex(), "diff": v }))
 }
 
 fn metrics(repo: &Repo) -> Answer {

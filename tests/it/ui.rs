@@ -166,6 +166,7 @@ fn two_runs() -> (Ws, Vec<Vec<f64>>) {
             mine.push(loss);
             script.push_str(&format!(
                 "cp {} model.safetensors\necho 'epoch {epoch} loss {loss}' >> train.log\n\
+                 printf 'train:\\n  epoch: {epoch}\\n  lr: 0.00{seed}\\n' > state.yaml\n\
                  echo 'SNAP {{\"epoch\": {epoch}, \"metrics\": {{\"loss\": {loss}, \"acc\": 0.{epoch}{seed}}}}}'\n\
                  sleep 0.2\n",
                 staged.display()
@@ -341,6 +342,49 @@ fn every_route_answers_and_serving_writes_nothing() {
         .unwrap();
     assert_eq!(m["tensors"]["changed"][0]["name"], "fc.weight", "{m}");
     assert_eq!(m["tensors"]["unchanged"], 1, "{m}");
+    assert_eq!(m["content"]["kind"], "binary", "{m}");
+    // Inside the files: the YAML state key by key (as `snap diff` renders
+    // each key, and the same keys as `snap diff --json`), the log as a
+    // unified diff.
+    let state = changed
+        .iter()
+        .find(|c| c["path"] == "state.yaml")
+        .unwrap_or_else(|| panic!("state.yaml changed: {d}"));
+    assert_eq!(state["content"]["kind"], "keys", "{state}");
+    assert_eq!(state["content"]["format"], "yaml", "{state}");
+    assert_eq!(
+        state["content"]["changes"],
+        serde_json::json!([{"key": "train.epoch", "change": "changed", "old": 1, "new": 2,
+            "old_type": "integer", "new_type": "integer"}]),
+        "only the epoch changed, not lr: {state}"
+    );
+    assert_eq!(
+        state["content"]["lines"],
+        serde_json::json!(["train.epoch: 1 -> 2"]),
+        "{state}"
+    );
+    let cli: Value = serde_json::from_slice(
+        &ws.cmd()
+            .args(["diff", "--json", parent, id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .expect("snap diff --json");
+    let cli_state = cli["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "state.yaml")
+        .expect("snap diff has state.yaml");
+    assert_eq!(cli_state["content"]["changes"], state["content"]["changes"]);
+    let log_diff = changed.iter().find(|c| c["path"] == "train.log").unwrap();
+    assert_eq!(log_diff["content"]["kind"], "text", "{log_diff}");
+    let unified = log_diff["content"]["unified"].as_str().unwrap();
+    assert!(
+        unified.contains("+++ b/train.log") && unified.contains("\n+epoch 2 loss "),
+        "{unified}"
+    );
 
     // Metrics: one row per snapshot with metrics, both sessions, in time order.
     let metrics = server.json("/api/metrics", 200);

@@ -20,7 +20,7 @@ function el(tag, attrs, ...children) {
     else if (k === "class") e.className = v;
     else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -173,12 +173,12 @@ function metricChart(name, m) {
   const data = [xs, ...points.map((at) => at.map((r) => (r ? r.metrics[name] : null)))];
   const box = el("div", { class: "chart", "data-metric": name, "data-series": names.length },
     el("h3", {}, `${name} `, el("span", { class: "muted" }, `(${m.directions[name]} is better, by ${xLabel})`)));
-  const width = Math.max(480, Math.min(680, view.clientWidth / 2 - 40));
   const opts = {
-    width,
+    width: 480,
     height: 260,
     scales: { x: { time: false } },
-    axes: [{ label: xLabel }, {}],
+    // Epochs and steps are whole numbers: ticks only on them.
+    axes: [{ label: xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7] }, {}],
     cursor: { focus: { prox: 24 }, points: { size: 8 } },
     focus: { alpha: 0.35 },
     series: [{ label: xLabel }, ...names.map((n, i) => ({
@@ -194,7 +194,10 @@ function metricChart(name, m) {
   };
   // uPlot measures its container, so it is made once the box is in the page.
   requestAnimationFrame(() => {
+    // As wide as its grid cell (less the box's padding).
+    opts.width = Math.max(320, box.clientWidth - 16);
     const u = new uPlot(opts, data, box);
+    box.uplot = u; // for tests/browser: the points' positions
     u.over.addEventListener("mouseleave", () => { tooltip.hidden = true; });
     u.over.addEventListener("click", () => {
       const hit = nearest(u, points);
@@ -327,7 +330,9 @@ function renderDiff(r) {
   for (const c of d.removed) rows.push(el("tr", {}, el("td", { class: "removed" }, "removed"), el("td", { class: "mono" }, c.path), el("td", {}, size(c)), el("td", {}, "")));
   for (const c of d.changed) {
     rows.push(el("tr", {}, el("td", { class: "changed" }, "changed"), el("td", { class: "mono" }, c.path), el("td", {}, size(c)), el("td", { class: "wrap" }, (c.what || []).join(", "), tensorSummary(c.tensors))));
-    for (const k of (c.keys || [])) rows.push(keyRow(k));
+    // A checkpoint's tensors say more than "binary, sizes".
+    const inside = c.tensors && c.content && c.content.kind === "binary" ? null : contentNode(c.content);
+    if (inside) rows.push(el("tr", { class: "content" }, el("td", {}, ""), el("td", { colspan: 3, class: "wrap" }, inside)));
   }
   const head = el("p", {}, "From ", snapLink(r.a), " to ", snapLink(r.b), `: ${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed`);
   if (!rows.length) return el("div", {}, head, el("p", { class: "muted" }, "No differences."));
@@ -346,9 +351,30 @@ function tensorSummary(t) {
   return el("div", { class: "muted" }, parts.join("; "));
 }
 
-// A config key change (key-level diff of JSON, YAML, TOML).
-function keyRow(k) {
-  return el("tr", {}, el("td", {}, ""), el("td", { class: "mono", colspan: 3 }, k.text || JSON.stringify(k)));
+// What changed inside a file (/api/diff's "content"): config keys as
+// `snap diff` prints them, a unified diff for other text, sizes otherwise.
+function contentNode(c) {
+  if (!c) return null;
+  if (c.kind === "keys") {
+    const fmt = c.format.toUpperCase();
+    if (!c.lines.length) return el("p", { class: "muted" }, `${fmt}: same keys and values (only formatting differs)`);
+    return el("div", { class: "keys" },
+      el("div", { class: "muted" }, `${fmt}, by key (${c.lines.length} changed)`),
+      el("ul", { class: "mono" }, c.lines.map((line, i) => el("li", { class: c.changes[i].change }, line))));
+  }
+  if (c.kind === "text") {
+    const lines = c.unified.split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    const cls = (l) => (l.startsWith("+++") || l.startsWith("---") ? "hdr" : l.startsWith("@@") ? "hunk"
+      : l.startsWith("+") ? "added" : l.startsWith("-") ? "removed" : null);
+    return el("div", {},
+      c.note ? el("p", { class: "muted" }, c.note) : null,
+      el("pre", { class: "unified" }, lines.map((l) => el("span", { class: cls(l) }, l + "\n"))),
+      c.truncated_lines ? el("p", { class: "muted" }, `… ${c.truncated_lines} more lines (snap diff shows them all)`) : null);
+  }
+  if (c.kind === "binary") return el("span", { class: "muted" }, `binary, ${bytes(c.old_size)} → ${bytes(c.new_size)}`);
+  if (c.kind === "too_large") return el("span", { class: "muted" }, `text over ${bytes(c.limit)}, not compared line by line`);
+  return null;
 }
 
 // ---- storage ------------------------------------------------------------------
@@ -387,6 +413,10 @@ async function route() {
   document.getElementById("nav-sessions").classList.toggle("active", page === "");
   document.getElementById("nav-storage").classList.toggle("active", page === "storage");
   tooltip.hidden = true;
+  // The harness (tests/browser) waits for these to name the new view.
+  delete document.body.dataset.rendered;
+  delete document.body.dataset.renderedAt;
+  delete document.body.dataset.view;
   const t0 = performance.now();
   try {
     if (page === "snapshot" && rest.length) await snapshotView(decodeURIComponent(rest.join("/")));
@@ -398,7 +428,10 @@ async function route() {
   // Charts are drawn on the next animation frame (metricChart); wait for it.
   await new Promise((r) => requestAnimationFrame(r));
   // The harness (tests/browser) reads how long a view took to render.
-  document.body.dataset.rendered = String(Math.round(performance.now() - t0));
+  const t1 = performance.now();
+  document.body.dataset.rendered = String(Math.round(t1 - t0));
+  // Since the navigation started (the page load included), for benches/ui.sh.
+  document.body.dataset.renderedAt = String(Math.round(t1));
   document.body.dataset.view = page || "sessions";
 }
 
