@@ -243,7 +243,8 @@ impl Repo {
             self.index = Index::in_memory(&path)?;
             Index::delete_files(&path)?;
         }
-        // Deletes and rebuilds a damaged index or one of another schema.
+        // Migrates an index of the previous schema, deletes and rebuilds a
+        // damaged one or an older one, refuses a newer snap's.
         let (index, created) = Index::open(&path)?;
         self.index = index;
         Ok(created)
@@ -684,6 +685,12 @@ fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
     // An index built from nothing takes in every pack (`sync::Marked`).
     let (mut index, fresh) = match Index::open_shared(&path) {
         Ok(opened) => opened,
+        Err(e @ Error::NewerIndex { .. }) => {
+            notes.push(format!(
+                "{e}\n  this command works from an index built in memory from the repository files"
+            ));
+            (Index::in_memory(&path)?, true)
+        }
         Err(e) if index::is_damaged(&e) => {
             notes.push(format!(
                 "index {} cannot be used ({e}); this command works from an index built in \
