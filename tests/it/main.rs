@@ -38,6 +38,7 @@ mod revs;
 mod roundtrip;
 mod run;
 mod setup;
+mod smallfiles;
 mod statcache;
 mod steps;
 mod ui;
