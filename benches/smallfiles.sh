@@ -187,8 +187,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 declare -A MF MA MR MI
 echo "## $N files of ~4 KB in $DIRS folders ($WS_BYTES bytes), medians of $ROUNDS rounds"
 echo
-printf '| %-9s | %12s | %12s | %16s | %11s |\n' tool "first (s)" "recommit (s)" "packs+records (B)" "index (B)"
-printf '|%s|%s|%s|%s|%s|\n' ----------- -------------- -------------- ------------------ -------------
+printf '| %-9s | %12s | %12s | %17s | %11s |\n' tool "first (s)" "recommit (s)" "packs+records (B)" "index (B)"
+printf '|%s|%s|%s|%s|%s|\n' ----------- -------------- -------------- ------------------- -------------
 for tool in "${RUN[@]}"; do
     MF[$tool]=$(echo "${FIRSTS[$tool]}" | median)
     MA[$tool]=$(echo "${AGAINS[$tool]}" | median)
