@@ -480,10 +480,11 @@ impl Index {
                 r.get(0)
             })
             .map_err(err)?;
-        if v == MIGRATES_FROM.to_string() {
+        let found = v.parse::<i64>().ok();
+        if found == Some(MIGRATES_FROM) {
             tx.execute_batch(MIGRATE_V3).map_err(err)?;
             crate::store::failpoint::hit("index:mid-migration");
-        } else if v != SCHEMA_VERSION.to_string() {
+        } else if found != Some(SCHEMA_VERSION) {
             return Err(Error::corrupt(
                 "index",
                 format!("schema version {v} appeared while migrating from {MIGRATES_FROM}"),
