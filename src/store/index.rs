@@ -550,12 +550,14 @@ impl Index {
         Ok(out)
     }
 
+    /// Where blob `id` of `kind` is: of several copies, the one in the pack
+    /// with the smallest id (as `blobs` answers).
     pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
         self.sql()
             .row(
                 "SELECT p.id, b.codec, b.offset, b.stored_len, b.raw_len, b.base \
                  FROM blobs b JOIN packs p ON p.num = b.pack \
-                 WHERE b.id=?1 AND b.kind=?2 LIMIT 1",
+                 WHERE b.id=?1 AND b.kind=?2 ORDER BY p.id LIMIT 1",
                 params![&id.0[..], kind_code(kind)],
                 location_row,
             )?
