@@ -15,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::pipeline::Slots;
+use super::trees::StatRow;
 use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::format::tree::ChunkRef;
@@ -391,9 +392,9 @@ pub(super) fn stat_row(m: &Meta, chunks: Vec<ChunkRef>) -> StatEntry {
 /// not cacheable this time). An unchanged workspace changes nothing.
 pub(super) fn stat_changes(
     cache: &StatCache,
-    rows: Vec<(Vec<u8>, StatEntry)>,
+    rows: Vec<StatRow>,
     replace_all: bool,
-) -> (Vec<(Vec<u8>, StatEntry)>, Vec<Vec<u8>>) {
+) -> (Vec<StatRow>, Vec<Vec<u8>>) {
     let stale = match replace_all {
         true => {
             let listed: HashSet<&[u8]> = rows.iter().map(|(p, _)| p.as_slice()).collect();
