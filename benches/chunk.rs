@@ -25,13 +25,19 @@ fn chunk(c: &mut Criterion) {
             b.iter(|| black_box(chunker.cut_all(black_box(data))).len())
         });
         g.bench_function(format!("stream/{name}"), |b| {
+            let mut buf = Vec::new();
             b.iter(|| {
                 let mut chunks = 0usize;
                 chunker
-                    .stream(black_box(&data[..]), |_, bytes| {
-                        chunks += black_box(bytes).len().min(1);
-                        Ok::<(), Infallible>(())
-                    })
+                    .stream(
+                        black_box(&data[..]),
+                        data.len() as u64,
+                        &mut buf,
+                        |_, bytes| {
+                            chunks += black_box(bytes).len().min(1);
+                            Ok::<(), Infallible>(())
+                        },
+                    )
                     .expect("reading a slice cannot fail");
                 chunks
             })

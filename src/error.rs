@@ -120,6 +120,14 @@ pub enum Error {
         cause: rusqlite::Error,
     },
 
+    /// `index.sqlite` of a newer snap: refused, never deleted (fail closed).
+    #[error("index {path} has schema version {found}, newer than this snap's {supported}: a newer snap wrote it, and this one neither uses nor deletes it\n  run the newer snap; if no newer snap uses this repository any more, delete {path} (a cache: the next command rebuilds it from the repository files, only the stat cache is lost)")]
+    NewerIndex {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
     #[error("{count} file(s) could not be restored because their data is damaged:\n{list}\n  run `snap check --read-data` for the full damage report")]
     DamagedRestore { count: usize, list: String },
 

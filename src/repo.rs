@@ -225,25 +225,29 @@ impl Repo {
     /// then takes in every pack, marked ones included: `sync::Marked`).
     fn writable_index(&mut self) -> Result<bool> {
         let path = self.layout.index();
-        let damage = match self.index.backing() {
-            Backing::File => match self.index.damage()? {
-                None if self.index.mismatched_snapshot_rows()? > 0 => {
-                    Some("snapshot rows that do not match their records".to_string())
-                }
-                found => found,
-            },
-            _ => None,
+        let mut created = false;
+        if self.index.backing() != Backing::File {
+            // A reader's fallback: open the file itself (migrating an index
+            // of the previous schema, deleting and rebuilding a damaged or
+            // older one, refusing a newer snap's), then check it like any
+            // other: the fallback may have been for a damaged page.
+            let (index, fresh) = Index::open(&path)?;
+            self.index = index;
+            created = fresh;
+        }
+        let damage = match self.index.damage()? {
+            None if self.index.mismatched_snapshot_rows()? > 0 => {
+                Some("snapshot rows that do not match their records".to_string())
+            }
+            found => found,
         };
-        if self.index.backing() == Backing::File && damage.is_none() {
-            return Ok(false);
+        if damage.is_none() {
+            return Ok(created);
         }
-        if damage.is_some() {
-            // Release the file before deleting it; the sync that follows
-            // fills the new one from the files.
-            self.index = Index::in_memory(&path)?;
-            Index::delete_files(&path)?;
-        }
-        // Deletes and rebuilds a damaged index or one of another schema.
+        // Release the file before deleting it; the sync that follows fills
+        // the new one from the files.
+        self.index = Index::in_memory(&path)?;
+        Index::delete_files(&path)?;
         let (index, created) = Index::open(&path)?;
         self.index = index;
         Ok(created)
@@ -684,6 +688,12 @@ fn open_index(layout: &Layout) -> Result<(Index, Vec<String>)> {
     // An index built from nothing takes in every pack (`sync::Marked`).
     let (mut index, fresh) = match Index::open_shared(&path) {
         Ok(opened) => opened,
+        Err(e @ Error::NewerIndex { .. }) => {
+            notes.push(format!(
+                "{e}\n  this command works from an index built in memory from the repository files"
+            ));
+            (Index::in_memory(&path)?, true)
+        }
         Err(e) if index::is_damaged(&e) => {
             notes.push(format!(
                 "index {} cannot be used ({e}); this command works from an index built in \

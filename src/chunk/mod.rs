@@ -6,6 +6,12 @@
 //! the boundaries are exactly those FastCDC finds over the whole file, and
 //! independent of the window size and of how `read` splits the input.
 //!
+//! The window is the caller's buffer, reused from one stream to the next,
+//! and a stream uses only as much of it as its length needs (one byte more,
+//! to see the end): a commit of many small files grows it once to the
+//! largest file and never zeroes it again, rather than zeroing a whole
+//! window per file.
+//!
 //! The parameters come from the repository config, never from a global.
 
 use std::io::Read;
@@ -84,15 +90,28 @@ impl Chunker {
         out
     }
 
-    /// Streams `reader` through the chunker, calling `emit(offset, bytes)`
-    /// for every chunk in order. Returns the number of bytes read.
+    /// Streams the first `len` bytes of `reader` through the chunker,
+    /// calling `emit(offset, bytes)` for every chunk in order, with `buf` as
+    /// the window (grown as needed, its contents ignored). Returns the
+    /// number of bytes read: `len`, or fewer if the reader ended first.
     pub fn stream<R: Read, E>(
         &self,
-        mut reader: R,
+        reader: R,
+        len: u64,
+        buf: &mut Vec<u8>,
         mut emit: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<u64, StreamError<E>> {
         let window = WINDOW.max(2 * self.max);
-        let mut buf = vec![0u8; window];
+        // Room for all of a short stream and one more byte, so that its end
+        // is seen without a cut ever being searched in fewer than `max`
+        // bytes; a long stream gets the window, which always has room for
+        // more once the chunks before its last `max` bytes are cut.
+        let cap = match usize::try_from(len) {
+            Ok(n) if n < window => n + 1,
+            _ => window,
+        };
+        let buf = window_of(buf, cap);
+        let mut reader = reader.take(len);
         let (mut start, mut end) = (0usize, 0usize);
         let mut offset = 0u64;
         let mut eof = false;
@@ -122,16 +141,23 @@ impl Chunker {
 }
 
 impl Chunker {
-    /// Cuts `reader` into fixed chunks of `avg_size` bytes (the last one
-    /// shorter). Used inside tensor segments: their bytes never shift, so
-    /// fixed chunks aligned to the segment start dedup as well as CDC, cost
-    /// nothing to find, and stay aligned to whole elements.
+    /// Cuts the first `len` bytes of `reader` into fixed chunks of
+    /// `avg_size` bytes (the last one shorter), with `buf` as the buffer
+    /// (as in `stream`). Used inside tensor segments: their bytes never
+    /// shift, so fixed chunks aligned to the segment start dedup as well as
+    /// CDC, cost nothing to find, and stay aligned to whole elements.
     pub fn stream_fixed<R: Read, E>(
         &self,
-        mut reader: R,
+        reader: R,
+        len: u64,
+        buf: &mut Vec<u8>,
         mut emit: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<u64, StreamError<E>> {
-        let mut buf = vec![0u8; self.avg];
+        // A chunk is `avg` bytes or the rest of the stream: a shorter
+        // stream needs no more than its length.
+        let cap = usize::try_from(len).map_or(self.avg, |n| n.clamp(1, self.avg));
+        let buf = window_of(buf, cap);
+        let mut reader = reader.take(len);
         let mut offset = 0u64;
         loop {
             let mut filled = 0;
@@ -153,6 +179,15 @@ impl Chunker {
             }
         }
     }
+}
+
+/// The first `cap` bytes of `buf`, growing it (zeroing only the new part)
+/// if it is shorter; it is never shrunk, so the next stream reuses it.
+fn window_of(buf: &mut Vec<u8>, cap: usize) -> &mut [u8] {
+    if buf.len() < cap {
+        buf.resize(cap, 0);
+    }
+    &mut buf[..cap]
 }
 
 /// Failure while streaming: reading the input, or the caller's `emit`.
@@ -218,6 +253,56 @@ mod tests {
 
     const GOLDEN_SMALL: (usize, &[usize]) = (108, &[7284, 2108, 11848, 9422, 8725]);
 
+    /// A stream's buffer is never larger than its length (plus the one
+    /// byte that shows the end), a buffer reused across streams of other
+    /// lengths gives the same cuts as a fresh one, and a stream stops at
+    /// its length even if the reader has more.
+    #[test]
+    fn buffer_sized_by_the_stream_and_reused() {
+        let c = Chunker::new(&small_params());
+        let mut buf = Vec::new();
+        let cuts = |c: &Chunker, buf: &mut Vec<u8>, data: &[u8], len: u64, fixed: bool| {
+            let mut got = Vec::new();
+            let mut emit = |off: u64, b: &[u8]| {
+                got.push((off, b.to_vec()));
+                Ok::<(), ()>(())
+            };
+            let n = if fixed {
+                c.stream_fixed(data, len, buf, &mut emit)
+            } else {
+                c.stream(data, len, buf, &mut emit)
+            };
+            assert_eq!(n.ok(), Some(len.min(data.len() as u64)));
+            got
+        };
+        let small = seeded(4000, 9);
+        let got = cuts(&c, &mut buf, &small, 4000, false);
+        assert_eq!(got, vec![(0, small.clone())]);
+        assert_eq!(buf.len(), 4001, "a 4000-byte stream used a larger buffer");
+        let got = cuts(&c, &mut buf, &small, 4000, true);
+        assert_eq!(got, vec![(0, small.clone())]);
+        assert_eq!(buf.len(), 4001);
+
+        let big = seeded(300_000, 10);
+        let got = cuts(&c, &mut buf, &big, 300_000, false);
+        let lens: Vec<usize> = got.iter().map(|(_, b)| b.len()).collect();
+        assert_eq!(lens, c.cut_all(&big));
+        assert_eq!(joined(&got), big);
+        // Reused (now larger, holding old bytes) for short and fixed streams.
+        let got = cuts(&c, &mut buf, &small, 1000, false);
+        assert_eq!(got, vec![(0, small[..1000].to_vec())]);
+        let got = cuts(&c, &mut buf, &big, 20_000, true);
+        let fixed: Vec<(u64, usize)> = got.iter().map(|(o, b)| (*o, b.len())).collect();
+        assert_eq!(fixed, vec![(0, 8192), (8192, 8192), (16384, 3616)]);
+        assert_eq!(joined(&got), big[..20_000]);
+        assert!(cuts(&c, &mut buf, &big, 0, false).is_empty());
+        assert!(cuts(&c, &mut buf, &big, 0, true).is_empty());
+    }
+
+    fn joined(chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        chunks.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         /// Streaming with any read size gives exactly the in-memory cuts.
@@ -237,7 +322,8 @@ mod tests {
             }
             let mut got = Vec::new();
             let mut joined = Vec::new();
-            let total = c.stream(Dribble(&data, read_size), |off, bytes| {
+            let mut buf = vec![7u8; read_size % 5000];
+            let total = c.stream(Dribble(&data, read_size), len as u64, &mut buf, |off, bytes| {
                 proptest::prop_assert_eq!(off as usize, joined.len());
                 got.push(bytes.len());
                 joined.extend_from_slice(bytes);

@@ -1,14 +1,16 @@
 //! `index.sqlite`: a derived cache of the repository files, never the only
 //! copy of a fact. It maps blob ids to their pack location, lists snapshots
 //! and tags for queries, and holds the stat cache. Losing it loses nothing:
-//! `Repo::reindex` rebuilds it from packs, snapshots and refs, and a schema
-//! version change makes the next writer rebuild it.
+//! `Repo::reindex` rebuilds it from packs, snapshots and refs. An index of
+//! the previous schema is migrated in place (rows and stat cache kept) by
+//! the first command that can write it; an older one is rebuilt by the next
+//! writer; a newer snap's index is refused and never deleted.
 //!
 //! WAL mode: readers never wait for a writer's transaction.
 //!
 //! Who may do what (fail closed): only a writer, holding the writer lock,
-//! deletes the index file (`Index::open`: a damaged index, or one of another
-//! schema, is deleted and rebuilt). A reader opens it with
+//! deletes the index file (`Index::open`: a damaged index, or one of an
+//! older schema that cannot be migrated, is deleted and rebuilt). A reader opens it with
 //! `Index::open_shared`, which never deletes: read-write if it can, else
 //! read-only (a read-only mount, a repository this user cannot write), and
 //! when it cannot use the file at all or cannot bring it up to date it
@@ -32,25 +34,84 @@ use crate::store::packs::FinishedPack;
 /// parameters (32766).
 const BLOBS_PER_QUERY: usize = 500;
 
-/// Bump to rebuild every existing index on first open.
-const SCHEMA_VERSION: i64 = 3;
+/// The schema this snap writes. An index of `MIGRATES_FROM` is brought to
+/// it in place (`migrate_v3`); an older one is rebuilt by a writer; a newer
+/// one is refused (`Error::NewerIndex`), never deleted.
+const SCHEMA_VERSION: i64 = 4;
+/// The one older schema migrated in place rather than rebuilt.
+const MIGRATES_FROM: i64 = 3;
 
+/// Sized for many small files: a blob row names its pack by the pack's
+/// row number (`packs.num`), not its 32-byte id, and a stat cache row its
+/// workspace by number; `blobs` and `statcache` are `WITHOUT ROWID`, so
+/// each row is stored once, in its primary key's b-tree, with no rowid and
+/// no separate key index beside it. `blobs_by_pack` (for dropping and
+/// listing a pack's blobs) holds the pack number and the key.
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE packs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, size INTEGER NOT NULL);
-CREATE TABLE blobs(id BLOB NOT NULL, kind INTEGER NOT NULL, pack BLOB NOT NULL, codec INTEGER NOT NULL,
+CREATE TABLE packs(num INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, kind INTEGER NOT NULL,
+                   size INTEGER NOT NULL);
+CREATE TABLE blobs(id BLOB NOT NULL, kind INTEGER NOT NULL, pack INTEGER NOT NULL, codec INTEGER NOT NULL,
                    offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
-                   base BLOB, PRIMARY KEY(id, kind, pack));
+                   base BLOB, PRIMARY KEY(id, kind, pack)) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots(id BLOB PRIMARY KEY, time_ns INTEGER NOT NULL, session TEXT, epoch INTEGER,
                        workspace TEXT NOT NULL, record BLOB NOT NULL);
-CREATE INDEX snapshots_by_time ON snapshots(time_ns);
 CREATE TABLE tags(name TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
-CREATE TABLE statcache(workspace TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+CREATE TABLE workspaces(num INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+CREATE TABLE statcache(workspace INTEGER NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
                        mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
                        dev INTEGER NOT NULL, mode INTEGER NOT NULL, chunks BLOB NOT NULL,
-                       PRIMARY KEY(workspace, path));
+                       PRIMARY KEY(workspace, path)) WITHOUT ROWID;
 ";
+
+/// Schema 3 -> 4, in one transaction: the same rows, packs and workspaces
+/// numbered, the rowid tables rebuilt without rowid, and the unused
+/// `snapshots_by_time` index dropped. A blob row whose pack has no row
+/// (which no snap writes) has nothing to name and is left out; the sync
+/// that follows every open re-adds whatever a pack's trailer lists.
+const MIGRATE_V3: &str = "
+CREATE TABLE packs_v4(num INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, kind INTEGER NOT NULL,
+                      size INTEGER NOT NULL);
+INSERT INTO packs_v4(id, kind, size) SELECT id, kind, size FROM packs ORDER BY id;
+CREATE TABLE blobs_v4(id BLOB NOT NULL, kind INTEGER NOT NULL, pack INTEGER NOT NULL, codec INTEGER NOT NULL,
+                      offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+                      base BLOB, PRIMARY KEY(id, kind, pack)) WITHOUT ROWID;
+INSERT INTO blobs_v4 SELECT b.id, b.kind, p.num, b.codec, b.offset, b.stored_len, b.raw_len, b.base
+                     FROM blobs b JOIN packs_v4 p ON p.id = b.pack;
+DROP TABLE blobs;
+DROP TABLE packs;
+ALTER TABLE packs_v4 RENAME TO packs;
+ALTER TABLE blobs_v4 RENAME TO blobs;
+CREATE INDEX blobs_by_pack ON blobs(pack);
+DROP INDEX IF EXISTS snapshots_by_time;
+CREATE TABLE workspaces(num INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+INSERT INTO workspaces(path) SELECT DISTINCT workspace FROM statcache ORDER BY workspace;
+CREATE TABLE statcache_v4(workspace INTEGER NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+                          mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+                          dev INTEGER NOT NULL, mode INTEGER NOT NULL, chunks BLOB NOT NULL,
+                          PRIMARY KEY(workspace, path)) WITHOUT ROWID;
+INSERT INTO statcache_v4 SELECT w.num, s.path, s.size, s.mtime_ns, s.ctime_ns, s.inode, s.dev, s.mode,
+                                s.chunks
+                         FROM statcache s JOIN workspaces w ON w.path = s.workspace;
+DROP TABLE statcache;
+ALTER TABLE statcache_v4 RENAME TO statcache;
+UPDATE meta SET value = '4' WHERE key = 'schema';
+";
+
+/// What an index file's `meta` table says of its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schema {
+    /// No tables yet: a new file.
+    Empty,
+    Current,
+    /// `MIGRATES_FROM`: brought up to date in place by a read-write open.
+    Migratable,
+    /// Older (or no version at all): rebuilt by a writer.
+    Older,
+    /// Written by a newer snap: refused.
+    Newer(i64),
+}
 
 /// Where a blob lives. A blob may be in several packs (a repack interrupted
 /// after its new pack was durable); any of its locations serves.
@@ -173,6 +234,8 @@ impl Index {
     /// was created empty, in which case the caller must fill it from disk.
     pub fn open(path: &Path) -> Result<(Index, bool)> {
         match Self::try_open(path) {
+            // A newer snap's index is never deleted (fail closed).
+            Err(e @ Error::NewerIndex { .. }) => Err(e),
             Err(e) if is_damaged(&e) => {
                 // Corrupt or from another schema: it is only a cache, start over.
                 // Other failures (busy, permissions, full disk) are reported as they are.
@@ -293,16 +356,23 @@ impl Index {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        let idx = Index {
+        let mut idx = Index {
             conn,
             path: path.to_path_buf(),
             backing: Backing::File,
         };
-        if idx.has_schema()? {
-            return Ok((idx, false));
+        match idx.schema()? {
+            Schema::Current => Ok((idx, false)),
+            Schema::Empty => {
+                idx.create_schema()?;
+                Ok((idx, true))
+            }
+            Schema::Migratable => {
+                idx.migrate()?;
+                Ok((idx, false))
+            }
+            other => Err(idx.schema_error(other)),
         }
-        idx.create_schema()?;
-        Ok((idx, true))
     }
 
     /// Opens the index file read-only; `immutable` also tells SQLite that
@@ -331,14 +401,15 @@ impl Index {
             path: path.to_path_buf(),
             backing: Backing::ReadOnly,
         };
-        if idx.has_schema()? {
-            return Ok((idx, false));
+        match idx.schema()? {
+            Schema::Current => Ok((idx, false)),
+            Schema::Empty => Err(Error::corrupt("index", "it has no tables")),
+            other => Err(idx.schema_error(other)),
         }
-        Err(Error::corrupt("index", "it has no tables"))
     }
 
-    /// True if the index has this snap's schema; an error if it has another.
-    fn has_schema(&self) -> Result<bool> {
+    /// The schema the file's `meta` table names.
+    fn schema(&self) -> Result<Schema> {
         let sql = self.sql();
         let has_meta = sql
             .row(
@@ -349,21 +420,79 @@ impl Index {
             .unwrap_or(0)
             > 0;
         if !has_meta {
-            return Ok(false);
+            return Ok(Schema::Empty);
         }
         let v: Option<String> = sql.row("SELECT value FROM meta WHERE key='schema'", [], |r| {
             r.get(0)
         })?;
-        if v.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
-            return Ok(true);
-        }
-        Err(Error::corrupt(
-            "index",
-            format!(
-                "schema version {} differs from this snap's {SCHEMA_VERSION}",
-                v.as_deref().unwrap_or("(none)")
+        Ok(match v.as_deref().map(str::parse::<i64>) {
+            Some(Ok(SCHEMA_VERSION)) => Schema::Current,
+            Some(Ok(MIGRATES_FROM)) => Schema::Migratable,
+            Some(Ok(n)) if n > SCHEMA_VERSION => Schema::Newer(n),
+            _ => Schema::Older,
+        })
+    }
+
+    /// The error for an index this open cannot use as it is: of a newer
+    /// snap (refused, never deleted), or another schema (for which
+    /// `is_damaged` holds: a writer rebuilds it, a reader works from memory).
+    fn schema_error(&self, schema: Schema) -> Error {
+        match schema {
+            Schema::Newer(found) => Error::NewerIndex {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            Schema::Migratable => Error::corrupt(
+                "index",
+                format!(
+                    "schema version {MIGRATES_FROM} (this snap's is {SCHEMA_VERSION}); \
+                     the next command that can write it migrates it in place"
+                ),
             ),
-        ))
+            _ => Error::corrupt(
+                "index",
+                format!("its schema version differs from this snap's {SCHEMA_VERSION}"),
+            ),
+        }
+    }
+
+    /// Brings a schema `MIGRATES_FROM` index to `SCHEMA_VERSION` in place,
+    /// in one `BEGIN IMMEDIATE` transaction (so no other connection writes
+    /// meanwhile; the version is read again inside it, since another process
+    /// may have migrated first). Every row is kept, the stat cache too; a
+    /// crash before the commit leaves the old schema, migrated next time.
+    /// The space the old tables held is then given back by `VACUUM` when no
+    /// other connection is reading the file; otherwise SQLite reuses those
+    /// free pages for new rows.
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let err = |cause| Error::Index {
+            path: path.clone(),
+            cause,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let v: String = tx
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
+            .map_err(err)?;
+        let found = v.parse::<i64>().ok();
+        if found == Some(MIGRATES_FROM) {
+            tx.execute_batch(MIGRATE_V3).map_err(err)?;
+            crate::store::failpoint::hit("index:mid-migration");
+        } else if found != Some(SCHEMA_VERSION) {
+            return Err(Error::corrupt(
+                "index",
+                format!("schema version {v} appeared while migrating from {MIGRATES_FROM}"),
+            ));
+        }
+        tx.commit().map_err(err)?;
+        let _ = self.conn.execute_batch("VACUUM");
+        Ok(())
     }
 
     fn create_schema(&self) -> Result<()> {
@@ -421,11 +550,14 @@ impl Index {
         Ok(out)
     }
 
+    /// Where blob `id` of `kind` is: of several copies, the one in the pack
+    /// with the smallest id (as `blobs` answers).
     pub fn blob(&self, id: &ChunkId, kind: PackKind) -> Result<Option<BlobLoc>> {
         self.sql()
             .row(
-                "SELECT pack, codec, offset, stored_len, raw_len, base FROM blobs \
-                 WHERE id=?1 AND kind=?2 LIMIT 1",
+                "SELECT p.id, b.codec, b.offset, b.stored_len, b.raw_len, b.base \
+                 FROM blobs b JOIN packs p ON p.num = b.pack \
+                 WHERE b.id=?1 AND b.kind=?2 ORDER BY p.id LIMIT 1",
                 params![&id.0[..], kind_code(kind)],
                 location_row,
             )?
@@ -443,8 +575,9 @@ impl Index {
         let kind = kind_code(kind);
         for part in ids.chunks(BLOBS_PER_QUERY) {
             let sql = format!(
-                "SELECT pack, codec, offset, stored_len, raw_len, base, id FROM blobs \
-                 WHERE kind=?1 AND id IN ({}) ORDER BY id, pack",
+                "SELECT p.id, b.codec, b.offset, b.stored_len, b.raw_len, b.base, b.id \
+                 FROM blobs b JOIN packs p ON p.num = b.pack \
+                 WHERE b.kind=?1 AND b.id IN ({}) ORDER BY b.id, p.id",
                 vec!["?"; part.len()].join(",")
             );
             let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(part.len() + 1);
@@ -516,7 +649,7 @@ impl Index {
     pub fn blobs_in_pack(&self, id: &PackId) -> Result<Vec<PackEntry>> {
         let rows = self.sql().rows(
             "SELECT id, codec, offset, stored_len, raw_len, base FROM blobs \
-             WHERE pack=?1 ORDER BY offset",
+             WHERE pack=(SELECT num FROM packs WHERE id=?1) ORDER BY offset",
             [&id.0[..]],
             location_row,
         )?;
@@ -611,10 +744,39 @@ impl Index {
         tag_rows(&self.sql())
     }
 
+    /// Every stat cache row of `workspace`, by path, in one query (a commit
+    /// looks up every file of its workspace). Rows whose chunk list does not
+    /// decode are left out, as `stat_entry` leaves them.
+    pub fn stat_entries(&self, workspace: &str) -> Result<HashMap<Vec<u8>, StatEntry>> {
+        let rows = self.sql().rows(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache \
+             WHERE workspace=(SELECT num FROM workspaces WHERE path=?1)",
+            [workspace],
+            |r| {
+                let meta = Meta {
+                    size: r.get::<_, i64>(1)? as u64,
+                    mtime_ns: r.get(2)?,
+                    ctime_ns: r.get(3)?,
+                    inode: r.get::<_, i64>(4)? as u64,
+                    dev: r.get::<_, i64>(5)? as u64,
+                    mode: r.get(6)?,
+                };
+                Ok((r.get::<_, Vec<u8>>(0)?, meta, r.get::<_, Vec<u8>>(7)?))
+            },
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(path, meta, chunks)| {
+                let chunks = decode_chunk_list(&chunks)?;
+                Some((path, StatEntry { meta, chunks }))
+            })
+            .collect())
+    }
+
     pub fn stat_entry(&self, workspace: &str, path: &[u8]) -> Result<Option<StatEntry>> {
         let row = self.sql().row(
             "SELECT size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache \
-             WHERE workspace=?1 AND path=?2",
+             WHERE workspace=(SELECT num FROM workspaces WHERE path=?1) AND path=?2",
             params![workspace, path],
             |r| {
                 let meta = Meta {
@@ -671,7 +833,14 @@ impl Index {
         })?;
         self.sql().execute("ATTACH DATABASE ?1 AS fresh", [name])?;
         let copied = self.transaction(|tx| {
-            for table in ["packs", "blobs", "snapshots", "tags", "statcache"] {
+            for table in [
+                "packs",
+                "blobs",
+                "snapshots",
+                "tags",
+                "workspaces",
+                "statcache",
+            ] {
                 tx.sql.execute(&format!("DELETE FROM main.{table}"), [])?;
                 tx.sql.execute(
                     &format!("INSERT INTO main.{table} SELECT * FROM fresh.{table}"),
@@ -807,7 +976,7 @@ pub fn cannot_write(e: &Error) -> bool {
 pub fn is_damaged(e: &Error) -> bool {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match e {
-        Error::Corrupt { .. } => true,
+        Error::Corrupt { .. } | Error::NewerIndex { .. } => true,
         Error::Index {
             cause: rusqlite::Error::SqliteFailure(f, _),
             ..
@@ -863,16 +1032,22 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     pub fn insert_pack(&self, pack: &FinishedPack) -> Result<()> {
         self.sql.execute(
-            "INSERT OR IGNORE INTO packs VALUES(?1, ?2, ?3)",
+            "INSERT OR IGNORE INTO packs(id, kind, size) VALUES(?1, ?2, ?3)",
             params![&pack.id.0[..], kind_code(pack.kind), pack.size],
         )?;
+        let num: i64 = self
+            .sql
+            .row("SELECT num FROM packs WHERE id=?1", [&pack.id.0[..]], |r| {
+                r.get(0)
+            })?
+            .ok_or_else(|| Error::corrupt("index", "a pack row vanished as it was inserted"))?;
         for e in &pack.entries {
             self.sql.execute(
                 "INSERT OR IGNORE INTO blobs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     &e.id.0[..],
                     kind_code(pack.kind),
-                    &pack.id.0[..],
+                    num,
                     e.codec as u8,
                     e.offset,
                     e.stored_len,
@@ -885,8 +1060,10 @@ impl Tx<'_> {
     }
 
     pub fn delete_pack(&self, id: &PackId) -> Result<()> {
-        self.sql
-            .execute("DELETE FROM blobs WHERE pack=?1", [&id.0[..]])?;
+        self.sql.execute(
+            "DELETE FROM blobs WHERE pack=(SELECT num FROM packs WHERE id=?1)",
+            [&id.0[..]],
+        )?;
         self.sql
             .execute("DELETE FROM packs WHERE id=?1", [&id.0[..]])
     }
@@ -937,7 +1114,12 @@ impl Tx<'_> {
     pub fn put_stat(&self, workspace: &str, path: &[u8], e: &StatEntry) -> Result<()> {
         let m = &e.meta;
         self.sql.execute(
-            "INSERT OR REPLACE INTO statcache VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR IGNORE INTO workspaces(path) VALUES(?1)",
+            [workspace],
+        )?;
+        self.sql.execute(
+            "INSERT OR REPLACE INTO statcache VALUES((SELECT num FROM workspaces WHERE path=?1), \
+             ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 workspace,
                 path,
@@ -952,9 +1134,12 @@ impl Tx<'_> {
         )
     }
 
-    pub fn clear_workspace_stat(&self, workspace: &str) -> Result<()> {
-        self.sql
-            .execute("DELETE FROM statcache WHERE workspace=?1", [workspace])
+    pub fn delete_stat(&self, workspace: &str, path: &[u8]) -> Result<()> {
+        self.sql.execute(
+            "DELETE FROM statcache \
+             WHERE workspace=(SELECT num FROM workspaces WHERE path=?1) AND path=?2",
+            params![workspace, path],
+        )
     }
 
     pub fn clear_statcache(&self) -> Result<()> {
@@ -1054,11 +1239,22 @@ mod tests {
         index
             .transaction(|tx| tx.put_stat("/ws", b"a/b.bin", &entry))
             .unwrap();
-        assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), Some(entry));
-        assert_eq!(index.stat_entry("/other", b"a/b.bin").unwrap(), None);
         index
-            .transaction(|tx| tx.clear_workspace_stat("/ws"))
+            .transaction(|tx| tx.put_stat("/other", b"c", &entry))
+            .unwrap();
+        assert_eq!(
+            index.stat_entry("/ws", b"a/b.bin").unwrap(),
+            Some(entry.clone())
+        );
+        assert_eq!(index.stat_entry("/other", b"a/b.bin").unwrap(), None);
+        let all = index.stat_entries("/ws").unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[&b"a/b.bin"[..]], entry);
+        index
+            .transaction(|tx| tx.delete_stat("/ws", b"a/b.bin"))
             .unwrap();
         assert_eq!(index.stat_entry("/ws", b"a/b.bin").unwrap(), None);
+        assert!(index.stat_entries("/ws").unwrap().is_empty());
+        assert_eq!(index.stat_entries("/other").unwrap().len(), 1);
     }
 }

@@ -34,11 +34,11 @@ pub struct Publication {
     pub snapshot_id: SnapshotId,
     pub snapshot: Snapshot,
     pub record: Vec<u8>,
-    /// Stat cache rows for the workspace; `replace_all` drops rows for paths
-    /// not listed (files that no longer exist).
+    /// Stat cache rows of the workspace to put (new or changed ones), and
+    /// paths whose rows go (files gone, or not cacheable this time).
     pub stat_workspace: String,
     pub stat_entries: Vec<(Vec<u8>, StatEntry)>,
-    pub stat_replace_all: bool,
+    pub stat_stale: Vec<Vec<u8>>,
     pub tags: Vec<String>,
 }
 
@@ -53,8 +53,8 @@ pub fn publish(layout: &Layout, index: &mut Index, p: Publication) -> Result<()>
             tx.insert_pack(pack)?;
         }
         tx.insert_snapshot(&p.snapshot_id, &p.snapshot, &p.record)?;
-        if p.stat_replace_all {
-            tx.clear_workspace_stat(&p.stat_workspace)?;
+        for path in &p.stat_stale {
+            tx.delete_stat(&p.stat_workspace, path)?;
         }
         for (path, entry) in &p.stat_entries {
             tx.put_stat(&p.stat_workspace, path, entry)?;

@@ -39,6 +39,7 @@ mod revs;
 mod roundtrip;
 mod run;
 mod setup;
+mod smallfiles;
 mod statcache;
 mod steps;
 mod ui;

@@ -11,10 +11,11 @@
 //! - `publish`: the snapshot record, handed to `store::publish`.
 //!
 //! Threads: the calling thread walks the files and cuts them into chunks
-//! (sequential by nature), each chunk then becomes a rayon task that hashes
-//! it, claims it against the index and this commit, and compresses it if
-//! new; one writer thread appends encoded chunks to the open pack. So a
-//! single large checkpoint is hashed and compressed on every core.
+//! (sequential by nature), each chunk then becomes a rayon task (small
+//! chunks a batch per task) that hashes it, claims it against the index and
+//! this commit, and compresses it if new; one writer thread appends encoded
+//! chunks to the open pack. So a single large checkpoint is hashed and
+//! compressed on every core, and many small files cost a task per batch.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -88,7 +89,11 @@ pub fn commit(
 
     let mut seen = HashSet::new();
     let use_cache = !opts.no_stat_cache;
-    let (data, to_read) = scan::use_stat_cache(index, &workspace, &items, use_cache, &mut seen)?;
+    let cache = match use_cache {
+        true => index.stat_entries(&workspace)?,
+        false => scan::StatCache::new(),
+    };
+    let (data, to_read) = scan::use_stat_cache(index, &cache, &items, &mut seen)?;
     let mut files = scan::Files { items, data, notes };
     crate::store::failpoint::hit("commit:after-scan");
     progress.start("commit", to_read);
@@ -103,6 +108,9 @@ pub fn commit(
         ..Summary::default()
     };
     let (entries, stat_rows) = trees::entries(&files.items, files.data, use_cache, &mut summary);
+    let replace_all = opts.paths.is_empty() && use_cache;
+    let (stat_rows, stat_stale) = scan::stat_changes(&cache, stat_rows, replace_all);
+    drop(cache);
     crate::store::failpoint::hit("commit:before-trees");
     let (root, tree_pack) = trees::build_trees(layout, config, index, entries)?;
     let mut packs = written.packs;
@@ -115,6 +123,7 @@ pub fn commit(
         summary,
         packs,
         stat_rows,
+        stat_stale,
         warnings: files.notes.warnings,
     };
     let mut done = publish::publish(layout, index, ws, opts, draft)?;

@@ -8,8 +8,17 @@
 //! zstd or raw. One writer thread appends the encoded chunks to the open
 //! data pack and finishes each pack at the config's `pack_target_size`. So
 //! a single large checkpoint is hashed and compressed on every core, and
-//! memory is bounded by `IN_FLIGHT_BYTES` of chunks plus the writer's
-//! channel.
+//! memory is bounded by `IN_FLIGHT_BYTES` of chunks, one pending batch and
+//! the writer's channel.
+//!
+//! Small chunks (under `SMALL_CHUNK`: small files, mostly) are not a task
+//! each: they are copied into one pending batch, which becomes one task once
+//! it holds `BATCH_BYTES` or `BATCH_CHUNKS` (or when the reading thread is
+//! about to wait for chunk ids, and at the end), and goes to the writer as
+//! one message. A workspace of many small files thus costs one thread
+//! hand-off per batch, not per file. Each chunk keeps its slot, so a file's
+//! chunk list is in file order whatever order the tasks run in; which pack
+//! and offset a chunk lands at was never fixed (tasks finish in any order).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +44,14 @@ use crate::store::Layout;
 
 /// Chunk bytes that may be waiting for hashing/compression at once.
 const IN_FLIGHT_BYTES: usize = 64 << 20;
-/// Encoded chunks waiting for the pack writer.
+/// Messages (a chunk, or a batch of small ones) waiting for the pack writer.
 const WRITER_QUEUE: usize = 8;
+/// Chunks shorter than this go into a batch rather than a task of their own.
+const SMALL_CHUNK: usize = 64 << 10;
+/// A batch becomes a task once it holds this many bytes ...
+const BATCH_BYTES: usize = 1 << 20;
+/// ... or this many chunks.
+const BATCH_CHUNKS: usize = 256;
 
 /// What the pipeline stored: the finished data packs and the new chunks.
 pub(super) struct Written {
@@ -60,7 +75,7 @@ pub(super) fn run(
     mut previous: Previous,
     progress: &dyn Progress,
 ) -> Result<Written> {
-    let (tx, rx) = bounded::<Encoded>(WRITER_QUEUE);
+    let (tx, rx) = bounded::<Vec<Encoded>>(WRITER_QUEUE);
     let writer = {
         let layout = layout.clone();
         let target = config.pack_target_size;
@@ -79,6 +94,7 @@ pub(super) fn run(
             freed: Condvar::new(),
         },
         packs: PackFiles::new(layout),
+        batch: Mutex::new(Batch::default()),
         error: Mutex::new(None),
         new_chunks: AtomicU64::new(0),
         new_raw: AtomicU64::new(0),
@@ -151,11 +167,13 @@ pub(super) struct Shared<'a> {
     pub index: Mutex<&'a mut Index>,
     /// Every chunk id this commit has seen, whether new or already stored.
     seen: Mutex<HashSet<ChunkId>>,
-    tx: Sender<Encoded>,
+    tx: Sender<Vec<Encoded>>,
     level: i32,
     budget: Budget,
     /// Reads float-delta bases (and the parent's trees).
     pub packs: PackFiles,
+    /// Small chunks not yet handed to a task (see the module's docs).
+    batch: Mutex<Batch>,
     error: Mutex<Option<Error>>,
     new_chunks: AtomicU64,
     new_raw: AtomicU64,
@@ -164,18 +182,23 @@ pub(super) struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    /// True if `id` is neither stored nor already claimed by this commit;
-    /// the caller then owns storing it.
-    fn claim(&self, id: &ChunkId) -> Result<bool> {
-        if !self.seen.lock().expect("seen poisoned").insert(*id) {
-            return Ok(false);
+    /// For each of `ids`, true if it is neither stored nor already claimed
+    /// by this commit (nor earlier in `ids`); the caller then owns storing
+    /// it. One lock of each for the lot.
+    fn claim_all(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let mut fresh: Vec<bool> = {
+            let mut seen = self.seen.lock().expect("seen poisoned");
+            ids.iter().map(|id| seen.insert(*id)).collect()
+        };
+        if fresh.iter().any(|&f| f) {
+            let index = self.index.lock().expect("index poisoned");
+            for (id, f) in ids.iter().zip(fresh.iter_mut()) {
+                if *f {
+                    *f = !index.has_blob(id, PackKind::Data)?;
+                }
+            }
         }
-        let known = self
-            .index
-            .lock()
-            .expect("index poisoned")
-            .has_blob(id, PackKind::Data)?;
-        Ok(!known)
+        Ok(fresh)
     }
 
     fn fail(&self, e: Error) {
@@ -187,9 +210,10 @@ impl<'a> Shared<'a> {
         self.error.lock().expect("error poisoned").is_some()
     }
 
-    /// Queues one chunk of a file: waits for room in the in-flight budget,
-    /// gives it the next slot of `slots` and spawns its task. `float` and
-    /// `base` as in `process_chunk`.
+    /// Queues one chunk of a file, giving it the next slot of `slots`: a
+    /// small chunk joins the pending batch (which is spawned once full), a
+    /// larger one waits for room in the in-flight budget and becomes a task
+    /// of its own. `float` and `base` as in `encode`.
     pub fn spawn_chunk<'s>(
         &'s self,
         scope: &rayon::Scope<'s>,
@@ -200,51 +224,100 @@ impl<'a> Shared<'a> {
     ) where
         'a: 's,
     {
-        let len = bytes.len();
-        self.budget.acquire(len);
-        let data = bytes.to_vec();
-        let slot = slots.push(len as u32);
-        let slots = slots.clone();
+        let slot = slots.push(bytes.len() as u32);
+        let part = Part {
+            slots: slots.clone(),
+            slot,
+            range: 0..bytes.len(),
+            float,
+            base,
+        };
+        if bytes.len() < SMALL_CHUNK {
+            let full = {
+                let mut batch = self.batch.lock().expect("batch poisoned");
+                batch.push(part, bytes);
+                batch.bytes.len() >= BATCH_BYTES || batch.parts.len() >= BATCH_CHUNKS
+            };
+            if full {
+                self.flush(scope);
+            }
+            return;
+        }
+        // Room first, then the copy: the budget bounds the copies.
+        self.budget.acquire(bytes.len());
+        let batch = Batch {
+            bytes: bytes.to_vec(),
+            parts: vec![part],
+        };
+        self.spawn_acquired(scope, batch);
+    }
+
+    /// Hands the pending batch of small chunks to a task. The reading
+    /// thread calls this before it waits for chunk ids and once at the end,
+    /// so every slot gets its id.
+    pub fn flush<'s>(&'s self, scope: &rayon::Scope<'s>)
+    where
+        'a: 's,
+    {
+        let batch = std::mem::take(&mut *self.batch.lock().expect("batch poisoned"));
+        if !batch.parts.is_empty() {
+            self.budget.acquire(batch.bytes.len());
+            self.spawn_acquired(scope, batch);
+        }
+    }
+
+    /// Spawns the task that hashes every chunk of `batch` (whose bytes the
+    /// budget already counts), fills its slot, claims it and encodes it if
+    /// new, and sends the new ones to the writer in one message.
+    fn spawn_acquired<'s>(&'s self, scope: &rayon::Scope<'s>, batch: Batch)
+    where
+        'a: 's,
+    {
+        let len = batch.bytes.len();
         scope.spawn(move |_| {
-            let id = ChunkId::of(&data);
-            slots.fill(slot, id);
-            self.process_chunk(id, &data, float, base.as_ref());
+            let ids: Vec<ChunkId> = batch
+                .parts
+                .iter()
+                .map(|p| {
+                    let id = ChunkId::of(&batch.bytes[p.range.clone()]);
+                    p.slots.fill(p.slot, id);
+                    id
+                })
+                .collect();
+            match self.claim_all(&ids) {
+                Ok(fresh) => {
+                    let encoded: Vec<Encoded> = batch
+                        .parts
+                        .iter()
+                        .zip(ids)
+                        .zip(fresh)
+                        .filter(|(_, fresh)| *fresh)
+                        .map(|((p, id), _)| self.encode_new(id, &batch.bytes[p.range.clone()], p))
+                        .collect();
+                    if !encoded.is_empty() && self.tx.send(encoded).is_err() {
+                        self.fail(Error::Other("the pack writer stopped".into()));
+                    }
+                }
+                Err(e) => self.fail(e),
+            }
             self.budget.release(len);
             self.progress.advance(len as u64);
         });
     }
 
-    /// Stores the chunk if it is new. `float` is the element type of the
-    /// float tensor it belongs to, if known (such chunks try the float
-    /// codec), and `base` the same place of the file's previous version,
-    /// if that is float data too (then a float delta is tried first).
-    fn process_chunk(
-        &self,
-        id: ChunkId,
-        data: &[u8],
-        float: Option<FloatLayout>,
-        base: Option<&(ChunkId, BlobLoc)>,
-    ) {
-        match self.claim(&id) {
-            Ok(true) => {
-                let (codec, bytes, base) = self.encode(data, float, base);
-                self.new_chunks.fetch_add(1, Ordering::Relaxed);
-                self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
-                self.new_stored
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                let enc = Encoded {
-                    id,
-                    codec,
-                    bytes,
-                    raw_len: data.len() as u32,
-                    base,
-                };
-                if self.tx.send(enc).is_err() {
-                    self.fail(Error::Other("the pack writer stopped".into()));
-                }
-            }
-            Ok(false) => {}
-            Err(e) => self.fail(e),
+    /// Encodes a chunk this commit claimed, and counts it.
+    fn encode_new(&self, id: ChunkId, data: &[u8], part: &Part) -> Encoded {
+        let (codec, bytes, base) = self.encode(data, part.float, part.base.as_ref());
+        self.new_chunks.fetch_add(1, Ordering::Relaxed);
+        self.new_raw.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.new_stored
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Encoded {
+            id,
+            codec,
+            bytes,
+            raw_len: data.len() as u32,
+            base,
         }
     }
 
@@ -273,6 +346,33 @@ impl<'a> Shared<'a> {
             (codec, bytes, None)
         })
     }
+}
+
+/// Chunks handed to one task: their bytes back to back, and where each
+/// goes.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    parts: Vec<Part>,
+}
+
+impl Batch {
+    fn push(&mut self, mut part: Part, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        part.range = start..self.bytes.len();
+        self.parts.push(part);
+    }
+}
+
+/// One chunk of a batch: its file's slot, its bytes in the batch, and how
+/// to encode it (`float`, `base` as in `Shared::encode`).
+struct Part {
+    slots: Slots,
+    slot: usize,
+    range: std::ops::Range<usize>,
+    float: Option<FloatLayout>,
+    base: Option<(ChunkId, BlobLoc)>,
 }
 
 /// Chunk lengths and ids of one read of one file, in file order; the ids
@@ -327,11 +427,11 @@ fn write_packs(
     layout: &Layout,
     kind: PackKind,
     target: u64,
-    rx: Receiver<Encoded>,
+    rx: Receiver<Vec<Encoded>>,
 ) -> Result<Vec<FinishedPack>> {
     let mut done = Vec::new();
     let mut current: Option<PackWriter> = None;
-    for enc in rx {
+    for enc in rx.into_iter().flatten() {
         let w = match current.as_mut() {
             Some(w) => w,
             None => current.insert(PackWriter::create(layout, kind)?),

@@ -36,7 +36,9 @@ pub(super) struct Draft {
     pub summary: Summary,
     /// Data packs, then the tree pack (if any tree was new).
     pub packs: Vec<FinishedPack>,
+    /// Stat cache rows to put, and paths whose rows go (`scan::stat_changes`).
     pub stat_rows: Vec<StatRow>,
+    pub stat_stale: Vec<Vec<u8>>,
     pub warnings: Vec<String>,
 }
 
@@ -81,7 +83,7 @@ pub(super) fn publish(
             record,
             stat_workspace: draft.workspace,
             stat_entries: draft.stat_rows,
-            stat_replace_all: opts.paths.is_empty() && !opts.no_stat_cache,
+            stat_stale: draft.stat_stale,
             tags: opts.tags,
         },
     )?;

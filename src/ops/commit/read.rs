@@ -45,6 +45,10 @@ pub(super) fn read_files<'s, 'a: 's>(
 ) -> Result<()> {
     let mut vanished = Vanished::default();
     let mut rechecks = Vec::new();
+    let cut = &mut Cut {
+        chunker,
+        window: Vec::new(),
+    };
     for (i, (item, d)) in files
         .items
         .iter_mut()
@@ -57,7 +61,7 @@ pub(super) fn read_files<'s, 'a: 's>(
         if shared.failed() {
             break;
         }
-        let Some(mut r) = read_file(scope, shared, chunker, previous, item)? else {
+        let Some(mut r) = read_file(scope, shared, cut, previous, item)? else {
             *d = FileData::Skipped;
             vanished.add(item);
             continue;
@@ -94,6 +98,8 @@ pub(super) fn read_files<'s, 'a: 's>(
         let (item, d) = (&mut files.items[i], &mut files.data[i]);
         let mut attempts = 1;
         while let FileData::Read { slots, .. } = d {
+            // Its chunks may still wait in the pending batch.
+            shared.flush(scope);
             if same_ids(slots, &want) || shared.failed() {
                 break;
             }
@@ -104,7 +110,7 @@ pub(super) fn read_files<'s, 'a: 's>(
                 break;
             }
             attempts += 1;
-            let Some(mut r) = read_file(scope, shared, chunker, previous, item)? else {
+            let Some(mut r) = read_file(scope, shared, cut, previous, item)? else {
                 *d = FileData::Skipped;
                 vanished.add(item);
                 break;
@@ -122,6 +128,8 @@ pub(super) fn read_files<'s, 'a: 's>(
             }
         }
     }
+    // Every slot gets its id: the last small chunks go to a task too.
+    shared.flush(scope);
     vanished.report(&mut files.notes);
     Ok(())
 }
@@ -176,6 +184,14 @@ impl Vanished {
     }
 }
 
+/// The chunker and its window, one buffer reused for every file of the
+/// commit (grown to the largest segment read, at most `chunk::WINDOW`),
+/// so reading a small file costs no more memory than its size.
+struct Cut<'c> {
+    chunker: &'c Chunker,
+    window: Vec<u8>,
+}
+
 /// A file read into chunk tasks.
 struct FileRead {
     slots: Slots,
@@ -211,7 +227,7 @@ struct FileRead {
 fn read_file<'s, 'a: 's>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a>,
-    chunker: &Chunker,
+    cut: &mut Cut<'_>,
     previous: &mut Previous,
     item: &Item,
 ) -> Result<Option<FileRead>> {
@@ -234,7 +250,7 @@ fn read_file<'s, 'a: 's>(
         // Checkpoint formats are cut at tensor boundaries first (header, one
         // segment per tensor); tensor data is then cut into fixed chunks
         // aligned to the tensor start, everything else by FastCDC.
-        let segments = ckpt::segments(&file, before.size, chunker.min_size() as u64);
+        let segments = ckpt::segments(&file, before.size, cut.chunker.min_size() as u64);
         let anchor = segments
             .iter()
             .find(|s| float_layout(s.dtype).is_some())
@@ -266,7 +282,7 @@ fn read_file<'s, 'a: 's>(
             shared.spawn_chunk(scope, &slots, bytes, float, base);
             Ok(())
         };
-        let read = match stream_segments(&file, &item.abs, &segments, chunker, emit)? {
+        let read = match stream_segments(&file, &item.abs, &segments, cut, emit)? {
             Some(n) => n,
             None => return Ok(None),
         };
@@ -298,14 +314,19 @@ fn read_file<'s, 'a: 's>(
             }));
         }
         let same_file = now_at_path.is_some_and(|m| m.inode == after.inode && m.dev == after.dev);
-        if same_file && only_grew(&before, &after) && reads_the_same(&file, &item.abs, &slots)? {
-            return Ok(Some(FileRead {
-                slots,
-                meta: before,
-                read_start_ns,
-                prefix: true,
-                recheck: None,
-            }));
+        if same_file && only_grew(&before, &after) {
+            // The first read's ids are waited for: its chunks must not stay
+            // in the pending batch.
+            shared.flush(scope);
+            if reads_the_same(&file, &item.abs, &slots)? {
+                return Ok(Some(FileRead {
+                    slots,
+                    meta: before,
+                    read_start_ns,
+                    prefix: true,
+                    recheck: None,
+                }));
+            }
         }
     }
     Ok(None)
@@ -365,18 +386,19 @@ fn stream_segments<E>(
     file: &File,
     path: &Path,
     segments: &[ckpt::Segment],
-    chunker: &Chunker,
+    cut: &mut Cut<'_>,
     mut emit: impl FnMut(&ckpt::Segment, u64, &[u8]) -> std::result::Result<(), E>,
 ) -> Result<Option<u64>> {
     let mut reader = file;
     reader.seek(std::io::SeekFrom::Start(0)).ctx("seek", path)?;
     let mut read = 0;
     for seg in segments {
-        let part = reader.take(seg.len);
         let streamed = if seg.dtype.is_some() {
-            chunker.stream_fixed(part, |off, b| emit(seg, off, b))
+            cut.chunker
+                .stream_fixed(reader, seg.len, &mut cut.window, |off, b| emit(seg, off, b))
         } else {
-            chunker.stream(part, |off, b| emit(seg, off, b))
+            cut.chunker
+                .stream(reader, seg.len, &mut cut.window, |off, b| emit(seg, off, b))
         };
         match streamed {
             Ok(n) => read += n,

@@ -10,11 +10,12 @@
 //! `cacheable` and `stat_row` decide which files read by this commit get a
 //! row.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::pipeline::Slots;
+use super::trees::StatRow;
 use crate::error::{Error, Result};
 use crate::format::pack::PackKind;
 use crate::format::tree::ChunkRef;
@@ -314,15 +315,17 @@ pub(super) enum FileData {
     Skipped,
 }
 
+/// The workspace's stat cache rows, by path (read once per commit).
+pub(super) type StatCache = HashMap<Vec<u8>, StatEntry>;
+
 /// Decides per item: a stat cache hit (`Cached`), a file to read
 /// (`Pending`) or nothing to read (`Skipped`). Chunks of a hit are added
 /// to `seen`, the chunks this commit knows to be stored. Returns the
 /// decisions and the bytes to read.
 pub(super) fn use_stat_cache(
     index: &Index,
-    workspace: &str,
+    cache: &StatCache,
     items: &[Item],
-    enabled: bool,
     seen: &mut HashSet<ChunkId>,
 ) -> Result<(Vec<FileData>, u64)> {
     let mut data = Vec::with_capacity(items.len());
@@ -332,14 +335,9 @@ pub(super) fn use_stat_cache(
             data.push(FileData::Skipped);
             continue;
         }
-        let cached = if enabled {
-            index.stat_entry(workspace, item.rel.as_os_str().as_encoded_bytes())?
-        } else {
-            None
-        };
-        match cached {
-            Some(c) if same_file(&c, &item.meta) && all_present(index, seen, &c.chunks)? => {
-                data.push(FileData::Cached(c.chunks))
+        match cache.get(item.rel.as_os_str().as_encoded_bytes()) {
+            Some(c) if same_file(c, &item.meta) && all_present(index, seen, &c.chunks)? => {
+                data.push(FileData::Cached(c.chunks.clone()))
             }
             _ => {
                 to_read_bytes += item.meta.size;
@@ -385,4 +383,34 @@ pub(super) fn cacheable(meta: &Meta, read_start_ns: i64, prefix: bool) -> bool {
 /// The stat cache row of a file as committed.
 pub(super) fn stat_row(m: &Meta, chunks: Vec<ChunkRef>) -> StatEntry {
     StatEntry { meta: *m, chunks }
+}
+
+/// What the index transaction changes in the stat cache, given the rows it
+/// held (`cache`) and the rows of every cacheable file of this commit
+/// (`rows`): the rows to put (new or different), and, if `replace_all`
+/// (the whole workspace was committed), the paths whose rows go (gone, or
+/// not cacheable this time). An unchanged workspace changes nothing.
+pub(super) fn stat_changes(
+    cache: &StatCache,
+    rows: Vec<StatRow>,
+    replace_all: bool,
+) -> (Vec<StatRow>, Vec<Vec<u8>>) {
+    let stale = match replace_all {
+        true => {
+            let listed: HashSet<&[u8]> = rows.iter().map(|(p, _)| p.as_slice()).collect();
+            let mut stale: Vec<Vec<u8>> = cache
+                .keys()
+                .filter(|p| !listed.contains(p.as_slice()))
+                .cloned()
+                .collect();
+            stale.sort();
+            stale
+        }
+        false => Vec::new(),
+    };
+    let put = rows
+        .into_iter()
+        .filter(|(p, e)| cache.get(p) != Some(e))
+        .collect();
+    (put, stale)
 }
