@@ -753,15 +753,11 @@ impl Index {
              WHERE workspace=(SELECT num FROM workspaces WHERE path=?1)",
             [workspace],
             |r| {
-                let meta = Meta {
-                    size: r.get::<_, i64>(1)? as u64,
-                    mtime_ns: r.get(2)?,
-                    ctime_ns: r.get(3)?,
-                    inode: r.get::<_, i64>(4)? as u64,
-                    dev: r.get::<_, i64>(5)? as u64,
-                    mode: r.get(6)?,
-                };
-                Ok((r.get::<_, Vec<u8>>(0)?, meta, r.get::<_, Vec<u8>>(7)?))
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    stat_meta(r, 1)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                ))
             },
         )?;
         Ok(rows
@@ -778,17 +774,7 @@ impl Index {
             "SELECT size, mtime_ns, ctime_ns, inode, dev, mode, chunks FROM statcache \
              WHERE workspace=(SELECT num FROM workspaces WHERE path=?1) AND path=?2",
             params![workspace, path],
-            |r| {
-                let meta = Meta {
-                    size: r.get::<_, i64>(0)? as u64,
-                    mtime_ns: r.get(1)?,
-                    ctime_ns: r.get(2)?,
-                    inode: r.get::<_, i64>(3)? as u64,
-                    dev: r.get::<_, i64>(4)? as u64,
-                    mode: r.get(5)?,
-                };
-                Ok((meta, r.get::<_, Vec<u8>>(6)?))
-            },
+            |r| Ok((stat_meta(r, 0)?, r.get::<_, Vec<u8>>(6)?)),
         )?;
         Ok(row.and_then(|(meta, chunks)| {
             Some(StatEntry {
@@ -1145,6 +1131,19 @@ impl Tx<'_> {
     pub fn clear_statcache(&self) -> Result<()> {
         self.sql.execute("DELETE FROM statcache", [])
     }
+}
+
+/// The `Meta` of a stat cache row whose size, mtime_ns, ctime_ns, inode,
+/// dev and mode columns start at column `first`.
+fn stat_meta(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Meta> {
+    Ok(Meta {
+        size: r.get::<_, i64>(first)? as u64,
+        mtime_ns: r.get(first + 1)?,
+        ctime_ns: r.get(first + 2)?,
+        inode: r.get::<_, i64>(first + 3)? as u64,
+        dev: r.get::<_, i64>(first + 4)? as u64,
+        mode: r.get(first + 5)?,
+    })
 }
 
 #[cfg(test)]
