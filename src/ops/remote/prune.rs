@@ -88,23 +88,18 @@ pub fn prune(
 ) -> Result<()> {
     let before = backend.traffic().totals();
     sync::verify_complete(view, vindex, "prune --remote")?;
-    let listed = backend.list_dated(Kind::Pack)?;
+    let (listed, marked) = backend.list_packs_and_marks()?;
     let young_after = opts.now_ns.saturating_sub(opts.grace_ns);
     let spare: HashSet<PackId> = listed
         .iter()
         .filter(|(_, written)| *written > young_after)
-        .filter_map(|(n, _)| PackId::from_hex(n))
+        .map(|(id, _)| *id)
         .collect();
     let unreadable: Vec<String> = {
         let indexed = vindex.pack_ids()?;
-        let marked: HashSet<PackId> = backend
-            .list(Kind::Mark)?
-            .iter()
-            .filter_map(|n| PackId::from_hex(n))
-            .collect();
         listed
             .iter()
-            .filter_map(|(n, _)| PackId::from_hex(n))
+            .map(|(id, _)| *id)
             // A young pack may have come after the cache's sync.
             .filter(|id| !indexed.contains(id) && !marked.contains(id) && !spare.contains(id))
             .map(|id| {

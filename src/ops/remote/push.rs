@@ -184,7 +184,7 @@ pub fn push(
     progress.finish();
 
     failpoint::hit("push:before-records");
-    settle_marked(view, vindex, &counted_on, report)?;
+    settle_marked(view, vindex, backend, &counted_on, report)?;
     for (id, _) in &to_send {
         let (snap, record) = snapshots::read(local, id)?;
         view.backend().put(Kind::Snapshot, &id.to_hex(), &record)?;
@@ -216,11 +216,12 @@ pub fn push(
 fn settle_marked(
     view: &Layout,
     vindex: &mut Index,
+    backend: &ObjectStoreBackend,
     counted_on: &HashSet<PackId>,
     report: &mut PushReport,
 ) -> Result<()> {
-    let listed: HashSet<PackId> = packs::list_packs(view)?.into_iter().collect();
-    let doomed: HashSet<PackId> = packs::list_marked(view)?.into_iter().collect();
+    let (listed, doomed) = backend.list_packs_and_marks()?;
+    let listed: HashSet<PackId> = listed.into_iter().map(|(id, _)| id).collect();
     let mut gone: Vec<PackId> = counted_on
         .iter()
         .filter(|id| !listed.contains(id))

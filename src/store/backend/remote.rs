@@ -37,6 +37,7 @@
 //! the AWS profile files (`aws_profile`), and
 //! are never written or printed: `Debug` and every message show the URL only.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +59,7 @@ use super::aws_profile;
 use super::local::object_path;
 use super::{Backend, Kind, Object, Upload};
 use crate::error::{Error, Result};
+use crate::id::PackId;
 
 /// Multipart part size, and the largest object sent with one put.
 const PART: usize = 8 << 20;
@@ -188,6 +190,10 @@ pub struct Versioned {
     pub bytes: Vec<u8>,
     version: UpdateVersion,
 }
+
+/// The packs of a remote with their last write times (Unix ns), and the
+/// packs marked for deletion (`ObjectStoreBackend::list_packs_and_marks`).
+pub type PacksAndMarks = (Vec<(PackId, i64)>, HashSet<PackId>);
 
 /// The outcome of a conditional tag write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -597,9 +603,8 @@ impl ObjectStoreBackend {
     }
 
     /// `Backend::list` with each object's last write time (Unix ns, the
-    /// store's clock): remote prune leaves packs younger than its grace
-    /// period alone, since a push may be about to name them.
-    pub fn list_dated(&self, kind: Kind) -> Result<Vec<(String, i64)>> {
+    /// store's clock).
+    fn list_dated(&self, kind: Kind) -> Result<Vec<(String, i64)>> {
         let s = &self.shared;
         if kind == Kind::Config {
             return Ok(Vec::new());
@@ -644,6 +649,29 @@ impl ObjectStoreBackend {
             out.extend(name.map(|n| (n, ns)));
         }
         Ok(out)
+    }
+
+    /// The packs, with their last write times, and the packs that carry a
+    /// deletion mark, from one listing of `packs/` (where both live): what
+    /// a push settling with a remote prune and the prune itself need.
+    pub fn list_packs_and_marks(&self) -> Result<PacksAndMarks> {
+        let dir = self.shared.join("packs");
+        let depth = dir.parts().count();
+        let mut packs = Vec::new();
+        let mut marks = HashSet::new();
+        for (key, ns) in self.list_metas(&dir)? {
+            let parts: Vec<_> = key.parts().skip(depth).collect();
+            let [_, file] = parts.as_slice() else {
+                continue;
+            };
+            let file = file.as_ref();
+            if let Some(id) = file.strip_suffix(".pack").and_then(PackId::from_hex) {
+                packs.push((id, ns));
+            } else if let Some(id) = file.strip_suffix(".doomed").and_then(PackId::from_hex) {
+                marks.insert(id);
+            }
+        }
+        Ok((packs, marks))
     }
 
     /// The temporaries of uploads (`tmp/upload-*`: a pack copied into
